@@ -1,0 +1,49 @@
+"""The ``stampnet`` command: one sub-command per stage of the data flow.
+
+Each sub-command lives beside the code it drives, in a module with ``add_arguments(parser)`` and
+``run(args) -> int``; this file only dispatches, and imports a module (and TensorFlow) only when its
+command runs, so ``stampnet --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command -> (module, one-line help)
+COMMANDS = {
+    "simulate": ("stampnet.simulation.command", "write simulated ZTF-format alerts and labels"),
+    "build": ("stampnet.data.command", "build sharded TFRecord datasets from alert files"),
+    "import-alerce": ("stampnet.models.alerce_import", "convert an ALeRCE TF1 checkpoint"),
+    "classify": ("stampnet.inference", "classify alert files with a saved model"),
+    "train": ("stampnet.training.command", "train a model (same as python train.py)"),
+    "embed": ("stampnet.evaluation.embed", "write latent vectors of a dataset split to parquet"),
+    "evaluate": ("stampnet.evaluation.command", "evaluate runs (same as python evaluate.py)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stampnet", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_text, add_help=False)
+        subparser.set_defaults(module_name=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    known, rest = parser.parse_known_args(argv[:1])
+    module = importlib.import_module(known.module_name)
+    subparser = argparse.ArgumentParser(
+        prog=f"stampnet {known.command}", description=(module.__doc__ or "").split("\n\n")[0]
+    )
+    module.add_arguments(subparser)
+    args = subparser.parse_args(argv[1:] + rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
