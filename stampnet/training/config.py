@@ -1,0 +1,316 @@
+"""Training configuration: three small typed dataclasses, one preset per model, CLI overrides.
+
+After tensorflow/models ``official/core/config_definitions.py``: a run is described completely by a
+``RunConfig`` = model name + ``DataConfig`` (what to read) + ``ModelConfig`` (what to build) +
+``TrainConfig`` (how to fit). Every field has a documented default (its ``help`` metadata, which is
+also the ``--help`` text) and every field is a command-line flag, generated from the dataclasses by
+``add_config_arguments``; flags default to "not given", so a preset (``ModelSpec.data_config`` /
+``model_config`` / ``train_config``) is overridden only where the user asked.
+
+Model-specific knobs that are not worth a typed field go into ``ModelConfig.options`` (a dict,
+``--option key=value``, values parsed as JSON when they parse, else kept as strings); a spec reads
+them with ``config.model.option("name", default)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE
+from stampnet.features import DEFAULT_FEATURE_SET
+
+BALANCE_CHOICES = ("none", "oversample", "weights")
+BUILTIN_SIZES = ("tiny", "small", "medium", "large")
+
+
+def _field(default, help: str, *, flag: str | None = None, choices=None, factory=None):
+    """A dataclass field whose metadata carries its command-line flag and help text."""
+    metadata = {"help": help, "flag": flag, "choices": choices}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """What to read: the dataset, the feature set, balancing and augmentation."""
+
+    data_dir: str | None = _field(
+        None,
+        "built dataset directory (from `stampnet build`); default: the built-in simulated data",
+        flag="--data",
+    )
+    builtin_size: str = _field(
+        "small",
+        "size of the built-in simulated dataset used when --data is not given",
+        flag="--size",
+        choices=BUILTIN_SIZES,
+    )
+    feature_set: str = _field(
+        DEFAULT_FEATURE_SET,
+        "metadata features: a set name (alerce23, alerce26, none) or a comma-separated list",
+        flag="--features",
+    )
+    balance: str = _field(
+        "none",
+        "class balancing of the training split: oversample (ALeRCE), weights, or none",
+        choices=BALANCE_CHOICES,
+    )
+    augment: bool = _field(
+        True, "random flips/rotations of the stamps during training (--no-augment disables)"
+    )
+    max_detections: int = _field(
+        5, "sequence models: the first N detections of an object are used (padded and masked)"
+    )
+    labelled_only: bool | None = _field(
+        None, "drop unlabelled examples; default: what the model needs (ModelSpec.needs_labels)"
+    )
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """What to build. Fields a model does not use are ignored by it (and recorded anyway)."""
+
+    crop_size: int = _field(
+        DEFAULT_CROP_SIZE, "side of the centred stamp crop in pixels (ALeRCE: 21; 41, 63)"
+    )
+    channels: tuple[str, ...] = _field(
+        None,
+        "stamps the model sees, a comma-separated subset of science,template,difference",
+        factory=lambda: tuple(CHANNELS),
+    )
+    normalisation: str = _field(
+        "minmax",
+        "per-stamp normalisation inside the model",
+        choices=("minmax", "standardize", "none"),
+    )
+    kernel_size: int = _field(5, "convolution kernel size of the stamp encoder")
+    filters: int = _field(32, "filters of the first convolutions (later blocks use twice as many)")
+    dense_units: int = _field(64, "units of the dense layers")
+    dropout_rate: float = _field(0.5, "dropout rate")
+    pool_after: str = _field(
+        "dense1",
+        "stamp classifier: where rotations are pooled, after the first or the second dense layer",
+        choices=("dense1", "dense2"),
+    )
+    rotation_invariant: bool = _field(True, "encode the four 90-degree rotations and pool them")
+    latent_dim: int = _field(16, "autoencoders: latent dimension")
+    beta: float = _field(
+        0.5, "weight of the regulariser: entropy term (classifiers) or KL term (VAEs)"
+    )
+    kl_annealing: str = _field(
+        "linear",
+        "VAEs: KL weight schedule (none, linear ramp, cyclical ramps)",
+        choices=("none", "linear", "cyclical"),
+    )
+    kl_annealing_epochs: int = _field(10, "VAEs: epochs of one KL ramp from 0 to beta")
+    num_components: int = _field(0, "VaDE: mixture components (0: one per class of the data)")
+    recurrent: str = _field(
+        "lstm", "sequence models: temporal layer", choices=("lstm", "gru", "conv1d")
+    )
+    recurrent_units: int = _field(64, "sequence models: units of the temporal layer")
+    encoder_run: str | None = _field(
+        None,
+        "run folder of a trained encoder (latent classifier, sequence models)",
+        flag="--encoder",
+    )
+    options: dict[str, Any] = _field(
+        None,
+        "model-specific option KEY=VALUE (JSON value), repeatable",
+        flag="--option",
+        factory=dict,
+    )
+
+    def option(self, name: str, default=None):
+        """A model-specific option (``--option name=value``), or ``default``."""
+        return self.options.get(name, default)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to fit: optimiser, epochs, early stopping, seeds, and where the run goes."""
+
+    epochs: int = _field(30, "maximum number of epochs")
+    batch_size: int = _field(64, "batch size")
+    learning_rate: float = _field(1e-3, "Adam learning rate")
+    steps_per_epoch: int | None = _field(
+        None, "training batches per epoch; default: one pass over the training split"
+    )
+    validation_steps: int | None = _field(
+        None, "validation batches per epoch; default: the whole validation split"
+    )
+    patience: int = _field(5, "early stopping: epochs without val_loss improvement (0 disables it)")
+    seed: int = _field(0, "random seed of weights, shuffling and augmentation")
+    out: str | None = _field(None, "run folder; default: runs/<model>-<timestamp> under --runs-dir")
+    runs_dir: str = _field("runs", "parent folder of new run folders")
+    resume: str | None = _field(
+        None, "continue an interrupted run from its folder (its config.json is reused)"
+    )
+    verbose: int = _field(
+        1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch"
+    )
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines a run: ``model`` (registry name) and the three sections."""
+
+    model: str
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model_config: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "data": dataclasses.asdict(self.data),
+            "model_config": dataclasses.asdict(self.model_config),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, config: Mapping) -> RunConfig:
+        return cls(
+            model=config["model"],
+            data=_section_from_dict(DataConfig, config.get("data", {})),
+            model_config=_section_from_dict(ModelConfig, config.get("model_config", {})),
+            train=_section_from_dict(TrainConfig, config.get("train", {})),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+SECTIONS = {"data": DataConfig, "model_config": ModelConfig, "train": TrainConfig}
+
+
+def _section_from_dict(section_class, values: Mapping):
+    known = {field.name for field in dataclasses.fields(section_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown {section_class.__name__} fields {unknown}; known fields: {sorted(known)}"
+        )
+    values = dict(values)
+    if "channels" in values:
+        values["channels"] = tuple(values["channels"])
+    return section_class(**values)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _field_type(section_class, field: dataclasses.Field):
+    """The non-None type of a field annotation (``int | None`` -> int)."""
+    hint = typing.get_type_hints(section_class)[field.name]
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return args[0]
+    return typing.get_origin(hint) or hint
+
+
+def _parse_channels(text: str) -> tuple[str, ...]:
+    channels = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in channels if name not in CHANNELS]
+    if not channels or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--channels expects a comma-separated subset of {','.join(CHANNELS)}, got {text!r}"
+        )
+    return channels
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per config field; an unset flag leaves the preset (dest: section.field)."""
+    for section, section_class in SECTIONS.items():
+        group = parser.add_argument_group(
+            section_class.__name__,
+            f"{section_class.__doc__} Base defaults are shown; a model's preset may differ "
+            "(--show-config prints the resolved configuration).",
+        )
+        for field in dataclasses.fields(section_class):
+            default = (
+                field.default_factory()
+                if field.default_factory is not dataclasses.MISSING
+                else field.default
+            )
+            help_text = f"{field.metadata['help']} (base default: {default!r})"
+            kind = _field_type(section_class, field)
+            kwargs = {"dest": f"{section}.{field.name}", "default": argparse.SUPPRESS}
+            if kind is not bool and field.name != "options" and not field.metadata["choices"]:
+                kwargs["metavar"] = field.name.upper()
+            if field.metadata.get("choices"):
+                kwargs["choices"] = field.metadata["choices"]
+            if kind is bool:
+                group.add_argument(
+                    flag_name(field),
+                    action=argparse.BooleanOptionalAction,
+                    help=help_text,
+                    **kwargs,
+                )
+            elif field.name == "channels":
+                group.add_argument(flag_name(field), type=_parse_channels, help=help_text, **kwargs)
+            elif field.name == "options":
+                group.add_argument(
+                    flag_name(field),
+                    type=_parse_option,
+                    action="append",
+                    metavar="KEY=VALUE",
+                    help=help_text,
+                    **kwargs,
+                )
+            else:
+                group.add_argument(flag_name(field), type=kind, help=help_text, **kwargs)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config fields given on the command line, as {section: {field: value}}."""
+    overrides: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for dest, value in vars(args).items():
+        section, _, name = dest.partition(".")
+        if section in SECTIONS and name:
+            overrides[section][name] = dict(value) if name == "options" else value
+    return overrides
+
+
+def apply_overrides(config: RunConfig, overrides: Mapping[str, Mapping[str, Any]]) -> RunConfig:
+    """A copy of ``config`` with the given fields replaced; options are merged, not replaced."""
+    sections = {}
+    for section, values in overrides.items():
+        if section not in SECTIONS:
+            raise ValueError(
+                f"Unknown config section {section!r}; expected one of {list(SECTIONS)}"
+            )
+        current = getattr(config, section)
+        values = dict(values)
+        if "options" in values:
+            values["options"] = {**current.options, **values["options"]}
+        known = {field.name for field in dataclasses.fields(current)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown {section} fields {unknown}; known: {sorted(known)}")
+        sections[section] = dataclasses.replace(current, **values)
+    return dataclasses.replace(config, **sections)
+
+
+def resolve_features(feature_set: str) -> str | Sequence[str]:
+    """``--features`` value -> a set name or a tuple of names (features.resolve_feature_names)."""
+    if "," in feature_set:
+        return tuple(name.strip() for name in feature_set.split(",") if name.strip())
+    return feature_set
