@@ -1,0 +1,255 @@
+"""Encoder and decoder builders, and the training step, shared by the first-alert autoencoders.
+
+The encoder is of the family of the ALeRCE stamp-classifier trunk (Carrasco-Davis et al. 2021):
+zero-pad, Conv 4x4 valid, Conv 3x3, max-pool, three Conv 3x3, max-pool, dense; the decoder mirrors
+it with transposed convolutions back to the crop size. Both are functional models; only the
+autoencoder wrapping them is a subclass, because its training step (a masked reconstruction of the
+preprocessed inputs plus a latent regulariser) is not a plain ``fit()`` against labels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from stampnet.constants import NUM_CHANNELS, STAMP_SHAPE
+from stampnet.layers.latent import Sampling
+from stampnet.layers.preprocessing import StampPreprocessing, center_crop_bounds
+from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
+from stampnet.losses import elbo
+
+STAMP_KEYS = ("stamps", "stamp_mask")
+
+
+def stamp_inputs() -> dict:
+    return {key: keras.Input(STAMP_SHAPE, name=key) for key in STAMP_KEYS}
+
+
+def build_conv_trunk(image_shape, conv_filters=(32, 64), kernel_size=3, name="conv_trunk"):
+    """The convolutional part of the encoder: images (B, H, W, C) -> flat features.
+
+    The layers of ``stampnet.models.stamp_classifier``'s trunk (ALeRCE pads 21x21 crops by 3 so the
+    4x4 valid convolution keeps 24x24), with configurable widths so that test models stay tiny.
+    """
+    if len(conv_filters) != 2 or min(conv_filters) < 1:
+        raise ValueError(f"conv_filters must be (first, second) > 0, received {conv_filters!r}")
+    first, second = conv_filters
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.ZeroPadding2D(3)(images)
+    x = keras.layers.Conv2D(first, 4, padding="valid", activation="relu")(x)
+    x = keras.layers.Conv2D(first, kernel_size, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    for _ in range(3):
+        x = keras.layers.Conv2D(second, kernel_size, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    return keras.Model(images, keras.layers.Flatten()(x), name=name)
+
+
+def build_encoder(
+    *,
+    latent_dim: int = 16,
+    crop_size: int = 21,
+    normalisation: str = "minmax",
+    conv_filters=(32, 64),
+    kernel_size: int = 3,
+    dense_units: int = 64,
+    variational: bool = True,
+    rotation_invariant: bool = False,
+    seed: int | None = None,
+    name: str = "encoder",
+) -> keras.Model:
+    """Raw stamps -> ``[z_mean, z_log_var, z]`` if variational, else ``[z_mean]``.
+
+    With ``rotation_invariant`` the trunk and hidden layer see the four rot90 copies of the crop
+    and their outputs are averaged (cyclic pooling, Dieleman et al. 2015), so z does not depend on
+    the stamp's orientation (the decoder then cannot know it either: expect blurrier
+    reconstructions of asymmetric stamps).
+    """
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be >= 1, received {latent_dim}")
+    inputs = stamp_inputs()
+    images = StampPreprocessing(crop_size, normalisation, name="preprocessing")(
+        inputs["stamps"], inputs["stamp_mask"]
+    )
+    trunk = build_conv_trunk(images.shape[1:], conv_filters, kernel_size)
+    hidden_layer = keras.layers.Dense(dense_units, activation="relu", name="hidden")
+    if rotation_invariant:
+        stacked = RotationStack(name="rotations")(images)
+        hidden = CyclicAveragePooling(name="cyclic_pooling")(hidden_layer(trunk(stacked)))
+    else:
+        hidden = hidden_layer(trunk(images))
+    z_mean = keras.layers.Dense(latent_dim, name="z_mean")(hidden)
+    if not variational:
+        return keras.Model(inputs, [z_mean], name=name)
+    # Zero-initialised log-variance: the posterior starts at unit variance, the prior's scale.
+    z_log_var = keras.layers.Dense(latent_dim, kernel_initializer="zeros", name="z_log_var")(hidden)
+    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    return keras.Model(inputs, [z_mean, z_log_var, z], name=name)
+
+
+def build_decoder(
+    *,
+    latent_dim: int = 16,
+    crop_size: int = 21,
+    conv_filters=(32, 64),
+    dense_units: int = 64,
+    output_activation: str = "sigmoid",
+    name: str = "decoder",
+) -> keras.Model:
+    """z (B, D) -> reconstructed preprocessed crop (B, crop, crop, 3), mirroring the encoder."""
+    first, second = conv_filters
+    base = math.ceil(crop_size / 4)
+    z = keras.Input((latent_dim,), name="z")
+    x = keras.layers.Dense(dense_units, activation="relu")(z)
+    x = keras.layers.Dense(base * base * second, activation="relu")(x)
+    x = keras.layers.Reshape((base, base, second))(x)
+    x = keras.layers.Conv2DTranspose(second, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(second, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2DTranspose(first, 3, strides=2, padding="same", activation="relu")(x)
+    excess = 4 * base - crop_size
+    x = keras.layers.Cropping2D(((excess // 2, excess - excess // 2),) * 2)(x)
+    x = keras.layers.Conv2D(first, 3, padding="same", activation="relu")(x)
+    reconstruction = keras.layers.Conv2D(
+        NUM_CHANNELS, 3, padding="same", activation=output_activation, name="reconstruction"
+    )(x)
+    return keras.Model(z, reconstruction, name=name)
+
+
+class StampAutoencoder(keras.Model):
+    """Base of the autoencoders: masked reconstruction + beta * regulariser, with loss trackers.
+
+    After keras-io's ``examples/generative/vae.py``; subclasses define ``regularisation``. Inputs
+    are the pipeline's dicts (labels, if any, are ignored); the target is the encoder's own
+    preprocessing of the stamps, and invalid pixels do not count in the reconstruction loss.
+    Calling the model returns ``reconstruction`` decoded from ``z_mean`` and the latent mean.
+
+    Args:
+        encoder: from ``build_encoder`` (its output list gives z_mean first).
+        decoder: from ``build_decoder``.
+        crop_size, normalisation: must equal the encoder's preprocessing.
+        reconstruction_loss: "bce" or "mse" (``stampnet.losses.elbo``).
+        beta: initial weight of the regulariser; a ``keras.Variable`` that
+            ``stampnet.training.annealing.KLAnnealing`` updates during training.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        crop_size: int = 21,
+        normalisation: str = "minmax",
+        reconstruction_loss: str = "bce",
+        beta: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if reconstruction_loss not in elbo.RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction_loss must be one of {elbo.RECONSTRUCTION_LOSSES}, "
+                f"received {reconstruction_loss!r}"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.crop_size = crop_size
+        self.normalisation = normalisation
+        self.reconstruction_loss = reconstruction_loss
+        self.initial_beta = float(beta)
+        self.target_preprocessing = StampPreprocessing(crop_size, normalisation, name="target")
+        self.beta = keras.Variable(float(beta), trainable=False, name="beta")
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.regularisation_tracker = keras.metrics.Mean(name="kl_loss")
+
+    @property
+    def metrics(self):
+        return [
+            self.total_loss_tracker,
+            self.reconstruction_loss_tracker,
+            self.regularisation_tracker,
+        ]
+
+    def build(self, input_shape=None):
+        # The encoder and decoder are functional models, built when they were made.
+        self.built = True
+
+    def encode(self, inputs, training=False):
+        """(z_mean, z_log_var, z); a deterministic encoder gives z_log_var = None, z = z_mean."""
+        outputs = self.encoder({key: inputs[key] for key in STAMP_KEYS}, training=training)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        if len(outputs) == 1:
+            return outputs[0], None, outputs[0]
+        return tuple(outputs[:3])
+
+    def regularisation(self, z_mean, z_log_var, z):
+        """Per-example latent regulariser (B,); none for a plain autoencoder."""
+        return ops.zeros_like(z_mean[:, 0])
+
+    def call(self, inputs, training=False):
+        z_mean, _, _ = self.encode(inputs, training=training)
+        return {"reconstruction": self.decoder(z_mean, training=training), "z_mean": z_mean}
+
+    def functional_model(self, name: str | None = None) -> keras.Model:
+        """A functional view sharing this model's weights: raw stamps -> ``call``'s outputs.
+
+        Runs save and serve this view (``model.keras``, SavedModel): it reloads without
+        custom classes other than stampnet's layers and works with ``keras.Model.export``.
+        """
+        inputs = stamp_inputs()
+        return keras.Model(inputs, self.call(inputs), name=name or f"{self.name}_inference")
+
+    def target_and_mask(self, inputs):
+        """The preprocessed crop to reconstruct and its validity mask."""
+        start, stop = center_crop_bounds(self.crop_size, inputs["stamp_mask"].shape[-2])
+        mask = ops.cast(inputs["stamp_mask"][:, start:stop, start:stop, :], "float32")
+        return self.target_preprocessing(inputs["stamps"], inputs["stamp_mask"]), mask
+
+    def compute_losses(self, inputs, training=False):
+        target, mask = self.target_and_mask(inputs)
+        z_mean, z_log_var, z = self.encode(inputs, training=training)
+        reconstruction = self.decoder(z, training=training)
+        per_example = elbo.masked_reconstruction_loss(
+            target, reconstruction, mask, self.reconstruction_loss
+        )
+        reconstruction_loss = ops.mean(per_example)
+        regularisation = ops.mean(self.regularisation(z_mean, z_log_var, z))
+        total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
+        return total, reconstruction_loss, regularisation
+
+    def _update_trackers(self, losses):
+        for tracker, value in zip(self.metrics, losses, strict=True):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self.metrics}
+
+    def train_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            losses = self.compute_losses(inputs, training=True)
+        gradients = tape.gradient(losses[0], self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
+        return self._update_trackers(losses)
+
+    def test_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        return self._update_trackers(self.compute_losses(inputs, training=False))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "crop_size": self.crop_size,
+            "normalisation": self.normalisation,
+            "reconstruction_loss": self.reconstruction_loss,
+            "beta": self.initial_beta,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
