@@ -1,0 +1,265 @@
+"""Classify alert files with a saved stampnet classifier: ``stampnet classify``.
+
+``stampnet classify --model MODEL.keras --source ALERTS... --out predictions.csv`` streams alerts
+from any mix of Avro files, ZTF tarballs and Fink parquet (``stampnet.data.readers``), in
+batches, through the model, and writes one CSV row per alert:
+``candid, objectId, p_<class>..., predicted_class, model_name, model_version, source, rejected``.
+An alert that cannot be read is not dropped silently: it gets a row with empty probabilities and
+the reason in ``rejected`` (empty for classified alerts). Memory stays flat: one batch in flight.
+
+The model carries everything needed (the preprocessing layers, the feature names and statistics
+in ``FeatureNormalization``, the class names and version in its ``probabilities`` layer), so any
+model from ``train.py`` or ``stampnet import-alerce`` works as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import importlib
+import pkgutil
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from stampnet.features import metadata_indices
+
+DEFAULT_BATCH_SIZE = 256
+#: Batches decoded ahead of the model by the reader thread (bounds memory).
+PREFETCH_BATCHES = 2
+
+
+def _register_custom_objects() -> None:
+    """Imports every stampnet layer and model module, so that their registered classes are known
+    to ``keras.saving.load_model`` whatever model the file holds."""
+    import stampnet.layers
+    import stampnet.models
+
+    for package in (stampnet.layers, stampnet.models):
+        for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            try:
+                importlib.import_module(module.name)
+            except ImportError:
+                continue  # a model needing an optional dependency; only its own files fail
+
+
+@dataclasses.dataclass
+class Classifier:
+    """A loaded classifier and what its outputs mean.
+
+    Args:
+        model: a Keras model taking {"stamps", "stamp_mask"[, "features"]} -> probabilities.
+        class_names: output order.
+        feature_names: metadata features the model reads (empty for images-only models).
+        name, version: recorded in every output row.
+    """
+
+    model: object
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    name: str
+    version: str
+
+    def __post_init__(self):
+        import tensorflow as tf
+
+        self._feature_indices = metadata_indices(self.feature_names)
+        # One traced graph for every batch size: far faster per batch than model.predict.
+        self._forward = tf.function(
+            lambda inputs: self.model(inputs, training=False), reduce_retracing=True
+        )
+
+    def inputs(self, alerts: list) -> dict[str, np.ndarray]:
+        """The raw model inputs of a list of ``Alert`` records."""
+        inputs = {
+            "stamps": np.stack([alert.stamps for alert in alerts]).astype(np.float32, copy=False),
+            "stamp_mask": np.stack([alert.stamp_mask for alert in alerts]).astype(np.float32),
+        }
+        if self.feature_names:
+            metadata = np.stack([alert.metadata for alert in alerts])
+            inputs["features"] = metadata[:, self._feature_indices].astype(np.float32)
+        return inputs
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self._forward(inputs))
+
+
+def load_classifier(model) -> Classifier:
+    """A ``Classifier`` from a ``.keras`` path or a Keras model."""
+    import keras
+
+    from stampnet.layers.preprocessing import FeatureNormalization
+
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if not path.exists():
+            raise FileNotFoundError(f"Model file {path} does not exist")
+        _register_custom_objects()
+        model = keras.saving.load_model(path)
+    try:
+        output_layer = model.get_layer("probabilities")
+    except ValueError:
+        output_layer = None
+    class_names = getattr(output_layer, "class_names", None)
+    if not class_names:
+        raise ValueError(
+            f"Model {model.name!r} does not record its class names: expected a "
+            "'probabilities' layer with class_names (stampnet.models.stamp_classifier."
+            "ClassProbabilities), as models from train.py and import-alerce have."
+        )
+    normalisers = [layer for layer in model.layers if isinstance(layer, FeatureNormalization)]
+    feature_names = normalisers[0].stats.names if normalisers else ()
+    return Classifier(
+        model=model,
+        class_names=tuple(class_names),
+        feature_names=tuple(feature_names),
+        name=model.name,
+        version=getattr(output_layer, "model_version", ""),
+    )
+
+
+def _batches(sources, batch_size: int, rejections) -> Iterator[list]:
+    from stampnet.data.readers import iter_alerts
+
+    batch = []
+    for alert in iter_alerts(sources, rejections=rejections):
+        batch.append(alert)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prefetch(batches: Iterable, depth: int) -> Iterator:
+    """Runs ``batches`` in a reader thread, ``depth`` items ahead: decoding (Python, under the
+    GIL) overlaps the model (TensorFlow kernels release the GIL)."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure = []
+
+    def produce():
+        try:
+            for item in batches:
+                items.put(item)
+        except BaseException as error:  # re-raised in the consumer thread
+            failure.append(error)
+        finally:
+            items.put(done)
+
+    thread = threading.Thread(target=produce, name="stampnet-classify-reader", daemon=True)
+    thread.start()
+    while (item := items.get()) is not done:
+        yield item
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def classify(
+    model,
+    sources,
+    out_csv: str | Path,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    prefetch: int = PREFETCH_BATCHES,
+) -> dict:
+    """Classifies every alert of ``sources`` and writes one CSV row per alert to ``out_csv``.
+
+    Args:
+        model: a ``.keras`` path, a Keras model, or a ``Classifier``.
+        sources: alert files, directories or globs (``stampnet.data.readers.iter_alerts``).
+        out_csv: output file; rejected alerts get rows with empty probabilities and the reason
+            in the ``rejected`` column.
+        batch_size: alerts per model call.
+        prefetch: batches decoded ahead in a reader thread (0 reads in the calling thread).
+
+    Returns:
+        A summary: ``classified``, ``rejected``, ``rejections`` (counts per reason), ``seconds``,
+        ``alerts_per_second``, ``model_name``, ``model_version``.
+    """
+    from stampnet.data.alert import RejectionLog
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, received {batch_size}")
+    classifier = model if isinstance(model, Classifier) else load_classifier(model)
+    # Rejections are written as rows (and summarised), not raised as one warning each.
+    rejections = RejectionLog(warn=False)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    header = ["candid", "objectId", *(f"p_{name}" for name in classifier.class_names)]
+    header += ["predicted_class", "model_name", "model_version", "source", "rejected"]
+    empty = [""] * (len(classifier.class_names) + 1)
+    identity = [classifier.name, classifier.version]
+    start, classified, written_rejections = time.perf_counter(), 0, 0
+    batches = _batches(sources, batch_size, rejections)
+    if prefetch:
+        batches = _prefetch(batches, prefetch)
+    with open(out_csv, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for batch in batches:
+            probabilities = classifier.predict(classifier.inputs(batch))
+            predicted = np.argmax(probabilities, axis=1)
+            for alert, row, label in zip(batch, probabilities, predicted, strict=True):
+                writer.writerow(
+                    [alert.candid, alert.object_id, *(f"{p:.9g}" for p in row)]
+                    + [classifier.class_names[label], *identity, alert.source, ""]
+                )
+            classified += len(batch)
+            written_rejections = _write_rejections(
+                writer, rejections, written_rejections, empty, identity
+            )
+        _write_rejections(writer, rejections, written_rejections, empty, identity)
+    seconds = time.perf_counter() - start
+    return {
+        "classified": classified,
+        "rejected": len(rejections),
+        "rejections": rejections.counts(),
+        "seconds": seconds,
+        "alerts_per_second": classified / seconds if seconds > 0 else float("nan"),
+        "model_name": classifier.name,
+        "model_version": classifier.version,
+        "out": str(out_csv),
+    }
+
+
+def _write_rejections(writer, rejections, start: int, empty: list, identity: list) -> int:
+    for rejection in rejections.rejections[start:]:
+        candid = "" if rejection.candid is None else rejection.candid
+        writer.writerow([candid, "", *empty, *identity, rejection.source, rejection.reason])
+    return len(rejections)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a .keras model (train.py, import-alerce)")
+    parser.add_argument(
+        "--source", required=True, nargs="+", help="alert files, directories or globs"
+    )
+    parser.add_argument("--out", required=True, help="CSV to write, one row per alert")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        summary = classify(args.model, args.source, args.out, batch_size=args.batch_size)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"stampnet classify: {error}") from error
+    print(
+        f"{summary['classified']} alerts classified with {summary['model_name']} "
+        f"({summary['model_version']}) in {summary['seconds']:.1f} s "
+        f"({summary['alerts_per_second']:.0f} alerts/s) -> {summary['out']}"
+    )
+    if summary["rejected"]:
+        print(
+            f"{summary['rejected']} alerts rejected (rows with a 'rejected' reason): "
+            f"{summary['rejections']}",
+            file=sys.stderr,
+        )
+    return 0

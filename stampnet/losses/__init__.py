@@ -1,0 +1,1 @@
+"""Loss functions as pure functions of (targets, predictions), one module per family."""

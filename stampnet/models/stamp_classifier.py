@@ -1,0 +1,202 @@
+"""The rotation-invariant stamp classifier of the ALeRCE broker (Carrasco-Davis et al. 2021).
+
+Raw stamps (science, template, difference) are cropped and min-max normalised inside the model,
+seen at four right-angle rotations through a shared convolutional trunk, pooled over the
+rotations, joined with the normalised metadata features, and classified by two dense layers.
+Two published variants differ in where the rotations are pooled:
+
+- ``pool_after="dense_1"`` (ALeRCE 2020, with features): trunk ... dense_1 -> pool ->
+  concat(features) -> dense_2 -> dense_3 -> output_logits;
+- ``pool_after="dense_2"`` (ALeRCE 2019, images only): trunk ... dense_1 -> dense_2 -> pool ->
+  [concat(features)] -> output_logits.
+
+Layer names follow ALeRCE's graph without its op counters (``conv_1_1`` -> ``conv_1``,
+``dense_1_10`` -> ``dense_1``; the ReLU after each is ``conv_1_relu``...) so that weights and
+intermediate outputs map one to one (``alerce_import.stampnet_layer_for``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+from stampnet import __version__
+from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE, STAMP_SHAPE
+from stampnet.features import FeatureStats
+from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
+from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
+
+CROP_SIZES = (21, 41, 63)
+POOL_POSITIONS = ("dense_1", "dense_2")
+#: (layer name, filters) of the convolutional trunk; "down_*" are 2x2 max-pooling layers.
+TRUNK = (("conv_2", 32), ("down_1", None), ("conv_3", 64), ("conv_4", 64), ("conv_5", 64))
+HIDDEN_UNITS = 64
+#: Keras' default, and the epsilon of ALeRCE's graph (batchnorm/add/y = 0.001).
+BATCHNORM_EPSILON = 1e-3
+
+
+@keras.saving.register_keras_serializable(package="stampnet")
+class ChannelSelection(keras.layers.Layer):
+    """Keeps a subset of the stamp channels, in the given order (the paper's input comparisons).
+
+    Args:
+        channels: names from ``stampnet.constants.CHANNELS``.
+    """
+
+    def __init__(self, channels: Sequence[str] = CHANNELS, **kwargs):
+        super().__init__(**kwargs)
+        channels = tuple(channels)
+        unknown = [name for name in channels if name not in CHANNELS]
+        if not channels or unknown or len(set(channels)) != len(channels):
+            raise ValueError(
+                f"channels must be distinct names from {CHANNELS}, received {channels!r}"
+            )
+        self.channels = channels
+        self.indices = [CHANNELS.index(name) for name in channels]
+
+    def call(self, stamps):
+        if self.indices == list(range(len(CHANNELS))):
+            return stamps
+        return ops.take(stamps, self.indices, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.channels))
+
+    def get_config(self):
+        return {**super().get_config(), "channels": list(self.channels)}
+
+
+@keras.saving.register_keras_serializable(package="stampnet")
+class ClassProbabilities(keras.layers.Layer):
+    """Softmax over logits that also records what the outputs mean, so a saved model is
+    self-describing: ``stampnet classify`` reads the class names and version from this layer.
+
+    Args:
+        class_names: output order of the classes.
+        model_version: free text recorded with every prediction (e.g. "stampnet-0.1.0").
+    """
+
+    def __init__(self, class_names: Sequence[str], model_version: str = "", **kwargs):
+        super().__init__(**kwargs)
+        self.class_names = tuple(str(name) for name in class_names)
+        self.model_version = str(model_version)
+
+    def call(self, logits):
+        return ops.softmax(logits, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "class_names": list(self.class_names),
+            "model_version": self.model_version,
+        }
+
+
+def _dense(tensor, units, name, dropout_rate):
+    """Dense, ReLU (a layer of its own, so both ALeRCE tensors BiasAdd and Relu have a twin),
+    and dropout in training."""
+    tensor = keras.layers.Dense(units, name=name)(tensor)
+    tensor = keras.layers.ReLU(name=f"{name}_relu")(tensor)
+    if dropout_rate:
+        tensor = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(tensor)
+    return tensor
+
+
+def _conv(tensor, filters, kernel_size, padding, name):
+    tensor = keras.layers.Conv2D(filters, kernel_size, padding=padding, name=name)(tensor)
+    return keras.layers.ReLU(name=f"{name}_relu")(tensor)
+
+
+def _image_trunk(images, kernel_size, dropout_rate, pool_after):
+    """The shared Deep-HiTS trunk on the 4B stacked rotations; returns the pooled (B, 64)."""
+    tensor = keras.layers.ZeroPadding2D(3, name="padding")(images)
+    tensor = _conv(tensor, 32, 4, "valid", "conv_1")
+    for name, filters in TRUNK:
+        if filters is None:
+            tensor = keras.layers.MaxPooling2D(2, name=name)(tensor)
+        else:
+            tensor = _conv(tensor, filters, kernel_size, "same", name)
+    tensor = keras.layers.MaxPooling2D(2, name="down_2")(tensor)
+    tensor = keras.layers.Flatten(name="flatten")(tensor)  # row-major (H, W, C), as ALeRCE
+    tensor = _dense(tensor, HIDDEN_UNITS, "dense_1", dropout_rate)
+    if pool_after == "dense_2":
+        tensor = _dense(tensor, HIDDEN_UNITS, "dense_2", dropout_rate)
+    return CyclicAveragePooling(name="cyclic_pooling")(tensor)
+
+
+def build_stamp_classifier(
+    *,
+    class_names: Sequence[str],
+    feature_stats: FeatureStats | None = None,
+    crop_size: int = DEFAULT_CROP_SIZE,
+    kernel_size: int = 3,
+    channels: Sequence[str] = CHANNELS,
+    pool_after: str = "dense_1",
+    dropout_rate: float = 0.5,
+    normalisation: str = "minmax",
+    model_version: str = f"stampnet-{__version__}",
+    name: str = "stamp_classifier",
+) -> keras.Model:
+    """Builds ALeRCE's rotation-invariant stamp classifier (Carrasco-Davis et al. 2021).
+
+    Args:
+        class_names: output classes, in order.
+        feature_stats: names and train statistics of the metadata features; None builds an
+            images-only model without a "features" input.
+        crop_size: side of the centred crop, 21 (ALeRCE), 41 or 63.
+        kernel_size: side of the 3x3-style convolutions (the first one is always 4x4).
+        channels: stamp channels used, any subset of ("science", "template", "difference").
+        pool_after: "dense_1" (2020 model) or "dense_2" (2019 images-only model); see module doc.
+        dropout_rate: dropout after each hidden dense layer in training (0 = none).
+        normalisation: stamp normalisation of ``StampPreprocessing`` ("minmax" as ALeRCE).
+        model_version: recorded in the output layer and in every ``stampnet classify`` row.
+        name: model name.
+
+    Returns:
+        A functional model: {"stamps", "stamp_mask"[, "features"]} -> probabilities (B, C).
+    """
+    class_names = tuple(class_names)
+    if len(class_names) < 2:
+        raise ValueError(f"class_names needs at least 2 classes, received {class_names!r}")
+    if crop_size not in CROP_SIZES:
+        raise ValueError(f"crop_size must be one of {CROP_SIZES}, received {crop_size}")
+    if pool_after not in POOL_POSITIONS:
+        raise ValueError(f"pool_after must be one of {POOL_POSITIONS}, received {pool_after!r}")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate}")
+    if kernel_size < 1:
+        raise ValueError(f"kernel_size must be positive, received {kernel_size}")
+    if feature_stats is not None and not feature_stats.names:
+        feature_stats = None  # the "none" feature set
+
+    inputs = {
+        "stamps": keras.Input(STAMP_SHAPE, name="stamps"),
+        "stamp_mask": keras.Input(STAMP_SHAPE, name="stamp_mask"),
+    }
+    images = StampPreprocessing(crop_size, normalisation, name="stamp_preprocessing")(
+        inputs["stamps"], inputs["stamp_mask"]
+    )
+    images = ChannelSelection(channels, name="channel_selection")(images)
+    stacked = RotationStack(name="rotations")(images)
+    tensor = _image_trunk(stacked, kernel_size, dropout_rate, pool_after)
+
+    if feature_stats is not None:
+        inputs["features"] = keras.Input((len(feature_stats.names),), name="features")
+        features = FeatureNormalization(feature_stats, name="feature_normalization")(
+            inputs["features"]
+        )
+        features = keras.layers.BatchNormalization(
+            epsilon=BATCHNORM_EPSILON, name="batchnorm_features"
+        )(features)
+        tensor = keras.layers.Concatenate(name="dense_with_features")([tensor, features])
+    if pool_after == "dense_1":
+        tensor = _dense(tensor, HIDDEN_UNITS, "dense_2", dropout_rate)
+        tensor = _dense(tensor, HIDDEN_UNITS, "dense_3", dropout_rate)
+    logits = keras.layers.Dense(len(class_names), name="output_logits")(tensor)
+    probabilities = ClassProbabilities(class_names, model_version, name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name=name)
