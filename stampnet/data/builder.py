@@ -1,0 +1,213 @@
+"""The TFDS builder ``ztf_alerts``: sharded TFRecords of raw stamps, masks and metadata.
+
+Two configs share one ingestion (``stampnet.data.staging``):
+- ``alerts``: one example per alert;
+- ``sequences``: one example per object, its first alerts in time order.
+
+Stamps are stored raw (float32 counts, invalid pixels 0) with their validity masks, and metadata
+raw with presence flags, so every normalisation choice lives in the models and none needs a
+rebuild. TFDS writes into an ``incomplete.*`` directory and renames it when every split is done:
+an interrupted build never leaves a dataset that looks finished.
+
+Reading needs no sources: ``tfds.builder("ztf_alerts/alerts", data_dir=...)`` (this module
+imported) or ``tfds.builder_from_directory(...)`` (no stampnet needed), or ``load_builder`` below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
+
+from stampnet.constants import STAMP_SHAPE
+from stampnet.data.splits import DEFAULT_SPLIT_FRACTIONS
+from stampnet.data.staging import Staging, staged
+from stampnet.features import METADATA_FIELDS
+
+BUILDER_NAME = "ztf_alerts"
+CONFIGS = ("alerts", "sequences")
+#: Alerts kept per object in ``sequences``; pipelines truncate further (models use 5).
+DEFAULT_STORED_DETECTIONS = 10
+#: Bytes TFDS may hold in memory while shuffling a split before spilling to disk buckets.
+SHUFFLE_MEMORY_BYTES = 64 << 20
+
+
+@contextlib.contextmanager
+def bounded_shuffle_memory(limit_bytes: int = SHUFFLE_MEMORY_BYTES):
+    """Caps the memory TFDS' example shuffler uses, for the duration of one build.
+
+    TFDS keeps a split's serialised examples in memory up to a module constant of 1 GB before
+    spilling them to 1000 on-disk buckets. Raw stamps are ~60 KB per alert, so the default would
+    make a build's memory grow with its input up to 1 GB; there is no public option, so the
+    constant is lowered here and restored afterwards.
+    """
+    previous = tfds_shuffle.MAX_MEM_BUFFER_SIZE
+    tfds_shuffle.MAX_MEM_BUFFER_SIZE = limit_bytes
+    try:
+        yield
+    finally:
+        tfds_shuffle.MAX_MEM_BUFFER_SIZE = previous
+
+
+def _features(config_name: str) -> tfds.features.FeaturesDict:
+    num_fields = len(METADATA_FIELDS)
+    raw = tfds.features.Encoding.BYTES  # decode_raw: faster to parse than float lists
+    if config_name == "alerts":
+        return tfds.features.FeaturesDict(
+            {
+                "candid": tfds.features.Scalar(np.int64),
+                "object_id": tfds.features.Text(),
+                "jd": tfds.features.Scalar(np.float64),
+                "fid": tfds.features.Scalar(np.int64),
+                "label": tfds.features.Text(),
+                "stamps": tfds.features.Tensor(shape=STAMP_SHAPE, dtype=np.float32, encoding=raw),
+                "stamp_mask": tfds.features.Tensor(shape=STAMP_SHAPE, dtype=np.uint8, encoding=raw),
+                "metadata": tfds.features.Tensor(shape=(num_fields,), dtype=np.float32),
+                "metadata_present": tfds.features.Tensor(shape=(num_fields,), dtype=np.bool_),
+                "source": tfds.features.Text(),
+            }
+        )
+    return tfds.features.FeaturesDict(
+        {
+            "object_id": tfds.features.Text(),
+            "label": tfds.features.Text(),
+            "num_alerts": tfds.features.Scalar(np.int64),
+            "candid": tfds.features.Tensor(shape=(None,), dtype=np.int64),
+            "jd": tfds.features.Tensor(shape=(None,), dtype=np.float64),
+            "stamps": tfds.features.Tensor(
+                shape=(None, *STAMP_SHAPE), dtype=np.float32, encoding=raw
+            ),
+            "stamp_mask": tfds.features.Tensor(
+                shape=(None, *STAMP_SHAPE), dtype=np.uint8, encoding=raw
+            ),
+            "metadata": tfds.features.Tensor(
+                shape=(None, num_fields), dtype=np.float32, encoding=raw
+            ),
+            "metadata_present": tfds.features.Tensor(
+                shape=(None, num_fields), dtype=np.bool_, encoding=raw
+            ),
+        }
+    )
+
+
+class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
+    """ZTF alerts with their three stamps, as TFRecords (Carrasco-Davis et al. 2021 inputs).
+
+    Constructor arguments beyond TFDS' own (``data_dir``, ``config``) are only needed to build:
+
+    Args:
+        sources: alert files, directories or globs (see ``stampnet.data.readers.iter_alerts``).
+        labels: a ``stampnet.data.labels.LabelTable``, or None (every alert "unknown").
+        seed: seed of the per-object split.
+        max_detections: alerts stored per object in the ``sequences`` config.
+        split_fractions: (train, validation, test) fractions of the objects of every label.
+        staging: an already ingested and split ``Staging`` to reuse (``build_dataset`` shares one
+            between both configs); when None the builder ingests ``sources`` itself.
+
+    Example:
+        >>> builder = ZtfAlerts(config="alerts", data_dir="tfrecords/ztf_sample", sources="ztf/")
+        >>> builder.download_and_prepare()
+        >>> train = builder.as_dataset(split="train")
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Raw stamps, masks and METADATA_FIELDS with presence flags."}
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name="alerts", description="One example per alert."),
+        tfds.core.BuilderConfig(
+            name="sequences", description="One example per object: its alerts sorted by jd."
+        ),
+    ]
+
+    def __init__(
+        self,
+        *,
+        sources=None,
+        labels=None,
+        seed: int = 0,
+        max_detections: int = DEFAULT_STORED_DETECTIONS,
+        split_fractions=DEFAULT_SPLIT_FRACTIONS,
+        staging: Staging | None = None,
+        **kwargs,
+    ):
+        if int(max_detections) < 1:
+            raise ValueError(f"max_detections must be >= 1, received {max_detections}")
+        self._sources = sources
+        self._labels = labels
+        self._seed = int(seed)
+        self._max_detections = int(max_detections)
+        self._split_fractions = tuple(split_fractions)
+        self._staging = staging
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=_features(self.builder_config.name),
+            description=__doc__.split("\n\n")[0],
+            homepage="https://www.ztf.caltech.edu/",
+            citation="Carrasco-Davis et al. 2021, AJ 162, 231 (ALeRCE stamp classifier)",
+        )
+
+    def download_and_prepare(self, *args, **kwargs):
+        with bounded_shuffle_memory(), contextlib.ExitStack() as stack:
+            if self._staging is None:
+                if self._sources is None:
+                    raise ValueError(
+                        f"Building {self.name}/{self.builder_config.name} needs sources= (alert "
+                        "files), or staging=; to read an existing build pass only data_dir."
+                    )
+                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="stampnet-"))
+                self._staging = stack.enter_context(
+                    staged(scratch, self._sources, self._labels, self._split_fractions, self._seed)
+                )
+                stack.callback(setattr, self, "_staging", None)
+            return super().download_and_prepare(*args, **kwargs)
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # the sources are local files, read by the staging
+        # TFDS refuses an empty split, and a small input can leave validation or test empty.
+        return {split: self._generate_examples(split) for split in self._staging.splits()}
+
+    def _generate_examples(self, split: str):
+        if self.builder_config.name == "alerts":
+            yield from self._staging.alert_examples(split)
+        else:
+            yield from self._staging.sequence_examples(split, self._max_detections)
+
+
+def version_dir(data_dir: str | Path, config: str) -> Path:
+    """The finished TFDS directory of ``config`` under ``data_dir`` (highest version)."""
+    if config not in CONFIGS:
+        raise ValueError(f"config must be one of {CONFIGS}, received {config!r}")
+    base = Path(data_dir) / BUILDER_NAME / config
+    found = sorted(
+        (
+            path
+            for path in base.glob("*")
+            if _is_version(path.name) and (path / "dataset_info.json").is_file()
+        ),
+        key=lambda path: tfds.core.Version(path.name),
+    )
+    if not found:
+        raise FileNotFoundError(
+            f"No finished {BUILDER_NAME}/{config} dataset under {data_dir} (looked in {base}); "
+            "build one with `stampnet build --source ALERTS --out DIR`."
+        )
+    return found[-1]
+
+
+def _is_version(name: str) -> bool:
+    try:
+        tfds.core.Version(name)
+    except ValueError:
+        return False
+    return True
+
+
+def load_builder(data_dir: str | Path, config: str) -> tfds.core.DatasetBuilder:
+    """A read-only builder of a finished dataset; needs neither sources nor this class."""
+    return tfds.builder_from_directory(str(version_dir(data_dir, config)))

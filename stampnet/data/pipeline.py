@@ -1,0 +1,280 @@
+"""tf.data pipelines from a built data directory to batched model inputs.
+
+The pipelines hand models *raw* inputs (stamps in counts with a float validity mask, metadata
+unnormalised with NaN where missing): preprocessing lives inside the models
+(``stampnet.layers.preprocessing``), so training, evaluation and serving read the same thing.
+Memory does not depend on the dataset size: examples stream from the TFRecords, and only the
+shuffle buffer (a fixed number of examples) and a few prefetched batches are ever held.
+
+Class balancing follows ALeRCE's stamp classifier (Carrasco-Davis et al. 2021), which trains on
+batches with the same number of examples of every class: ``balance="oversample"`` reads one
+endlessly repeated stream per class and samples them uniformly; ``balance="weights"`` instead adds
+a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from stampnet.data.builder import load_builder
+from stampnet.data.card import load_card
+from stampnet.features import DETECTION_FIELDS, metadata_indices, resolve_feature_names
+
+BALANCE_MODES = (None, "oversample", "weights")
+#: Examples held by the shuffle buffer (alerts ~60 KB each; sequences hold up to T alerts).
+ALERT_SHUFFLE_BUFFER = 1024
+SEQUENCE_SHUFFLE_BUFFER = 128
+
+
+def _label_lookup(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
+    """Label string -> index into ``class_names``; anything else (``unknown``, ...) -> -1."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(class_names), tf.string),
+            tf.range(len(class_names), dtype=tf.int32),
+        ),
+        default_value=-1,
+    )
+
+
+def _class_counts(card: dict, config: str, split: str, class_names: Sequence[str]) -> np.ndarray:
+    base_split = split.split("[")[0]  # "train[:50%]" is counted as "train"
+    per_label = card["counts"][config].get(base_split, {})
+    return np.array([per_label.get(name, 0) for name in class_names], np.float64)
+
+
+def _read(data_dir, config: str, split: str, shuffle: bool, seed: int) -> tf.data.Dataset:
+    builder = load_builder(data_dir, config)
+    base_split = split.split("[")[0]
+    if base_split not in builder.info.splits:
+        raise ValueError(
+            f"Split {split!r} is not in {data_dir} ({config}); it has {list(builder.info.splits)}"
+        )
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    return builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
+
+
+def _finish(
+    dataset: tf.data.Dataset,
+    to_inputs,
+    *,
+    card: dict,
+    config: str,
+    split: str,
+    class_names: Sequence[str],
+    labelled_only: bool,
+    balance: str | None,
+    shuffle: bool,
+    shuffle_buffer: int,
+    seed: int,
+    repeat: bool,
+    batch_size: int,
+    drop_remainder: bool,
+) -> tf.data.Dataset:
+    """Labels, filtering, balancing, shuffling, parsing into inputs, batching and prefetching."""
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, received {batch_size}")
+    if not class_names and (labelled_only or balance):
+        raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
+    lookup = _label_lookup(class_names)
+    dataset = dataset.map(lambda example: (example, lookup.lookup(example["label"])))
+    if labelled_only or balance == "oversample":
+        dataset = dataset.filter(lambda example, label: label >= 0)
+    counts = _class_counts(card, config, split, class_names)
+
+    if balance == "oversample":
+        present = [index for index, count in enumerate(counts) if count > 0]
+        if not present:
+            raise ValueError(f"No labelled example of {list(class_names)} in split {split!r}")
+        buffer = max(shuffle_buffer // len(present), 1)
+        streams = []
+        for index in present:
+            stream = dataset.filter(lambda example, label, index=index: label == index)
+            if shuffle:
+                stream = stream.shuffle(buffer, seed=seed + index)
+            streams.append(stream.repeat())
+        dataset = tf.data.Dataset.sample_from_datasets(
+            streams, weights=[1.0 / len(present)] * len(present), seed=seed
+        )
+    else:
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+
+    dataset = dataset.map(
+        lambda example, label: (to_inputs(example), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if balance == "weights":
+        labelled = counts > 0
+        weights = np.zeros(len(class_names), np.float32)
+        weights[labelled] = counts.sum() / (labelled.sum() * counts[labelled])
+        table = tf.constant(weights)
+        dataset = dataset.map(
+            lambda inputs, label: (
+                inputs,
+                label,
+                tf.where(label >= 0, tf.gather(table, tf.maximum(label, 0)), 0.0),
+            )
+        )
+    dataset = dataset.batch(int(batch_size), drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _raw_metadata(example) -> tf.Tensor:
+    return tf.where(
+        example["metadata_present"],
+        example["metadata"],
+        tf.constant(np.nan, tf.float32),
+    )
+
+
+def alert_dataset(
+    data_dir: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    feature_names="alerce23",
+    class_names: Sequence[str] | None = None,
+    labelled_only: bool = True,
+    balance: str | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    with_ids: bool = False,
+    shuffle_buffer: int = ALERT_SHUFFLE_BUFFER,
+) -> tf.data.Dataset:
+    """Batches of single alerts: ``(inputs, label)`` or ``(inputs, label, sample_weight)``.
+
+    ``inputs`` = {"stamps": (B,63,63,3) float32 raw, "stamp_mask": (B,63,63,3) float32 (1 valid),
+    "features": (B,F) float32 raw with NaN = missing} (+ "candid", "object_id" with ``with_ids``);
+    ``label`` is an int32 index into ``class_names`` (the card's by default), -1 for unlabelled
+    examples, which are dropped when ``labelled_only``. ``balance="oversample"`` repeats forever
+    (set ``steps_per_epoch``). ``split`` accepts TFDS slicing, e.g. "train[:10%]".
+    """
+    card = load_card(data_dir)
+    class_names = list(card["class_names"] if class_names is None else class_names)
+    feature_index = tf.constant(metadata_indices(resolve_feature_names(feature_names)), tf.int32)
+
+    def to_inputs(example):
+        inputs = {
+            "stamps": example["stamps"],
+            "stamp_mask": tf.cast(example["stamp_mask"], tf.float32),
+            "features": tf.gather(_raw_metadata(example), feature_index, axis=-1),
+        }
+        if with_ids:
+            inputs["candid"] = example["candid"]
+            inputs["object_id"] = example["object_id"]
+        return inputs
+
+    dataset = _read(data_dir, "alerts", split, shuffle, seed)
+    return _finish(
+        dataset,
+        to_inputs,
+        card=card,
+        config="alerts",
+        split=split,
+        class_names=class_names,
+        labelled_only=labelled_only,
+        balance=balance,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        repeat=repeat,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+    )
+
+
+def sequence_dataset(
+    data_dir: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    max_detections: int = 5,
+    feature_names="alerce23",
+    class_names: Sequence[str] | None = None,
+    labelled_only: bool = True,
+    balance: str | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    with_ids: bool = False,
+    shuffle_buffer: int = SEQUENCE_SHUFFLE_BUFFER,
+) -> tf.data.Dataset:
+    """Batches of objects: each its first ``max_detections`` alerts in time order, zero-padded.
+
+    ``inputs`` = {"stamps": (B,T,63,63,3), "stamp_mask": (B,T,63,63,3) float32,
+    "detection_mask": (B,T) float32 (1 = a real detection), "detection_features": (B,T,K) float32
+    raw (``features.DETECTION_FIELDS`` then days since the first detection; NaN = missing in a
+    real detection, 0 in padding), "features": (B,F) raw static features of the first alert}, with
+    T = ``max_detections`` (+ "candid" (B,T) and "object_id" with ``with_ids``). Labels, balancing
+    and the other arguments as ``alert_dataset``.
+    """
+    card = load_card(data_dir)
+    if not 1 <= int(max_detections) <= int(card["max_detections"]):
+        raise ValueError(
+            f"max_detections must be in [1, {card['max_detections']}] (the number stored in "
+            f"{data_dir}), received {max_detections}"
+        )
+    steps = int(max_detections)
+    class_names = list(card["class_names"] if class_names is None else class_names)
+    feature_index = tf.constant(metadata_indices(resolve_feature_names(feature_names)), tf.int32)
+    detection_index = tf.constant(metadata_indices(DETECTION_FIELDS), tf.int32)
+
+    def pad(tensor, value=0):
+        missing = steps - tf.shape(tensor)[0]
+        paddings = tf.concat([[[0, missing]], tf.zeros([tf.rank(tensor) - 1, 2], tf.int32)], 0)
+        padded = tf.pad(tensor, paddings, constant_values=value)
+        return tf.ensure_shape(padded, [steps, *tensor.shape[1:]])
+
+    def to_inputs(example):
+        count = tf.minimum(tf.shape(example["candid"])[0], steps)
+        raw = _raw_metadata(example)[:count]
+        jd = example["jd"][:count]
+        days = tf.cast(jd - jd[0], tf.float32)[:, None]
+        detection = tf.concat([tf.gather(raw, detection_index, axis=-1), days], axis=-1)
+        inputs = {
+            "stamps": pad(example["stamps"][:count]),
+            "stamp_mask": pad(tf.cast(example["stamp_mask"][:count], tf.float32)),
+            "detection_mask": pad(tf.ones([count], tf.float32)),
+            "detection_features": pad(detection),
+            "features": tf.gather(raw[0], feature_index),
+        }
+        if with_ids:
+            inputs["candid"] = pad(example["candid"][:count])
+            inputs["object_id"] = example["object_id"]
+        return inputs
+
+    def truncate(example):
+        # Before shuffling, so the buffer holds at most ``steps`` alerts per object.
+        sliced = ("candid", "jd", "stamps", "stamp_mask", "metadata", "metadata_present")
+        return {key: value[:steps] if key in sliced else value for key, value in example.items()}
+
+    dataset = _read(data_dir, "sequences", split, shuffle, seed).map(truncate)
+    return _finish(
+        dataset,
+        to_inputs,
+        card=card,
+        config="sequences",
+        split=split,
+        class_names=class_names,
+        labelled_only=labelled_only,
+        balance=balance,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        repeat=repeat,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+    )
