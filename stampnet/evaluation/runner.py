@@ -1,0 +1,418 @@
+"""Loads a run (or a bare ``.keras`` model) and runs its models over a dataset split.
+
+What comes out is a ``Collected`` set of plain arrays (labels, probabilities, latent means,
+reconstruction errors, ids) that ``stampnet.evaluation.command`` turns into metrics, figures and
+a report. Batches are streamed: only per-example scalars and vectors are kept, plus the stamps of
+a few examples per class for the galleries, so memory does not grow with the split beyond O(N)
+small arrays.
+
+Roles: every ``*.keras`` of a run is called once on a batch and sorted by what it returns:
+- ``classifier``: probabilities (B, C), or a dict with ``probabilities``;
+- ``autoencoder``: a dict with ``reconstruction`` and ``z_mean`` (``StampAutoencoder``);
+- ``encoder``: ``[z_mean, z_log_var, ...]``, a dict with ``z_mean``, or a single (B, D) tensor that
+  is not a probability vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stampnet.constants import ALERCE_CLASSES
+from stampnet.features import FEATURE_SETS
+
+ROLES = ("classifier", "autoencoder", "encoder")
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A run folder (``runs/<model>-<timestamp>/``) or a bare ``.keras`` file, loaded.
+
+    Args:
+        name: display name (the folder's or file's name).
+        path: the run folder, or the ``.keras`` file.
+        models: file stem -> Keras model (``model`` is the run's main export).
+        card: ``model_card.json`` (empty for a bare file).
+        class_names: the classes of the classifier outputs, in output order.
+        feature_names: the metadata features the models read.
+        dataset_kind: "alerts" or "sequences".
+        data_dir: the dataset the run was trained on (None if unknown).
+    """
+
+    name: str
+    path: Path
+    models: dict
+    card: dict
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    dataset_kind: str
+    data_dir: Path | None
+
+    @property
+    def output_dir_default(self) -> Path:
+        return (
+            self.path if self.path.is_dir() else self.path.parent / f"{self.path.stem}_evaluation"
+        )
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _model_input_dims(model) -> dict[str, tuple]:
+    inputs = model.input if isinstance(model.input, dict) else {}
+    return {name: tuple(tensor.shape) for name, tensor in inputs.items()}
+
+
+def _guess_feature_names(models: Mapping) -> tuple[str, ...]:
+    """For a model without a card (an ALeRCE import): the feature set with its input width."""
+    for model in models.values():
+        width = _model_input_dims(model).get("features", (None, 0))[-1]
+        for names in FEATURE_SETS.values():
+            if len(names) == (width or 0):
+                return tuple(names)
+        if width:
+            raise ValueError(
+                f"Cannot tell the features of model {model.name!r}: it reads {width} features and "
+                f"has no model_card.json; known feature sets: "
+                f"{ {key: len(value) for key, value in FEATURE_SETS.items()} }"
+            )
+    return ()
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Loads every ``*.keras`` of a run folder (or one ``.keras`` file) with its card."""
+    import keras
+
+    import stampnet.layers  # noqa: F401  (registers the custom layers for deserialisation)
+
+    _import_model_modules()
+    path = Path(path)
+    if path.is_file() and path.suffix == ".keras":
+        files, card = [path], {}
+    elif path.is_dir():
+        files = sorted(path.glob("*.keras"), key=lambda file: (file.stem != "model", file.stem))
+        card = _read_json(path / "model_card.json") or _read_json(path / "config.json")
+        if not files:
+            raise ValueError(f"Run folder {path} holds no .keras model (expected model.keras)")
+    else:
+        raise ValueError(f"RUN must be a run folder or a .keras file, received {str(path)!r}")
+    models = {file.stem: keras.saving.load_model(file, compile=False) for file in files}
+    sidecar = _read_json(path.with_suffix(".json")) if path.is_file() else {}
+    card = {**sidecar, **card}
+    class_names = tuple(card.get("class_names") or card.get("classes") or ())
+    if not class_names:
+        widths = {model.output.shape[-1] for model in models.values() if _single_output(model)}
+        if len(ALERCE_CLASSES) in widths:
+            class_names = ALERCE_CLASSES  # an ALeRCE import: its output order
+    feature_names = card.get("feature_names") or card.get("features")
+    if isinstance(feature_names, str):
+        feature_names = FEATURE_SETS[feature_names]
+    feature_names = tuple(feature_names) if feature_names is not None else None
+    if feature_names is None:
+        feature_names = _guess_feature_names(models)
+    uses_sequences = any("detection_mask" in _model_input_dims(m) for m in models.values())
+    data_dir = card.get("data_dir") or card.get("dataset_dir") or card.get("dataset")
+    return LoadedRun(
+        name=path.name if path.is_dir() else path.stem,
+        path=path,
+        models=models,
+        card=card,
+        class_names=class_names,
+        feature_names=feature_names,
+        dataset_kind="sequences" if uses_sequences else "alerts",
+        data_dir=Path(data_dir) if isinstance(data_dir, str) else None,
+    )
+
+
+def _import_model_modules():
+    """Imports stampnet.models' modules so that their registered classes deserialise."""
+    import importlib
+    import pkgutil
+
+    import stampnet.models
+
+    for module in pkgutil.iter_modules(stampnet.models.__path__):
+        importlib.import_module(f"stampnet.models.{module.name}")
+
+
+def _single_output(model) -> bool:
+    return not isinstance(model.output, list | tuple | dict)
+
+
+def role_of(outputs, num_classes: int) -> str:
+    """Sorts a model by the outputs it returned for one batch (see the module docstring)."""
+    if isinstance(outputs, Mapping):
+        if "probabilities" in outputs:
+            return "classifier"
+        if "reconstruction" in outputs:
+            return "autoencoder"
+        if "z_mean" in outputs:
+            return "encoder"
+        raise ValueError(f"Cannot evaluate a model returning a dict with keys {sorted(outputs)}")
+    if isinstance(outputs, list | tuple):
+        return "encoder"
+    values = np.asarray(outputs)
+    is_probability = (
+        values.ndim == 2
+        and values.shape[1] == num_classes
+        and np.all(values >= -1e-6)
+        and np.allclose(values.sum(axis=1), 1.0, atol=1e-3)
+    )
+    return "classifier" if is_probability else "encoder"
+
+
+def _probabilities(outputs) -> np.ndarray:
+    if isinstance(outputs, Mapping):
+        outputs = outputs["probabilities"]
+    return np.asarray(outputs, np.float32)
+
+
+def _z_mean(outputs) -> np.ndarray:
+    if isinstance(outputs, Mapping):
+        return np.asarray(outputs["z_mean"], np.float32)
+    if isinstance(outputs, list | tuple):
+        return np.asarray(outputs[0], np.float32)
+    return np.asarray(outputs, np.float32)
+
+
+def truncate_detections(inputs: Mapping, count: int) -> dict:
+    """A sequence batch keeping only each object's first ``count`` detections (the rest padded)."""
+    keep = np.arange(np.asarray(inputs["detection_mask"]).shape[1]) < count
+    truncated = dict(inputs)
+    for key in ("stamps", "stamp_mask", "detection_features", "detection_mask"):
+        if key in inputs:
+            values = np.asarray(inputs[key])
+            shape = (1, keep.size) + (1,) * (values.ndim - 2)
+            truncated[key] = values * keep.reshape(shape).astype(values.dtype)
+    return truncated
+
+
+@dataclasses.dataclass
+class Collected:
+    """Per-example arrays of one run on one split (N examples kept after class mapping).
+
+    Args:
+        labels: (N,) class index into the run's class names.
+        candid, object_id: (N,) ids, when the batches carry them.
+        probabilities: classifier name -> (N, C).
+        probabilities_by_detections: sequence classifier name -> (N, T): argmax with the first
+            1..T detections.
+        num_detections: (N,) detections per object (sequences).
+        z_mean: encoder/autoencoder name -> (N, D).
+        reconstruction_error: autoencoder name -> (N,) masked mean squared error.
+        examples: autoencoder name -> {"target", "reconstruction", "labels", "captions"} of a few
+            examples per class.
+        excluded: dataset class name -> examples dropped because the models do not know the class.
+    """
+
+    labels: np.ndarray
+    candid: np.ndarray
+    object_id: np.ndarray
+    probabilities: dict = dataclasses.field(default_factory=dict)
+    probabilities_by_detections: dict = dataclasses.field(default_factory=dict)
+    num_detections: np.ndarray | None = None
+    z_mean: dict = dataclasses.field(default_factory=dict)
+    reconstruction_error: dict = dataclasses.field(default_factory=dict)
+    examples: dict = dataclasses.field(default_factory=dict)
+    excluded: dict = dataclasses.field(default_factory=dict)
+
+
+def _as_numpy(inputs: Mapping) -> dict:
+    return {key: np.asarray(value) for key, value in inputs.items()}
+
+
+def class_mapping(dataset_classes: Sequence[str], model_classes: Sequence[str]) -> np.ndarray:
+    """Dataset label index -> model class index, -1 where the model does not have the class."""
+    position = {name: index for index, name in enumerate(model_classes)}
+    return np.array([position.get(name, -1) for name in dataset_classes], dtype=np.int64)
+
+
+def collect(
+    models: Mapping,
+    batches: Iterable,
+    *,
+    dataset_classes: Sequence[str],
+    model_classes: Sequence[str],
+    examples_per_class: int = 2,
+    sequences: bool = False,
+) -> Collected:
+    """Runs ``models`` over ``batches`` of ``(inputs, label)`` and keeps the arrays to evaluate.
+
+    ``inputs`` may carry ``candid`` and ``object_id`` (``with_ids=True``); they are not passed to
+    the models. Labels index ``dataset_classes``; examples of classes that ``model_classes`` lacks
+    (e.g. "other" for an ALeRCE model) are dropped and counted in ``Collected.excluded``.
+    """
+    mapping = class_mapping(dataset_classes, model_classes)
+    roles: dict[str, str] = {}
+    parts: dict[str, list] = {}
+    examples: dict[str, dict] = {}
+    excluded = dict.fromkeys(dataset_classes, 0)
+
+    def keep(key, value):
+        parts.setdefault(key, []).append(value)
+
+    for batch in batches:
+        inputs, labels = _as_numpy(batch[0]), np.asarray(batch[1]).astype(np.int64)
+        mapped = np.where(labels >= 0, mapping[np.maximum(labels, 0)], -1)
+        for name, count in zip(*np.unique(labels[mapped < 0], return_counts=True), strict=True):
+            if name >= 0:
+                excluded[dataset_classes[name]] += int(count)
+        chosen = mapped >= 0
+        if not chosen.any():
+            continue
+        ids = {key: inputs.pop(key) for key in ("candid", "object_id") if key in inputs}
+        inputs = {key: value[chosen] for key, value in inputs.items()}
+        keep("labels", mapped[chosen])
+        for key in ("candid", "object_id"):
+            value = ids.get(key)
+            if value is not None and value.ndim == 2:
+                # A sequence: its latest candid (padding is 0) names the object's row, and
+                # object ids are repeated per detection or given once.
+                value = value.max(axis=1) if key == "candid" else value[:, 0]
+            keep(key, value[chosen] if value is not None else np.full(chosen.sum(), -1))
+        if sequences:
+            keep("num_detections", inputs["detection_mask"].sum(axis=1).astype(np.int64))
+        for name, model in models.items():
+            model_inputs = {key: inputs[key] for key in _model_input_dims(model) or inputs}
+            outputs = model(model_inputs, training=False)
+            role = roles.setdefault(name, role_of(outputs, len(model_classes)))
+            if role == "classifier":
+                keep(f"probabilities/{name}", _probabilities(outputs))
+                if sequences:
+                    steps = inputs["detection_mask"].shape[1]
+                    by_step = [
+                        _probabilities(model(truncate_detections(model_inputs, t), training=False))
+                        for t in range(1, steps + 1)
+                    ]
+                    keep(f"by_detections/{name}", np.stack([p.argmax(1) for p in by_step], 1))
+            else:
+                keep(f"z_mean/{name}", _z_mean(outputs))
+            if role == "autoencoder":
+                target, mask = (np.asarray(v) for v in model.target_and_mask(model_inputs))
+                reconstruction = np.asarray(outputs["reconstruction"])
+                axes = tuple(range(1, target.ndim))
+                mask = np.broadcast_to(mask, target.shape)
+                error = ((target - reconstruction) ** 2 * mask).sum(axis=axes)
+                keep(f"error/{name}", error / np.maximum(mask.sum(axis=axes), 1.0))
+                _keep_examples(examples.setdefault(name, {}), mapped[chosen], target,
+                               reconstruction, model_classes, examples_per_class)  # fmt: skip
+    if "labels" not in parts:
+        raise ValueError(
+            f"No example of the split has a class the model knows ({list(model_classes)}); "
+            f"dataset classes seen and dropped: { {k: v for k, v in excluded.items() if v} }"
+        )
+    joined = {key: np.concatenate(value) for key, value in parts.items()}
+
+    def group(prefix):
+        return {k.split("/", 1)[1]: v for k, v in joined.items() if k.startswith(prefix + "/")}
+
+    return Collected(
+        labels=joined["labels"],
+        candid=joined["candid"],
+        object_id=joined["object_id"],
+        probabilities=group("probabilities"),
+        probabilities_by_detections=group("by_detections"),
+        num_detections=joined.get("num_detections"),
+        z_mean=group("z_mean"),
+        reconstruction_error=group("error"),
+        examples={name: _finish_examples(value) for name, value in examples.items()},
+        excluded={name: count for name, count in excluded.items() if count},
+    )
+
+
+def _keep_examples(store, labels, target, reconstruction, class_names, per_class):
+    for index in range(len(labels)):
+        name = class_names[labels[index]]
+        rows = store.setdefault(name, [])
+        if len(rows) < per_class:
+            # A sequence autoencoder: show the first detection, which every object has.
+            first = (0,) if target.ndim == 5 else ()
+            rows.append((target[index][first], reconstruction[index][first]))
+
+
+def _finish_examples(store: dict) -> dict:
+    captions, targets, outputs = [], [], []
+    for name, rows in store.items():
+        for target, reconstruction in rows:
+            captions.append(name)
+            targets.append(target)
+            outputs.append(reconstruction)
+    return {"captions": captions, "target": np.stack(targets), "reconstruction": np.stack(outputs)}
+
+
+def gather_stamps(batches: Iterable, candids: Sequence[int]) -> dict[int, tuple]:
+    """Second pass over the split: raw (stamps, stamp_mask) of the alerts ``candids``.
+
+    For sequences the last used detection of the object is returned.
+    """
+    wanted = {int(candid) for candid in candids}
+    found = {}
+    for batch in batches:
+        inputs = batch[0]
+        ids = np.asarray(inputs["candid"])
+        if ids.ndim == 2:
+            ids = ids.max(axis=1)  # a sequence: any of its candids identifies the object row
+        for row in np.nonzero(np.isin(ids, list(wanted)))[0]:
+            stamps, mask = np.asarray(inputs["stamps"][row]), np.asarray(inputs["stamp_mask"][row])
+            if stamps.ndim == 4:
+                last = int(np.asarray(inputs["detection_mask"][row]).sum()) - 1
+                stamps, mask = stamps[max(last, 0)], mask[max(last, 0)]
+            found[int(ids[row])] = (stamps, mask)
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def resolve_data_dir(loaded: LoadedRun, data_dir=None) -> Path:
+    """``--data`` if given, else the run's own dataset, else the built-in simulated data."""
+    if data_dir is not None:
+        return Path(data_dir)
+    if loaded.data_dir is not None and loaded.data_dir.exists():
+        return loaded.data_dir
+    if loaded.path.is_file():
+        raise ValueError(
+            f"{loaded.path} is a bare .keras file with no record of its dataset: pass --data DIR "
+            "(e.g. a dataset built with `stampnet build --source ../shared/data/ztf --labels "
+            "../shared/data/ztf/labels.csv`)"
+        )
+    from stampnet.simulation.builtin import ensure_builtin_dataset
+
+    return Path(ensure_builtin_dataset())
+
+
+def split_batches(loaded: LoadedRun, data_dir, split: str, card: Mapping, options) -> Iterable:
+    """The split as numpy batches ``(inputs with ids, labels)``, unshuffled, labelled only."""
+    from stampnet.data import pipeline
+
+    common = dict(
+        batch_size=options.batch_size,
+        feature_names=loaded.feature_names,
+        class_names=tuple(card["class_names"]),
+        labelled_only=True,
+        shuffle=False,
+        with_ids=True,
+    )
+    if loaded.dataset_kind == "sequences":
+        max_detections = loaded.card.get("max_detections") or card.get("max_detections")
+        dataset = pipeline.sequence_dataset(
+            data_dir, split, max_detections=max_detections, **common
+        )
+    else:
+        dataset = pipeline.alert_dataset(data_dir, split, **common)
+    if options.max_examples:
+        dataset = dataset.take(-(-options.max_examples // options.batch_size))
+    return (batch[:2] for batch in dataset.as_numpy_iterator())
+
+
+def output_dir(loaded: LoadedRun, data_dir, split: str, out_dir=None) -> Path:
+    """``<run>/evaluation/<dataset>-<split>``; for a bare file, under ``out_dir`` or beside it."""
+    leaf = f"{Path(data_dir).name}-{split}"
+    if loaded.path.is_dir():
+        return loaded.path / "evaluation" / leaf
+    base = Path(out_dir) if out_dir else loaded.path.parent
+    return base / f"{loaded.path.stem}-evaluation" / leaf

@@ -1,0 +1,230 @@
+"""Evaluation: metrics equal scikit-learn's on saved predictions, figures and reports are complete
+and self-contained, runs of each kind are evaluated end to end."""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from stampnet.evaluation import anchors, metrics, plots
+from stampnet.evaluation.report import Report, json_ready, write_metrics
+
+CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+
+
+def _predictions(seed=0, n=300, num_classes=5, absent=None, decimals=None):
+    """Noisy but informative predictions; ``absent`` is a class with no true example."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, n)
+    if absent is not None:
+        labels[labels == absent] = (absent + 1) % num_classes
+    logits = rng.normal(size=(n, num_classes)) + 1.5 * np.eye(num_classes)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    if decimals is not None:  # coarse scores: many ties, the tricky case for curves
+        probabilities = np.round(probabilities, decimals)
+    return labels, probabilities
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("absent, decimals", [(None, None), (3, None), (None, 1)])
+def test_classification_metrics_equal_scikit_learn_on_saved_predictions(tmp_path, absent, decimals):
+    labels, probabilities = _predictions(absent=absent, decimals=decimals)
+    np.savez(tmp_path / "predictions.npz", labels=labels, probabilities=probabilities)
+    saved = np.load(tmp_path / "predictions.npz")
+    labels, probabilities = saved["labels"], saved["probabilities"]
+
+    scores = metrics.classification_metrics(labels, probabilities, CLASSES)
+
+    predictions = probabilities.argmax(axis=1)
+    assert scores["accuracy"] == pytest.approx(skm.accuracy_score(labels, predictions))
+    assert scores["macro_f1"] == pytest.approx(skm.f1_score(labels, predictions, average="macro"))
+    assert scores["macro_recall"] == pytest.approx(skm.balanced_accuracy_score(labels, predictions))
+    np.testing.assert_array_equal(
+        scores["confusion_matrix"], skm.confusion_matrix(labels, predictions, labels=range(5))
+    )
+    np.testing.assert_allclose(
+        scores["confusion_matrix_normalised"],
+        np.nan_to_num(skm.confusion_matrix(labels, predictions, labels=range(5), normalize="true")),
+    )
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predictions, labels=range(5), zero_division=0
+    )
+    for index, name in enumerate(CLASSES):
+        row = scores["per_class"][name]
+        assert row["precision"] == pytest.approx(precision[index])
+        assert row["f1"] == pytest.approx(f1[index])
+        assert row["support"] == support[index]
+        if index == absent:
+            assert np.isnan(row["recall"]) and np.isnan(row["roc_auc"])
+            continue
+        positives = labels == index
+        assert row["recall"] == pytest.approx(recall[index])
+        assert row["roc_auc"] == pytest.approx(
+            skm.roc_auc_score(positives, probabilities[:, index])
+        )
+        assert row["average_precision"] == pytest.approx(
+            skm.average_precision_score(positives, probabilities[:, index])
+        )
+
+
+def test_roc_curve_points_equal_scikit_learn_with_ties():
+    labels, probabilities = _predictions(seed=3, decimals=1)
+    positives = labels == 1
+    fpr, tpr, _ = metrics.binary_roc(probabilities[:, 1], positives)
+    sk_fpr, sk_tpr, _ = skm.roc_curve(positives, probabilities[:, 1], drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+
+
+def test_wrong_probability_shape_is_rejected_with_the_shape():
+    with pytest.raises(ValueError, match=r"\(10, 4\)"):
+        metrics.classification_metrics(np.zeros(10), np.zeros((10, 4)), CLASSES)
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        metrics.classification_metrics(np.full(3, 7), np.full((3, 5), 0.2), CLASSES)
+
+
+def test_most_confident_mistakes_are_wrong_and_sorted():
+    labels, probabilities = _predictions(seed=1)
+    rows = metrics.most_confident_mistakes(labels, probabilities, 5)
+    predicted = probabilities.argmax(axis=1)
+    assert len(rows) == 5 and np.all(predicted[rows] != labels[rows])
+    confidence = probabilities[rows, predicted[rows]]
+    assert np.all(np.diff(confidence) <= 0)
+    wrong = predicted != labels
+    assert confidence[0] == pytest.approx(probabilities[wrong].max(axis=1).max())
+
+
+def test_accuracy_by_detections_counts_objects_with_enough_detections():
+    labels = np.array([0, 1, 1, 0])
+    num_detections = np.array([1, 3, 2, 3])
+    # Column t: prediction with the first t+1 detections.
+    by_step = np.array([[0, 0, 0], [0, 1, 1], [1, 1, 1], [1, 1, 0]])
+    curve = metrics.accuracy_by_detections(labels, by_step, num_detections)
+    assert curve == {
+        1: {"accuracy": 0.5, "count": 4},
+        2: {"accuracy": pytest.approx(2 / 3), "count": 3},
+        3: {"accuracy": 1.0, "count": 2},
+    }
+    per_object = metrics.accuracy_by_detections(labels, by_step[:, 0], num_detections)
+    assert per_object[3] == {"accuracy": 0.0, "count": 2}
+
+
+def test_reconstruction_error_ignores_masked_pixels():
+    inputs = np.zeros((2, 4, 4, 3))
+    outputs = np.zeros((2, 4, 4, 3))
+    outputs[0, 0, 0, 0] = 10.0  # masked out below
+    outputs[1] = 0.5
+    mask = np.ones_like(inputs)
+    mask[0, 0, 0, 0] = 0
+    errors = metrics.reconstruction_errors(inputs, outputs, mask)
+    np.testing.assert_allclose(errors, [0.0, 0.25])
+    per_class = metrics.per_class_mean(errors, [0, 1], ["a", "b", "c"])
+    assert per_class["b"] == {"mean": 0.25, "std": 0.0, "count": 1}
+    assert per_class["c"]["count"] == 0 and np.isnan(per_class["c"]["mean"])
+
+
+def test_umap_is_seeded_and_records_its_parameters():
+    rng = np.random.default_rng(0)
+    latents = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(6, 1, (30, 4))])
+    first, used, parameters = metrics.umap_embedding(latents, seed=7, n_neighbors=10, max_points=50)
+    again, _, _ = metrics.umap_embedding(latents, seed=7, n_neighbors=10, max_points=50)
+    np.testing.assert_allclose(first, again)
+    assert first.shape == (50, 2) and len(used) == 50
+    assert parameters["random_state"] == 7 and parameters["n_neighbors"] == 10
+    assert parameters["n_points"] == 50
+
+
+def _is_png(data: bytes) -> bool:
+    return data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_every_figure_renders_to_png():
+    labels, probabilities = _predictions()
+    rng = np.random.default_rng(0)
+    stamps = rng.normal(100, 10, (3, 63, 63, 3))
+    mask = np.ones_like(stamps)
+    mask[0, :5] = 0
+    figures = [
+        plots.plot_confusion_matrices(
+            metrics.confusion_matrix(labels, probabilities.argmax(1), 5), CLASSES
+        ),
+        plots.plot_roc_pr(labels, probabilities, CLASSES),
+        plots.plot_accuracy_vs_detections({"seq": {1: {"accuracy": 0.5, "count": 4}}}),
+        plots.plot_stamp_gallery(stamps, ["a", "b", "c"], masks=mask),
+        plots.plot_reconstructions(stamps[:, :21, :21], stamps[:, :21, :21] * 0.9, ["a"] * 3),
+        plots.plot_embedding(rng.normal(size=(20, 2)), np.arange(20) % 3 - 1, class_names=CLASSES),
+        plots.plot_embedding(rng.normal(size=(20, 2)), np.arange(20) % 5 + 1, colour_label="n"),
+    ]
+    assert all(_is_png(plots.figure_png(figure)) for figure in figures)
+
+
+def test_display_scale_ignores_invalid_pixels():
+    image = np.full((5, 5), 10.0)
+    image[0, 0] = 1e9  # a masked hot pixel must not set the stretch
+    image[2, 2] = 20.0
+    mask = np.ones((5, 5))
+    mask[0, 0] = 0
+    scaled = plots.display_scale(image, mask)
+    assert scaled[0, 0] == 0.0 and scaled[2, 2] == 1.0 and scaled[1, 1] == 0.0
+
+
+class _Resources(html.parser.HTMLParser):
+    """Collects every URL the page would load or link to."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls, self.tags = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.urls += [value for key, value in attrs if key in ("src", "href") and value]
+
+
+def assert_self_contained(page: str) -> list[bytes]:
+    """No script, style sheet or link to fetch; every image is an embedded PNG (returned)."""
+    parser = _Resources()
+    parser.feed(page)
+    assert not parser.tags & {"script", "link", "iframe", "object"}
+    assert "http://" not in page and "https://" not in page and "url(" not in page
+    images = []
+    for url in parser.urls:
+        assert url.startswith("data:image/png;base64,"), url[:80]
+        images.append(base64.b64decode(url.split(",", 1)[1]))
+    assert all(_is_png(image) for image in images)
+    return images
+
+
+def test_report_is_self_contained_and_escapes_text(tmp_path):
+    labels, probabilities = _predictions()
+    report = Report("run <1> & co")
+    report.paragraph("a < b")
+    report.table(["x", "y"], [[1, float("nan")], ["<i>", 0.12345]], caption="c")
+    report.image(plots.figure_png(plots.plot_roc_pr(labels, probabilities, CLASSES)), "roc")
+    page = report.write(tmp_path / "report.html").read_text()
+    assert "<h1>run &lt;1&gt; &amp; co</h1>" in page and "&lt;i&gt;" in page
+    assert "0.123" in page and "–" in page
+    assert len(assert_self_contained(page)) == 1
+
+
+def test_metrics_json_has_no_nan_and_keeps_numpy_values(tmp_path):
+    values = {"a": np.float32(0.5), "b": float("nan"), "c": np.arange(3), "d": {1: np.int64(2)}}
+    path = write_metrics(values, tmp_path / "metrics.json")
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": None, "c": [0, 1, 2], "d": {"1": 2}}
+    assert json_ready([np.inf]) == [None]
+
+
+def test_anchors_are_the_published_numbers_and_marked_as_other_data():
+    by_model = {anchor.model: anchor for anchor in anchors.ANCHORS}
+    full = by_model["stamp classifier: stamps + metadata"]
+    assert (full.value, full.uncertainty) == (0.944, 0.008)
+    assert by_model["stamp classifier: stamps only"].value == 0.872
+    assert by_model["random forest: metadata only"].value == 0.912
+    neira = next(anchor for anchor in anchors.ANCHORS if anchor.source.startswith("Neira"))
+    assert neira.value_text() == "~0.98" and neira.classes == "3"
+    assert all(entry["from_other_data"] for entry in anchors.anchors_as_dicts())
+    assert "other data" in anchors.CAVEAT or "their own data" in anchors.CAVEAT
