@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -142,10 +143,16 @@ class FeatureStats:
         """Train statistics of clipped ``values`` (N, len(names)), ignoring NaN (missing)."""
         unfitted = cls.from_values(names, [0.0] * len(names), [1.0] * len(names), clipping)
         clipped = unfitted.clip(np.asarray(values, dtype=np.float64))
-        mean = np.nan_to_num(np.nanmean(clipped, axis=0), nan=0.0)
-        std = np.nan_to_num(np.nanstd(clipped, axis=0), nan=1.0)
+        with warnings.catch_warnings():
+            # A feature missing from every train alert (e.g. drb before schema 3.3) is expected:
+            # it gets mean 0, std 1 instead of numpy's "Mean of empty slice" warning.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nan_to_num(np.nanmean(clipped, axis=0), nan=0.0)
+            std = np.nan_to_num(np.nanstd(clipped, axis=0), nan=1.0)
         std = np.where(std > 0, std, 1.0)  # a constant feature must not divide by zero
-        return dataclasses.replace(unfitted, mean=tuple(mean), std=tuple(std))
+        return dataclasses.replace(
+            unfitted, mean=tuple(float(m) for m in mean), std=tuple(float(d) for d in std)
+        )
 
     def clip(self, values: np.ndarray) -> np.ndarray:
         low = np.asarray(self.clip_low)

@@ -1,0 +1,114 @@
+"""Metadata features reproduce the 26 normalised features ALeRCE's 2020 network was fed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stampnet import features
+from stampnet.data.readers import iter_packets
+
+
+@pytest.fixture(scope="module")
+def alerce_stats(alerce_2020_dir) -> features.FeatureStats:
+    return features.FeatureStats.from_alerce_json(alerce_2020_dir / "feature_norm_stats.json")
+
+
+def test_alerce_json_has_the_alerce26_features_and_clipping(alerce_stats):
+    assert alerce_stats.names == features.ALERCE26
+    for name, (low, high) in features.ALERCE_CLIPPING.items():
+        index = alerce_stats.names.index(name)
+        assert (math.isnan(alerce_stats.clip_low[index]) and low is None) or (
+            alerce_stats.clip_low[index] == low
+        )
+        assert (math.isnan(alerce_stats.clip_high[index]) and high is None) or (
+            alerce_stats.clip_high[index] == high
+        )
+
+
+def test_features_match_those_fed_to_alerce_network(ztf_dir, alerce_2020_dir, alerce_stats):
+    """Checks isdiffpos, non_detections, clipping, ecliptic/galactic coordinates and z-scoring."""
+    expected = pd.read_csv(alerce_2020_dir / "expected_probabilities.csv")
+    expected = expected[expected["skipped"] == 0].set_index("candid")
+    candidates = {}
+    for _, packet in iter_packets(ztf_dir, columns=("candid", "candidate")):
+        candidates[packet["candidate"]["candid"]] = packet["candidate"]
+    assert len(expected) == 1997 and set(expected.index) <= set(candidates)
+
+    raw = np.stack([features.metadata_vector(candidates[candid]) for candid in expected.index])
+    values = raw[:, features.metadata_indices(alerce_stats.names)]
+    normalised = alerce_stats.normalise(values)
+    reference = expected[[f"f_{name}" for name in alerce_stats.names]].to_numpy()
+    assert np.isfinite(reference).all()
+    error = np.abs(normalised - reference).max(axis=0)
+    named = zip(alerce_stats.names, error, strict=True)
+    worst = {name: float(value) for name, value in named if value > 1e-4}
+    assert not worst, f"features differ from ALeRCE's by more than 1e-4: {worst}"
+
+
+@pytest.mark.parametrize(
+    "ra, dec, name, expected",
+    [
+        (266.404988, -28.936178, "gal_lat", 0.0),  # origin of galactic coordinates
+        (266.404988, -28.936178, "gal_long", 0.0),
+        (266.416817, -29.007825, "gal_long", 359.944),  # Sgr A*
+        (192.859508, 27.128336, "gal_lat", 90.0),  # north galactic pole
+        (0.0, 0.0, "ecl_lat", 0.0),  # the equinox lies on the ecliptic
+        (0.0, 0.0, "ecl_long", 0.0),
+        (90.0, 23.4392911, "ecl_lat", 0.0),  # the solstice point, J2000 obliquity
+        (90.0, 23.4392911, "ecl_long", 90.0),
+        (270.0, 66.5607089, "ecl_lat", 90.0),  # north ecliptic pole
+    ],
+)
+def test_sky_coordinates_of_known_points(ra, dec, name, expected):
+    value = float(features.sky_coordinates(ra, dec)[name])
+    if name.endswith("long") and expected == 0.0:
+        value = (value + 180.0) % 360.0 - 180.0
+    assert value == pytest.approx(expected, abs=2e-3)
+
+
+def test_hand_computed_metadata_of_a_schema_2_alert(ztf_dir):
+    path = ztf_dir / "schema_versions" / "v2.0_472263571115090000.avro"
+    (source, packet), *rest = list(iter_packets(path))
+    assert not rest and source == str(path)
+    candidate = packet["candidate"]
+    vector = dict(zip(features.METADATA_FIELDS, features.metadata_vector(candidate), strict=True))
+    assert vector["magpsf"] == pytest.approx(candidate["magpsf"])
+    assert vector["isdiffpos"] == (0.0 if candidate["isdiffpos"] == "t" else 1.0)
+    assert vector["non_detections"] == candidate["ncovhist"] - candidate["ndethist"]
+    assert math.isnan(vector["drb"])  # drb arrived with schema 3.3
+
+
+def test_missing_fields_give_nan_not_a_crash():
+    vector = features.metadata_vector({"ra": None, "magpsf": "not a number", "isdiffpos": "?"})
+    assert vector.shape == (len(features.METADATA_FIELDS),) and np.isnan(vector).all()
+    partial = features.metadata_vector({"ra": 10.0, "dec": -5.0, "ndethist": 3})
+    named = dict(zip(features.METADATA_FIELDS, partial, strict=True))
+    assert math.isnan(named["non_detections"]) and math.isfinite(named["gal_lat"])
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("t", 0.0), ("f", 1.0), ("1", 0.0), ("0", 1.0), (None, math.nan)]
+)
+def test_isdiffpos_uses_alerce_encoding(value, expected):
+    result = features.isdiffpos_value(value)
+    assert result == expected or (math.isnan(result) and math.isnan(expected))
+
+
+def test_clipping_and_normalisation_by_hand():
+    stats = features.FeatureStats.from_values(
+        ("fwhm", "chinr", "magpsf"), mean=(2.0, 1.0, 18.0), std=(2.0, 4.0, 1.0)
+    )
+    values = np.array([[12.0, -3.0, np.nan], [4.0, 20.0, 19.5]])
+    expected = np.array([[(10.0 - 2.0) / 2.0, (-1.0 - 1.0) / 4.0, 0.0], [1.0, 3.5, 1.5]])
+    np.testing.assert_allclose(stats.normalise(values), expected, rtol=1e-6)
+
+
+def test_fit_ignores_missing_values_and_all_missing_features():
+    values = np.array([[1.0, np.nan, 5.0], [3.0, np.nan, 5.0]])
+    stats = features.FeatureStats.fit(("rb", "drb", "magpsf"), values)
+    assert stats.mean == (2.0, 0.0, 5.0) and stats.std == (1.0, 1.0, 1.0)
+    assert features.FeatureStats.from_dict(stats.to_dict()) == stats
