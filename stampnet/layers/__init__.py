@@ -2,10 +2,24 @@
 
 from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
+from stampnet.layers.sequence import (
+    DetectionFeatureEncoding,
+    DetectionMask,
+    FoldedTimeDistributed,
+    MaskedPooling,
+    RepeatOverTime,
+    ZeroPadding,
+)
 
 __all__ = [
     "CyclicAveragePooling",
+    "DetectionFeatureEncoding",
+    "DetectionMask",
     "FeatureNormalization",
+    "FoldedTimeDistributed",
+    "MaskedPooling",
+    "RepeatOverTime",
     "RotationStack",
     "StampPreprocessing",
+    "ZeroPadding",
 ]

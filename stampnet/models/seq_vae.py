@@ -1,0 +1,252 @@
+"""Sequence VAE: the first detections of an object -> one latent vector -> every stamp again.
+
+A TimeDistributed conv encoder and a masked LSTM summarise the sequence into q(z|x) = N(z_mean,
+exp(z_log_var)); an LSTM decoder, given z and the time and band of each detection, emits one
+state per detection, which a TimeDistributed deconvolution turns back into a preprocessed stamp.
+The ELBO (Kingma & Welling 2014) counts only valid pixels of real detections, so padding
+contributes nothing; the KL weight ``beta`` is annealed by
+``stampnet.training.annealing.KLAnnealing`` (Bowman et al. 2016). Sequence autoencoders of this
+kind: Srivastava et al. 2015 (LSTM video autoencoders).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from stampnet.layers.latent import Sampling
+from stampnet.layers.preprocessing import FeatureNormalization, center_crop_bounds
+from stampnet.layers.sequence import (
+    DetectionFeatureEncoding,
+    DetectionMask,
+    FoldedTimeDistributed,
+    RepeatOverTime,
+)
+from stampnet.losses import elbo
+from stampnet.models.conv_autoencoder import StampAutoencoder, build_decoder
+from stampnet.models.seq_classifier import build_stamp_encoder, sequence_inputs, sequence_trunk
+
+ENCODER_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
+CONDITION_KEYS = ("detection_features", "detection_mask")
+
+
+def build_sequence_encoder(
+    *,
+    latent_dim: int = 16,
+    crop_size: int = 21,
+    normalisation: str = "minmax",
+    conv_filters=(16, 32),
+    embedding_dim: int = 64,
+    units: int = 64,
+    bidirectional: bool = False,
+    seed: int | None = None,
+    feature_stats=None,
+    stamp_encoder: keras.Model | None = None,
+    name: str = "sequence_encoder",
+) -> keras.Model:
+    """Raw sequence inputs (all five ``sequence_dataset`` keys) -> ``[z_mean, z_log_var, z]``.
+
+    The served / embedding model: padding never changes z_mean (masked LSTM, zeroed padded
+    steps). The static ``features`` of the first alert enter the latent only when
+    ``feature_stats`` is given; otherwise the input is accepted (any width) and ignored, so that
+    every consumer can pass the pipeline's dict as it comes (a functional model matches dict
+    inputs by position, not by key, and fails on extra keys).
+    """
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be >= 1, received {latent_dim}")
+    num_features = _num_features(feature_stats)
+    inputs = sequence_inputs(num_features if feature_stats is not None else None)
+    stamp_encoder = stamp_encoder or build_stamp_encoder(crop_size, conv_filters, embedding_dim)
+    frames, mask = sequence_trunk(inputs, stamp_encoder, crop_size, normalisation)
+    recurrent = keras.layers.LSTM(units, name="lstm")
+    if bidirectional:
+        recurrent = keras.layers.Bidirectional(recurrent, name="bidirectional_lstm")
+    summary = recurrent(frames, mask=mask)
+    if num_features:
+        static = FeatureNormalization(feature_stats, name="feature_normalization")(
+            inputs["features"]
+        )
+        summary = keras.layers.Concatenate(name="with_static_features")([summary, static])
+    hidden = keras.layers.Dense(units, activation="relu", name="hidden_summary")(summary)
+    z_mean = keras.layers.Dense(latent_dim, name="z_mean")(hidden)
+    # Zero-initialised log-variance: the posterior starts at the prior's unit variance.
+    z_log_var = keras.layers.Dense(latent_dim, kernel_initializer="zeros", name="z_log_var")(hidden)
+    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    return keras.Model(inputs, [z_mean, z_log_var, z], name=name)
+
+
+def _num_features(feature_stats) -> int:
+    if feature_stats is None:
+        return 0
+    return len(feature_stats["names"] if isinstance(feature_stats, dict) else feature_stats.names)
+
+
+def build_sequence_decoder(
+    *,
+    latent_dim: int = 16,
+    crop_size: int = 21,
+    conv_filters=(16, 32),
+    dense_units: int = 64,
+    units: int = 64,
+    name: str = "sequence_decoder",
+) -> keras.Model:
+    """``{"z", "detection_features", "detection_mask"}`` -> stamps (B, T, crop, crop, 3).
+
+    The decoder knows when (days since the first detection) and in which band each stamp was
+    taken, not its magnitude: what the stamps look like must come from z.
+    """
+    inputs = {
+        "z": keras.Input((latent_dim,), name="z"),
+        **{key: value for key, value in sequence_inputs().items() if key in CONDITION_KEYS},
+    }
+    conditions = DetectionFeatureEncoding(parts=("band", "time"), name="time_band")(
+        inputs["detection_features"], inputs["detection_mask"]
+    )
+    repeated = RepeatOverTime(name="repeat_z")(inputs["z"], conditions)
+    steps = keras.layers.Concatenate(name="decoder_steps")([repeated, conditions])
+    mask = DetectionMask(name="boolean_mask")(inputs["detection_mask"])
+    states = keras.layers.LSTM(units, return_sequences=True, name="decoder_lstm")(steps, mask=mask)
+    frame_decoder = build_decoder(
+        latent_dim=units,
+        crop_size=crop_size,
+        conv_filters=tuple(conv_filters),
+        dense_units=dense_units,
+        name="frame_decoder",
+    )
+    stamps = FoldedTimeDistributed(frame_decoder, name="reconstruction")(states)
+    return keras.Model(inputs, stamps, name=name)
+
+
+@keras.saving.register_keras_serializable(package="stampnet")
+class SequenceVAE(StampAutoencoder):
+    """Variational autoencoder of alert sequences with a masked ELBO.
+
+    Training step, loss trackers (loss, reconstruction_loss, kl_loss), the annealed ``beta``
+    variable and (de)serialisation come from ``StampAutoencoder``; here the encoder and decoder
+    see whole sequences and the reconstruction term sums over the valid pixels of the real
+    detections only. Calling the model returns ``{"reconstruction", "z_mean"}`` decoded from
+    the latent mean.
+
+    Args:
+        encoder: from ``build_sequence_encoder``.
+        decoder: from ``build_sequence_decoder``.
+        crop_size, normalisation: must equal the encoder's preprocessing.
+        reconstruction_loss: "bce" or "mse".
+        beta: initial KL weight (annealed during training).
+
+    Example:
+        >>> vae = SequenceVAE(build_sequence_encoder(), build_sequence_decoder())
+        >>> vae.compile(optimizer="adam")
+        >>> vae.fit(sequence_dataset(...))
+    """
+
+    def encode(self, inputs, training=False):
+        outputs = self.encoder({key: inputs[key] for key in ENCODER_KEYS}, training=training)
+        return tuple(outputs[:3])
+
+    def regularisation(self, z_mean, z_log_var, z):
+        return elbo.gaussian_kl(z_mean, z_log_var)
+
+    def decode(self, z, inputs, training=False):
+        conditions = {key: inputs[key] for key in CONDITION_KEYS}
+        return self.decoder({"z": z, **conditions}, training=training)
+
+    def call(self, inputs, training=False):
+        z_mean, _, _ = self.encode(inputs, training=training)
+        return {"reconstruction": self.decode(z_mean, inputs, training), "z_mean": z_mean}
+
+    def target_and_mask(self, inputs):
+        """Preprocessed crops (B, T, c, c, 3) and their weights: valid pixel AND real detection."""
+        start, stop = center_crop_bounds(self.crop_size, inputs["stamp_mask"].shape[-2])
+        mask = ops.cast(inputs["stamp_mask"][..., start:stop, start:stop, :], "float32")
+        detections = ops.cast(inputs["detection_mask"], "float32")
+        mask = mask * detections[:, :, None, None, None]
+        return self.target_preprocessing(inputs["stamps"], inputs["stamp_mask"]), mask
+
+    def compute_losses(self, inputs, training=False):
+        target, mask = self.target_and_mask(inputs)
+        z_mean, z_log_var, z = self.encode(inputs, training=training)
+        reconstruction = self.decode(z, inputs, training)
+        per_sequence = elbo.masked_reconstruction_loss(
+            _fold_time(target), _fold_time(reconstruction), _fold_time(mask),
+            self.reconstruction_loss,
+        )  # fmt: skip
+        reconstruction_loss = ops.mean(per_sequence)
+        regularisation = ops.mean(self.regularisation(z_mean, z_log_var, z))
+        total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
+        return total, reconstruction_loss, regularisation
+
+
+def _fold_time(stamps):
+    """(B, T, H, W, C) -> (B, T*H, W, C): a per-example sum then covers the whole sequence."""
+    shape = ops.shape(stamps)
+    return ops.reshape(stamps, (shape[0], shape[1] * shape[2], shape[3], shape[4]))
+
+
+def build_seq_vae(
+    *,
+    latent_dim: int = 16,
+    crop_size: int = 21,
+    normalisation: str = "minmax",
+    conv_filters=(16, 32),
+    embedding_dim: int = 64,
+    units: int = 64,
+    bidirectional: bool = False,
+    reconstruction_loss: str = "bce",
+    beta: float = 1.0,
+    seed: int | None = None,
+    feature_stats=None,
+    stamp_encoder: keras.Model | None = None,
+    name: str = "seq_vae",
+) -> SequenceVAE:
+    """A ``SequenceVAE`` with matching encoder and decoder (arguments as in the builders)."""
+    encoder = build_sequence_encoder(
+        latent_dim=latent_dim, crop_size=crop_size, normalisation=normalisation,
+        conv_filters=conv_filters, embedding_dim=embedding_dim, units=units,
+        bidirectional=bidirectional, seed=seed, feature_stats=feature_stats,
+        stamp_encoder=stamp_encoder,
+    )  # fmt: skip
+    decoder = build_sequence_decoder(
+        latent_dim=latent_dim, crop_size=crop_size, conv_filters=conv_filters,
+        dense_units=embedding_dim, units=units,
+    )  # fmt: skip
+    return SequenceVAE(
+        encoder, decoder, crop_size=crop_size, normalisation=normalisation,
+        reconstruction_loss=reconstruction_loss, beta=beta, name=name,
+    )  # fmt: skip
+
+
+def reconstruction_report(vae: SequenceVAE, dataset, max_batches: int | None = None) -> dict:
+    """Masked per-pixel MSE and BCE of the VAE against the mean-stamp baseline.
+
+    The baseline predicts, for every pixel and channel of the crop, its mean over the valid
+    pixels of all real detections in ``dataset`` (a first pass): the loss a model that ignores
+    its input cannot beat. ``dataset`` yields inputs or ``(inputs, ...)`` tuples.
+    """
+    batches = list(dataset.take(max_batches) if max_batches else dataset)
+    if not batches:
+        raise ValueError("reconstruction_report received an empty dataset")
+    batches = [batch[0] if isinstance(batch, tuple) else batch for batch in batches]
+    total = weight = 0.0
+    for inputs in batches:
+        target, mask = (np.asarray(x) for x in vae.target_and_mask(inputs))
+        total = total + (target * mask).sum(axis=(0, 1))
+        weight = weight + mask.sum(axis=(0, 1))
+    mean_stamp = total / np.maximum(weight, 1.0)
+    sums = {"mse": 0.0, "bce": 0.0, "baseline_mse": 0.0, "baseline_bce": 0.0}
+    pixels = 0.0
+    for inputs in batches:
+        target, mask = (np.asarray(x) for x in vae.target_and_mask(inputs))
+        reconstruction = np.asarray(vae(inputs, training=False)["reconstruction"])
+        baseline = np.broadcast_to(mean_stamp, target.shape)
+        for prefix, prediction in (("", reconstruction), ("baseline_", baseline)):
+            sums[prefix + "mse"] += float((np.square(target - prediction) * mask).sum())
+            clipped = np.clip(prediction, 1e-7, 1 - 1e-7)
+            bce = -(target * np.log(clipped) + (1 - target) * np.log(1 - clipped))
+            sums[prefix + "bce"] += float((bce * mask).sum())
+        pixels += float(mask.sum())
+    report = {key: value / max(pixels, 1.0) for key, value in sums.items()}
+    report["mse_ratio"] = report["mse"] / max(report["baseline_mse"], 1e-12)
+    report["valid_pixels"] = int(pixels)
+    return report
