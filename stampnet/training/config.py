@@ -90,14 +90,14 @@ class ModelConfig:
         "per-stamp normalisation inside the model",
         choices=("minmax", "standardize", "none"),
     )
-    kernel_size: int = _field(5, "convolution kernel size of the stamp encoder")
+    kernel_size: int = _field(3, "convolution kernel size of the stamp encoder")
     filters: int = _field(32, "filters of the first convolutions (later blocks use twice as many)")
     dense_units: int = _field(64, "units of the dense layers")
     dropout_rate: float = _field(0.5, "dropout rate")
     pool_after: str = _field(
-        "dense1",
+        "dense_1",
         "stamp classifier: where rotations are pooled, after the first or the second dense layer",
-        choices=("dense1", "dense2"),
+        choices=("dense_1", "dense_2"),
     )
     rotation_invariant: bool = _field(True, "encode the four 90-degree rotations and pool them")
     latent_dim: int = _field(16, "autoencoders: latent dimension")

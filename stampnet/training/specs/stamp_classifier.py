@@ -53,7 +53,7 @@ SPEC = ModelSpec(
     build=build,
     data_config=DataConfig(balance="oversample"),
     model_config=ModelConfig(
-        crop_size=21, kernel_size=3, dropout_rate=0.5, beta=0.5, pool_after="dense1"
+        crop_size=21, kernel_size=3, dropout_rate=0.5, beta=0.5, pool_after="dense_1"
     ),
     train_config=TrainConfig(epochs=30, batch_size=64, learning_rate=1e-3, patience=5),
 )
