@@ -1,5 +1,6 @@
 """Serialisable Keras layers shared by the stampnet models."""
 
+from stampnet.layers.augmentation import StampAugmentation
 from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
 from stampnet.layers.sequence import (
@@ -20,6 +21,7 @@ __all__ = [
     "MaskedPooling",
     "RepeatOverTime",
     "RotationStack",
+    "StampAugmentation",
     "StampPreprocessing",
     "ZeroPadding",
 ]
