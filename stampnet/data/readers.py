@@ -38,20 +38,11 @@ DATA_SUFFIXES = (".avro", ".parquet", ".tar.gz", ".tgz", ".tar")
 ALERT_COLUMNS = ("objectId", "candid", "schemavsn", "candidate", *CUTOUT_FIELDS)
 #: Rows decoded at a time from a parquet file (each row holds three stamps, ~15 KB).
 PARQUET_BATCH_ROWS = 64
-# Errors the third-party decoders raise on corrupt bytes (fastavro, tarfile, zlib, pyarrow...).
-_DECODE_ERRORS = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    EOFError,
-    OSError,
-    UnicodeDecodeError,
-    OverflowError,
-    MemoryError,
-    AssertionError,
-    tarfile.TarError,
-)
+# The third-party decoders (fastavro, cramjam's snappy, zlib, tarfile, pyarrow) raise many
+# unrelated exception types on corrupt bytes (DecompressionError, EOFError, UnicodeDecodeError,
+# ArrowInvalid, ...). Any of them while decoding a file means "corrupt input", so the file or
+# packet is rejected instead of ending the whole read.
+_DECODE_ERRORS = (Exception,)
 
 
 def _file_format(path: Path) -> str | None:
@@ -163,7 +154,7 @@ def _iter_tar(path: Path, rejections: RejectionLog) -> Iterator[tuple[str, dict]
                     )
                     continue
                 yield from _iter_avro(io.BytesIO(data), source, rejections)
-    except _DECODE_ERRORS + (tarfile.ReadError,) as error:
+    except _DECODE_ERRORS as error:
         where = f"after member {last}" if last else "at its start"
         rejections.add(
             str(path),
@@ -174,7 +165,6 @@ def _iter_tar(path: Path, rejections: RejectionLog) -> Iterator[tuple[str, dict]
 
 def _iter_parquet(path: Path, rejections: RejectionLog, columns) -> Iterator[tuple[str, dict]]:
     """Rows of a parquet file as packet dicts, decoded PARQUET_BATCH_ROWS rows at a time."""
-    import pyarrow
     import pyarrow.parquet as parquet
 
     row = 0
@@ -186,7 +176,7 @@ def _iter_parquet(path: Path, rejections: RejectionLog, columns) -> Iterator[tup
             for packet in batch.to_pylist():
                 yield f"{path}#{row}", packet
                 row += 1
-    except _DECODE_ERRORS + (pyarrow.ArrowException,) as error:
+    except _DECODE_ERRORS as error:
         rejections.add(
             f"{path}#{row}",
             None,

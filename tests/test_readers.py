@@ -1,0 +1,240 @@
+"""Reading the real ZTF sample in every format, and surviving corrupt files."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import fastavro
+import numpy as np
+import pytest
+
+from stampnet.constants import STAMP_SHAPE
+from stampnet.data.alert import Alert, AlertError, RejectionLog, RejectionWarning
+from stampnet.data.readers import alert_from_packet, iter_alerts, iter_packets, resolve_sources
+from stampnet.features import METADATA_FIELDS
+
+SMALL_TARBALL = "alerts/ztf_public_20180201.tar.gz"  # 5 alerts, 2 of them edge-truncated
+SMALL_AVRO = "multi_record_avro/avro_multi_alerts_other.avro"  # 3 records, ztf.alert schema
+SNAPPY_AVRO = "multi_record_avro/part-00001-0f70696a-f8dd-40ab-89e7-e7f64c104e25-c000.avro"
+SMALL_PARQUET = (
+    "fink_parquet/fink-broker__utest__datasets__science__year=2019__month=09__day=03__"
+    "part-00000-67addd34-6967-4e0d-92ab-cd0a37aadaac.c000.snappy.parquet"
+)
+
+
+@functools.cache
+def read_sample(ztf_dir: Path) -> tuple[list[Alert], RejectionLog]:
+    log = RejectionLog()
+    return list(iter_alerts(ztf_dir, rejections=log)), log
+
+
+@pytest.fixture(scope="module")
+def sample(ztf_dir):
+    return read_sample(ztf_dir)
+
+
+def folder_of(alert: Alert, ztf_dir: Path) -> str:
+    return Path(alert.source.split("::")[0].split("#")[0]).relative_to(ztf_dir).parts[0]
+
+
+def test_whole_sample_is_read_without_rejections(sample):
+    alerts, log = sample
+    assert len(log) == 0, log.rejections[:5]
+    assert len(alerts) == 2024
+    assert len({alert.candid for alert in alerts}) == 2021
+    assert len({alert.object_id for alert in alerts}) == 1806
+
+
+def test_counts_per_format_match_the_readme(sample, ztf_dir):
+    alerts, _ = sample
+    counts = collections.Counter(folder_of(alert, ztf_dir) for alert in alerts)
+    assert counts == {
+        "alerts": 1564,
+        "multi_record_avro": 166,
+        "fink_parquet": 286,
+        "schema_versions": 8,
+    }
+    schema_copies = [a for a in alerts if folder_of(a, ztf_dir) == "schema_versions"]
+    assert collections.Counter(a.candid for a in schema_copies)[472263571115115000] == 4
+
+
+def test_sources_name_file_member_or_record(sample, ztf_dir):
+    alerts, _ = sample
+    by_folder = collections.defaultdict(list)
+    for alert in alerts:
+        by_folder[folder_of(alert, ztf_dir)].append(alert.source)
+    assert all(s.endswith(".avro") and "::" in s for s in by_folder["alerts"])
+    assert all("#" in source for source in by_folder["multi_record_avro"])
+    assert all("#" in source for source in by_folder["fink_parquet"])
+    assert all("#" not in s and "::" not in s for s in by_folder["schema_versions"])
+    member = next(a for a in alerts if "::" in a.source)
+    assert member.source.endswith(f"::{member.candid}.avro")
+
+
+def test_alerts_are_well_formed(sample):
+    alerts, _ = sample
+    for alert in alerts:
+        assert alert.stamps.shape == STAMP_SHAPE and alert.stamps.dtype == np.float32
+        assert alert.stamp_mask.shape == STAMP_SHAPE and alert.stamp_mask.dtype == bool
+        assert np.isfinite(alert.stamps).all(), alert.source
+        assert (alert.stamps[~alert.stamp_mask] == 0.0).all()
+        assert alert.metadata.shape == (len(METADATA_FIELDS),)
+        assert alert.metadata.dtype == np.float64
+        assert alert.fid in (1, 2, 3) and alert.jd > 2458150.0
+        assert alert.object_id.startswith("ZTF") and isinstance(alert.candid, int)
+    truncated = [alert for alert in alerts if alert.original_shape != (63, 63)]
+    assert len(truncated) == 24
+    assert all(not alert.stamp_mask.all() for alert in truncated)
+    with_nan = [alert for alert in alerts if alert.original_shape == (63, 63)]
+    assert sum(not alert.stamp_mask.all() for alert in with_nan) > 200  # 270 alerts hold NaN
+
+
+def test_every_schema_version_is_read(sample):
+    alerts, _ = sample
+    versions = {alert.schema_version for alert in alerts}
+    assert {"2.0", "3.0", "3.1", "3.2", "3.3", "3.5", "4.01", "4.02"} <= versions
+    # Schemas 1.7/1.8 have no schemavsn field; drb arrived with 3.3 (some Spark re-serialised
+    # packets that still say 3.0-3.2 carry it, so check the official single-version files).
+    assert collections.Counter(alert.schema_version for alert in alerts)[""] == 35
+    drb = METADATA_FIELDS.index("drb")
+    official = {a.schema_version: a for a in alerts if "schema_versions" in a.source}
+    assert len(official) == 8
+    for version, alert in official.items():
+        assert np.isnan(alert.metadata[drb]) == (version in ("2.0", "3.0", "3.1", "3.2")), version
+    assert all(np.isnan(alert.metadata[drb]) for alert in alerts if not alert.schema_version)
+
+
+def test_order_is_sorted_and_sources_can_be_mixed(ztf_dir):
+    mixed = [
+        ztf_dir / "schema_versions",
+        str(ztf_dir / "alerts" / "*20180201*"),
+        ztf_dir / SMALL_AVRO,
+    ]
+    paths = resolve_sources(mixed)
+    assert paths[:8] == sorted(paths[:8]) and len(paths) == 10
+    assert resolve_sources(mixed + [ztf_dir / SMALL_AVRO]) == paths  # no file read twice
+    sources = [source for source, _ in iter_packets(mixed)]
+    assert len(sources) == 8 + 5 + 3
+    assert sources == [source for source, _ in iter_packets(mixed)]
+
+
+def test_directory_scan_skips_readme_and_csv(ztf_dir):
+    names = {path.name for path in resolve_sources(ztf_dir)}
+    assert "README.md" not in names and "labels.csv" not in names
+    assert len(names) == 105 + 6 + 16 + 8
+
+
+def test_source_matching_nothing_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such_dir"):
+        list(iter_alerts(tmp_path / "no_such_dir" / "*.avro"))
+
+
+def test_snappy_top_level_record_file_is_read(ztf_dir):
+    with open(ztf_dir / SNAPPY_AVRO, "rb") as handle:
+        reader = fastavro.reader(handle)
+        assert reader.codec == "snappy" and reader.writer_schema["name"] == "topLevelRecord"
+    assert len(list(iter_alerts(ztf_dir / SNAPPY_AVRO))) == 45
+
+
+def real_packet(ztf_dir) -> dict:
+    (_, packet), *_ = iter_packets(ztf_dir / "schema_versions" / "v3.3_schema_3.3.avro")
+    return packet
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda p: p.pop("cutoutTemplate"), "cutoutTemplate is missing"),
+        (lambda p: p.update(cutoutScience=None), "cutoutScience is missing"),
+        (lambda p: p["cutoutDifference"].update(stampData=None), "stampData is missing"),
+        (lambda p: p["cutoutDifference"].update(stampData=b"junk"), "not a FITS file"),
+        (lambda p: p.pop("candidate"), "no candidate"),
+        (lambda p: p.update(objectId=None), "objectId"),
+        (lambda p: p["candidate"].update(jd=None), "candidate.jd"),
+    ],
+)
+def test_bad_packets_raise_alert_error_naming_source_and_candid(ztf_dir, change, match):
+    packet = real_packet(ztf_dir)
+    change(packet)
+    with pytest.raises(AlertError, match=match) as raised:
+        alert_from_packet(packet, "some/file.avro")
+    assert raised.value.source == "some/file.avro"
+    assert raised.value.candid == 472263571115115000
+
+
+def test_missing_optional_fields_become_nan_and_empty_version(ztf_dir):
+    packet = real_packet(ztf_dir)
+    for name in ("drb", "sgscore1", "schemavsn"):
+        packet["candidate"].pop(name, None)
+    packet.pop("schemavsn")
+    alert = alert_from_packet(packet, "x.avro")
+    assert alert.schema_version == ""
+    assert np.isnan(alert.metadata[METADATA_FIELDS.index("drb")])
+    assert np.isnan(alert.metadata[METADATA_FIELDS.index("sgscore1")])
+
+
+def test_rejections_warn_and_reading_goes_on(ztf_dir, tmp_path):
+    shutil.copy(ztf_dir / SMALL_AVRO, tmp_path / "good.avro")
+    (tmp_path / "bad.avro").write_bytes(b"Obj\x01 this is not avro")
+    log = RejectionLog()
+    with pytest.warns(RejectionWarning, match="bad.avro"):
+        alerts = list(iter_alerts(tmp_path, rejections=log))
+    assert len(alerts) == 3
+    assert [Path(r.source).name for r in log.rejections] == ["bad.avro"]
+    assert len(log.counts()) == 1
+
+
+def test_tarball_member_that_is_not_avro_is_rejected(ztf_dir, tmp_path):
+    tar_path = tmp_path / "night.tar.gz"
+    with tarfile.open(ztf_dir / SMALL_TARBALL) as source, tarfile.open(tar_path, "w:gz") as out:
+        for member in source:
+            out.addfile(member, source.extractfile(member))
+        junk = tarfile.TarInfo("123.avro")
+        junk.size = 11
+        out.addfile(junk, io.BytesIO(b"hello world"))
+    log = RejectionLog(warn=False)
+    alerts = list(iter_alerts(tar_path, rejections=log))
+    assert len(alerts) == 5
+    assert [(r.source, r.candid) for r in log.rejections] == [(f"{tar_path}::123.avro", 123)]
+
+
+def test_unknown_file_format_is_rejected_not_skipped(tmp_path):
+    (tmp_path / "alerts.avro").write_bytes(b"plain text")
+    log = RejectionLog(warn=False)
+    assert list(iter_alerts(tmp_path, rejections=log)) == []
+    assert "unknown file format" in log.rejections[0].reason
+
+
+def corrupted_copies(data: bytes, seed: int) -> list[bytes]:
+    """Truncations at several points and copies with random bytes overwritten."""
+    rng = np.random.default_rng(seed)
+    copies = [data[: int(len(data) * fraction)] for fraction in (0.01, 0.3, 0.6, 0.95)]
+    for _ in range(8):
+        corrupt = bytearray(data)
+        for position in rng.integers(0, len(data), size=6):
+            corrupt[position] = int(rng.integers(0, 256))
+        copies.append(bytes(corrupt))
+    return copies
+
+
+@pytest.mark.parametrize("name", [SMALL_TARBALL, SMALL_AVRO, SNAPPY_AVRO, SMALL_PARQUET])
+def test_corrupted_files_give_rejections_not_exceptions(ztf_dir, tmp_path, name):
+    original = (ztf_dir / name).read_bytes()
+    expected = len(list(iter_alerts(ztf_dir / name)))
+    suffix = "".join(Path(name).suffixes[-2:]) if name.endswith(".tar.gz") else Path(name).suffix
+    for index, data in enumerate(corrupted_copies(original, seed=len(name))):
+        path = tmp_path / f"copy{index}{suffix}"
+        path.write_bytes(data)
+        log = RejectionLog(warn=False)
+        alerts = list(iter_alerts(path, rejections=log))
+        assert len(alerts) <= expected
+        assert all(np.isfinite(alert.stamps).all() for alert in alerts)
+        if index < 4:  # truncated: something must be reported
+            assert len(log) >= 1, f"truncated copy {index} of {name} read silently"
+        for rejection in log.rejections:
+            assert rejection.source.startswith(str(path)) and rejection.reason
