@@ -308,12 +308,15 @@ def _umap_caption(parameters: dict) -> str:
 
 
 def _clustering(latents, labels, num_classes, seed) -> dict:
-    """Unsupervised accuracy, NMI and ARI of k-means clusters (stampnet.evaluation.clustering)."""
+    """Unsupervised accuracy, NMI and ARI of k-means clusters, and the active latent units."""
     from stampnet.evaluation import clustering
 
-    if latents.shape[0] < num_classes:
+    if latents.shape[0] < max(num_classes, 2):
         return {}
-    return clustering.clustering_scores(latents, labels, num_classes, seed=seed)
+    clusters = clustering.cluster_latents(latents, num_classes, method="kmeans", seed=seed)
+    scores = clustering.clustering_scores(labels, clusters)
+    scores["active_units"] = clustering.active_units(latents)["active_units"]
+    return scores
 
 
 def _save_predictions(path: Path, collected) -> None:

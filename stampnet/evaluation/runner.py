@@ -52,12 +52,6 @@ class LoadedRun:
     dataset_kind: str
     data_dir: Path | None
 
-    @property
-    def output_dir_default(self) -> Path:
-        return (
-            self.path if self.path.is_dir() else self.path.parent / f"{self.path.stem}_evaluation"
-        )
-
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
@@ -68,27 +62,54 @@ def _model_input_dims(model) -> dict[str, tuple]:
     return {name: tuple(tensor.shape) for name, tensor in inputs.items()}
 
 
-def _guess_feature_names(models: Mapping) -> tuple[str, ...]:
-    """For a model without a card (an ALeRCE import): the feature set with its input width."""
+def _layers(model):
+    """Every layer of ``model``, nested models included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
+
+
+def _recorded(models: Mapping, attribute: str):
+    """The first value of ``attribute`` on a layer of ``models`` (self-describing models carry
+    their class names in ``ClassProbabilities`` and their features in ``FeatureNormalization``)."""
+    for model in models.values():
+        for layer in _layers(model):
+            value = getattr(layer, attribute, None)
+            if value is not None:
+                return value
+    return None
+
+
+def _feature_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
+    names = card.get("feature_names")
+    if names is not None:
+        return tuple(FEATURE_SETS[names]) if isinstance(names, str) else tuple(names)
+    stats = _recorded(models, "stats")
+    if stats is not None and hasattr(stats, "names"):
+        return tuple(stats.names)
     for model in models.values():
         width = _model_input_dims(model).get("features", (None, 0))[-1]
-        for names in FEATURE_SETS.values():
-            if len(names) == (width or 0):
-                return tuple(names)
         if width:
             raise ValueError(
-                f"Cannot tell the features of model {model.name!r}: it reads {width} features and "
-                f"has no model_card.json; known feature sets: "
-                f"{ {key: len(value) for key, value in FEATURE_SETS.items()} }"
+                f"Cannot tell which {width} features model {model.name!r} reads: it has no "
+                "model_card.json and no FeatureNormalization layer naming them"
             )
     return ()
+
+
+def _class_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
+    names = card.get("class_names") or _recorded(models, "class_names")
+    if names:
+        return tuple(names)
+    widths = {model.output.shape[-1] for model in models.values() if _single_output(model)}
+    # An ALeRCE import without ClassProbabilities: five outputs in ALeRCE's order.
+    return ALERCE_CLASSES if len(ALERCE_CLASSES) in widths else ()
 
 
 def load_run(path: str | Path) -> LoadedRun:
     """Loads every ``*.keras`` of a run folder (or one ``.keras`` file) with its card."""
     import keras
-
-    import stampnet.layers  # noqa: F401  (registers the custom layers for deserialisation)
 
     _import_model_modules()
     path = Path(path)
@@ -96,48 +117,37 @@ def load_run(path: str | Path) -> LoadedRun:
         files, card = [path], {}
     elif path.is_dir():
         files = sorted(path.glob("*.keras"), key=lambda file: (file.stem != "model", file.stem))
-        card = _read_json(path / "model_card.json") or _read_json(path / "config.json")
+        card = _read_json(path / "model_card.json")
         if not files:
             raise ValueError(f"Run folder {path} holds no .keras model (expected model.keras)")
     else:
         raise ValueError(f"RUN must be a run folder or a .keras file, received {str(path)!r}")
     models = {file.stem: keras.saving.load_model(file, compile=False) for file in files}
-    sidecar = _read_json(path.with_suffix(".json")) if path.is_file() else {}
-    card = {**sidecar, **card}
-    class_names = tuple(card.get("class_names") or card.get("classes") or ())
-    if not class_names:
-        widths = {model.output.shape[-1] for model in models.values() if _single_output(model)}
-        if len(ALERCE_CLASSES) in widths:
-            class_names = ALERCE_CLASSES  # an ALeRCE import: its output order
-    feature_names = card.get("feature_names") or card.get("features")
-    if isinstance(feature_names, str):
-        feature_names = FEATURE_SETS[feature_names]
-    feature_names = tuple(feature_names) if feature_names is not None else None
-    if feature_names is None:
-        feature_names = _guess_feature_names(models)
     uses_sequences = any("detection_mask" in _model_input_dims(m) for m in models.values())
-    data_dir = card.get("data_dir") or card.get("dataset_dir") or card.get("dataset")
+    data_dir = (card.get("data") or {}).get("data_dir")
     return LoadedRun(
         name=path.name if path.is_dir() else path.stem,
         path=path,
         models=models,
         card=card,
-        class_names=class_names,
-        feature_names=feature_names,
+        class_names=_class_names(card, models),
+        feature_names=_feature_names(card, models),
         dataset_kind="sequences" if uses_sequences else "alerts",
-        data_dir=Path(data_dir) if isinstance(data_dir, str) else None,
+        data_dir=Path(data_dir) if data_dir else None,
     )
 
 
 def _import_model_modules():
-    """Imports stampnet.models' modules so that their registered classes deserialise."""
+    """Imports stampnet's layer and model modules so that their registered classes deserialise."""
     import importlib
     import pkgutil
 
+    import stampnet.layers
     import stampnet.models
 
-    for module in pkgutil.iter_modules(stampnet.models.__path__):
-        importlib.import_module(f"stampnet.models.{module.name}")
+    for package in (stampnet.layers, stampnet.models):
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def _single_output(model) -> bool:
@@ -386,7 +396,13 @@ def resolve_data_dir(loaded: LoadedRun, data_dir=None) -> Path:
 
 
 def split_batches(loaded: LoadedRun, data_dir, split: str, card: Mapping, options) -> Iterable:
-    """The split as numpy batches ``(inputs with ids, labels)``, unshuffled, labelled only."""
+    """The split as numpy batches ``(inputs with ids, labels)``, unshuffled, labelled only.
+
+    ``split`` may join splits with "+" ("train+validation+test": a model trained elsewhere, such
+    as ALeRCE's, can be evaluated on every labelled alert).
+    """
+    import itertools
+
     from stampnet.data import pipeline
 
     common = dict(
@@ -397,16 +413,23 @@ def split_batches(loaded: LoadedRun, data_dir, split: str, card: Mapping, option
         shuffle=False,
         with_ids=True,
     )
-    if loaded.dataset_kind == "sequences":
-        max_detections = loaded.card.get("max_detections") or card.get("max_detections")
-        dataset = pipeline.sequence_dataset(
-            data_dir, split, max_detections=max_detections, **common
-        )
-    else:
-        dataset = pipeline.alert_dataset(data_dir, split, **common)
+    datasets = []
+    for part in split.split("+"):
+        if loaded.dataset_kind == "sequences":
+            steps = loaded.card.get("config", {}).get("data", {}).get("max_detections")
+            steps = steps or card.get("max_detections")
+            datasets.append(
+                pipeline.sequence_dataset(data_dir, part, max_detections=steps, **common)
+            )
+        else:
+            datasets.append(pipeline.alert_dataset(data_dir, part, **common))
+    dataset = datasets[0]
+    for other in datasets[1:]:
+        dataset = dataset.concatenate(other)
+    batches = (batch[:2] for batch in dataset.as_numpy_iterator())
     if options.max_examples:
-        dataset = dataset.take(-(-options.max_examples // options.batch_size))
-    return (batch[:2] for batch in dataset.as_numpy_iterator())
+        return itertools.islice(batches, -(-options.max_examples // options.batch_size))
+    return batches
 
 
 def output_dir(loaded: LoadedRun, data_dir, split: str, out_dir=None) -> Path:
