@@ -1,0 +1,83 @@
+"""Bogus detections: the artefacts that make most of ZTF's raw candidates (Duev et al. 2019).
+
+Each artefact returns its added image in the science frame and in the difference (DN, unit
+amplitude where the caller scales it to a target S/N), plus the stamp's NaN mask where the
+artefact masks pixels. Kinds: cosmic ray, hot pixel / bad column, dipole (misregistered
+subtraction), bright-star residual (saturated core, PSF-mismatch rings), edge (masked region and
+a ramp left by a bad background fit near it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stampnet.simulation import physics
+from stampnet.simulation.physics import CENTER, STAMP_SIZE
+
+KINDS = ("cosmic_ray", "hot_pixel", "dipole", "bright_star", "edge")
+KIND_WEIGHTS = (0.25, 0.15, 0.3, 0.15, 0.15)
+
+
+def cosmic_ray(rng) -> np.ndarray:
+    """A sharp track of a few pixels, no PSF: it hit the detector, not the sky."""
+    image = np.zeros((STAMP_SIZE, STAMP_SIZE))
+    length = rng.integers(1, 6)
+    angle = rng.uniform(0, np.pi)
+    for step in range(length):
+        x = int(round(CENTER + (step - length / 2) * np.cos(angle)))
+        y = int(round(CENTER + (step - length / 2) * np.sin(angle)))
+        image[np.clip(y, 0, 62), np.clip(x, 0, 62)] += rng.uniform(0.5, 1.0)
+    if rng.random() < 0.5:  # charge spills into a neighbour
+        image[CENTER, CENTER + rng.choice([-1, 1])] += rng.uniform(0.1, 0.4)
+    return image
+
+
+def hot_pixel(rng) -> np.ndarray:
+    """A hot pixel, or a bad column running through the candidate."""
+    image = np.zeros((STAMP_SIZE, STAMP_SIZE))
+    if rng.random() < 0.5:
+        image[CENTER, CENTER] = 1.0
+        if rng.random() < 0.3:
+            image[CENTER + 1, CENTER] = rng.uniform(0.2, 0.8)
+    else:
+        start = rng.integers(0, CENTER - 2)
+        image[start:, CENTER] = rng.uniform(0.15, 0.3)
+        image[CENTER, CENTER] = 1.0
+    return image
+
+
+def saturation_mask(x: float, y: float, radius: float, shape=(STAMP_SIZE, STAMP_SIZE)):
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+
+
+def edge_mask(rng) -> np.ndarray:
+    """A masked strip along one side of the stamp (off-chip or flagged pixels)."""
+    mask = np.zeros((STAMP_SIZE, STAMP_SIZE), dtype=bool)
+    width = int(rng.integers(3, 25))
+    side = rng.integers(4)
+    if side == 0:
+        mask[:width] = True
+    elif side == 1:
+        mask[-width:] = True
+    elif side == 2:
+        mask[:, :width] = True
+    else:
+        mask[:, -width:] = True
+    return mask
+
+
+def edge_ramp(rng, mask: np.ndarray) -> np.ndarray:
+    """A residual that decays away from a masked strip, peaking near the candidate."""
+    yy, xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE]
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return np.zeros(mask.shape)
+    # Distance to the strip along the axis the strip is normal to.
+    if rows.min() == 0 and rows.max() == STAMP_SIZE - 1:
+        distance = np.minimum(np.abs(xx - cols.min()), np.abs(xx - cols.max()))
+    else:
+        distance = np.minimum(np.abs(yy - rows.min()), np.abs(yy - rows.max()))
+    ramp = np.exp(-distance / rng.uniform(2.0, 6.0))
+    blob = physics.point_source(CENTER, CENTER, rng.uniform(2.0, 4.0), 1.0)
+    return ramp * 0.2 + blob / blob.max()

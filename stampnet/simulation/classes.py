@@ -1,0 +1,182 @@
+"""The five ALeRCE classes as physical set-ups: where they are, what hosts them, how they vary.
+
+``make_object(label, rng, difficulty)`` returns an ``ObjectModel``: sky position, the static scene,
+and the light curve. ``difficulty`` in [0, 1] makes the sample harder without mislabelling anything:
+fainter sources (closer to the limit), worse seeing, larger subtraction errors, and artefacts and
+metadata that overlap more with real sources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from stampnet.features import _rotation_matrices
+from stampnet.simulation import lightcurves, physics
+from stampnet.simulation.physics import CENTER
+from stampnet.simulation.scenes import Galaxy, Scene, Star, field_sources, random_galaxy
+
+CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+
+
+@dataclasses.dataclass
+class ObjectModel:
+    label: str
+    ra: float
+    dec: float
+    gal_lat: float
+    scene: Scene
+    duration: float  # days of survey coverage with alerts
+    lightcurve: object  # (rng, times, fids) -> (flux, reference flux per band)
+    prior_detections: int  # ndethist before the simulated window
+    prior_coverage: int  # ncovhist before the simulated window
+    host_kind: str  # "star", "galaxy", "nucleus", "none": sets sgscore/chinr/sharpnr
+    artefact: str = ""  # bogus kind
+
+
+def _from_frame(matrix, lon_deg, lat_deg):
+    lon, lat = np.radians(lon_deg), np.radians(lat_deg)
+    unit = np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    x, y, z = matrix.T @ unit  # the frames are rotations of ICRS: the inverse is the transpose
+    return float(np.degrees(np.arctan2(y, x)) % 360.0), float(np.degrees(np.arcsin(z)))
+
+
+def sky_position(rng, label: str) -> tuple[float, float, float]:
+    """(ra, dec, galactic latitude) of an object of ``label`` in the ZTF sky (dec > -30)."""
+    ecliptic, galactic = _rotation_matrices()
+    while True:
+        if label == "asteroid":  # main-belt inclinations: |beta| mostly below ~10 degrees
+            ra, dec = _from_frame(ecliptic, rng.uniform(0, 360), rng.normal(0.0, 6.0))
+        elif label == "VS" and rng.random() < 0.6:  # stars concentrate to the Galactic plane
+            ra, dec = _from_frame(galactic, rng.uniform(0, 360), rng.normal(0.0, 12.0))
+        else:
+            ra = rng.uniform(0, 360)
+            dec = float(np.degrees(np.arcsin(rng.uniform(-0.5, 1.0))))
+        lat = _latitude(galactic, ra, dec)
+        extragalactic = label in ("SN", "AGN")
+        if dec > -30.0 and not (extragalactic and abs(lat) < 12.0 and rng.random() < 0.9):
+            return ra, dec, lat
+
+
+def _latitude(matrix, ra, dec):
+    ra, dec = np.radians(ra), np.radians(dec)
+    unit = np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+    return float(np.degrees(np.arcsin(np.clip((matrix @ unit)[2], -1, 1))))
+
+
+def _mag_flux(mag, colour):
+    return {1: 10 ** (-0.4 * (mag + colour)), 2: 10 ** (-0.4 * mag)}
+
+
+def make_object(label: str, rng, difficulty: float) -> ObjectModel:
+    if label not in CLASSES:
+        raise ValueError(f"label must be one of {CLASSES}, received {label!r}")
+    ra, dec, lat = sky_position(rng, label)
+    stars, galaxies = field_sources(rng, lat, difficulty)
+    x = CENTER + rng.uniform(-0.5, 0.5)
+    y = CENTER + rng.uniform(-0.5, 0.5)
+    faint = 1.2 * difficulty  # magnitudes closer to the detection limit
+    kind, artefact = "none", ""
+    prior_det = 0
+    coverage = int(rng.integers(20, 1500))
+    if label == "SN":
+        peak = rng.uniform(16.8, 19.6) + faint
+        t_peak = rng.uniform(5.0, 30.0)
+        if rng.random() < 0.92:  # a few SNe are hostless (host below the template's depth)
+            radius = rng.uniform(1.2, 5.0)
+            offset = rng.uniform(0.3, 2.0) * radius * (0.5 + 0.5 * (1 - difficulty))
+            angle = rng.uniform(0, 2 * np.pi)
+            hx, hy = x - offset * np.cos(angle), y - offset * np.sin(angle)
+            galaxies.append(random_galaxy(rng, hx, hy, rng.uniform(16.5, 20.5), radius, radius))
+            kind = "galaxy"
+
+        def curve(rng, times, fids, peak=peak, t_peak=t_peak):
+            return lightcurves.supernova(rng, times, fids, peak, t_peak)
+
+        duration = rng.uniform(50.0, 90.0)
+    elif label == "AGN":
+        mean = rng.uniform(17.0, 19.3) + 0.6 * faint
+        host = random_galaxy(rng, x, y, rng.uniform(17.0, 20.5), 1.5, 5.0)
+        galaxies.append(host)
+        kind = "nucleus"
+        prior_det = int(rng.integers(5, 300))
+
+        def curve(rng, times, fids, mean=mean):
+            return lightcurves.damped_random_walk(rng, times, fids, mean)
+
+        duration = rng.uniform(60.0, 150.0)
+    elif label == "VS":
+        mean = rng.uniform(14.5, 19.0) + 0.6 * faint
+        kind = "star"
+        prior_det = int(rng.integers(5, 500))
+
+        def curve(rng, times, fids, mean=mean):
+            return lightcurves.periodic(rng, times, fids, mean)
+
+        duration = rng.uniform(30.0, 80.0)
+    elif label == "asteroid":
+        mag = rng.uniform(17.0, 20.2) + 0.5 * faint
+
+        def curve(rng, times, fids, mag=mag):
+            return np.full(len(times), 10 ** (-0.4 * mag)), {1: 0.0, 2: 0.0}
+
+        duration = 1.0
+        prior_det = 0
+    else:
+        from stampnet.simulation.artefacts import KIND_WEIGHTS, KINDS
+
+        artefact = str(rng.choice(KINDS, p=KIND_WEIGHTS))
+        if artefact == "dipole":  # a static source badly subtracted
+            mag = rng.uniform(14.0, 18.0)
+            if rng.random() < 0.6:
+                stars.append(Star(x, y, _mag_flux(mag, rng.normal(0.6, 0.3))))
+                kind = "star"
+            else:
+                galaxies.append(random_galaxy(rng, x, y, mag, 1.0, 3.0))
+                kind = "galaxy"
+        elif artefact == "bright_star":
+            angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(4.0, 14.0)
+            stars.append(
+                Star(
+                    x + radius * np.cos(angle),
+                    y + radius * np.sin(angle),
+                    _mag_flux(rng.uniform(10.0, 12.5), 0.7),
+                )
+            )
+            kind = "star"
+        prior_det = int(rng.integers(0, 3))
+
+        def curve(rng, times, fids):
+            return np.zeros(len(times)), {1: 0.0, 2: 0.0}
+
+        duration = 1.0 if rng.random() < 0.8 else rng.uniform(5.0, 20.0)
+    scene = Scene(
+        x=x,
+        y=y,
+        stars=stars,
+        galaxies=galaxies,
+        template_seeing={
+            fid: physics.CALIBRATION[fid].seeing_median
+            * physics.TEMPLATE_SEEING_FACTOR
+            * float(np.exp(rng.normal(0.0, 0.08)))
+            for fid in (1, 2)
+        },
+        nframes_ref={fid: int(rng.integers(*physics.NFRAMES_REF_RANGE)) for fid in (1, 2)},
+        rng_seed=int(rng.integers(2**62)),
+    )
+    return ObjectModel(
+        label, ra, dec, lat, scene, duration, curve, prior_det, coverage, kind, artefact
+    )
+
+
+def nearest_sources(scene: Scene, fid: int):
+    """Static sources sorted by distance (pixels) from the candidate: (distance, mag, type)."""
+    found = []
+    for source in scene.stars + scene.galaxies:
+        flux = source.flux[fid]
+        if flux <= 0:
+            continue
+        distance = float(np.hypot(source.x - scene.x, source.y - scene.y))
+        found.append((distance, float(-2.5 * np.log10(flux)), isinstance(source, Galaxy)))
+    return sorted(found)

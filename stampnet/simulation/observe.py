@@ -1,0 +1,180 @@
+"""Observing one object through the survey: epochs, detections, cutouts and candidate fields.
+
+Only epochs whose PSF-fit flux in the difference image is above 5 sigma (either sign) make alerts,
+as in ZTF; the others become upper limits in later alerts' ``prv_candidates``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from stampnet.simulation import artefacts, classes, lightcurves, physics
+from stampnet.simulation.physics import CENTER, STAMP_SIZE
+from stampnet.simulation.scenes import Exposure, psf_flux
+
+DETECTION_SNR = 5.0
+
+
+@dataclasses.dataclass
+class Epoch:
+    jd: float
+    exposure: Exposure
+    diffmaglim: float
+    reference_flux: float = 0.0
+    detected: bool = False
+    candidate: dict | None = None
+    stamps: tuple | None = None
+
+
+def _exposure(rng, fid, difficulty, label) -> Exposure:
+    band = physics.CALIBRATION[fid]
+    seeing = band.seeing_median * (0.9 + 0.25 * difficulty)
+    seeing = float(np.clip(seeing * np.exp(rng.normal(0, band.seeing_log_sigma)), 1.3, 7.0))
+    shift_scale = 0.03 + 0.07 * difficulty
+    return Exposure(
+        fid=fid,
+        seeing=seeing,
+        zero_point=float(rng.normal(band.zero_point, band.zero_point_sigma)),
+        sky=float(band.sky_median * np.exp(rng.normal(0, band.sky_log_sigma))),
+        shift=(float(rng.normal(0, shift_scale)), float(rng.normal(0, shift_scale))),
+        seeing_error=float(rng.normal(0, 0.01 + 0.03 * difficulty)),
+    )
+
+
+def _limit(exposure: Exposure) -> float:
+    sky_sigma = float(physics.pixel_noise_sigma(exposure.sky, physics.CALIBRATION[exposure.fid]))
+    return physics.limiting_flux(sky_sigma, exposure.seeing)
+
+
+def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float, max_alerts: int):
+    """All epochs of the object; the detected ones carry stamps and candidate fields."""
+    if model.label in ("asteroid", "bogus") and model.duration <= 1.0:
+        times = np.array([start_jd + rng.uniform(0.65, 0.95)])
+        fids = np.array([int(rng.integers(1, 3))])
+    else:
+        times, fids = lightcurves.cadence(rng, start_jd, model.duration)
+    flux, reference = model.lightcurve(rng, times - start_jd, fids)
+    epochs = []
+    for jd, fid, var_flux in zip(times, fids, flux, strict=True):
+        if sum(e.detected for e in epochs) >= max_alerts:
+            break
+        exposure = _exposure(rng, int(fid), difficulty, model.label)
+        if model.label == "bogus" and model.artefact == "dipole":
+            angle = rng.uniform(0, 2 * np.pi)
+            size = rng.uniform(0.3, 1.2) * (1.0 - 0.4 * difficulty)
+            exposure.shift = (size * np.cos(angle), size * np.sin(angle))
+            exposure.seeing_error = float(rng.normal(0, 0.1))
+        elif model.label == "bogus" and model.artefact == "bright_star":
+            exposure.seeing_error = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15))
+        limit = _limit(exposure)
+        epoch = Epoch(
+            float(jd),
+            exposure,
+            float(physics.magnitude(limit, exposure.zero_point)),
+            float(reference[int(fid)]),
+        )
+        epochs.append(epoch)
+        delta = (var_flux - reference[int(fid)]) * exposure.scale
+        error = physics.flux_error(limit)
+        # Cheap photometric pre-check: render only epochs that can reach 5 sigma.
+        if model.label != "bogus" and abs(delta) < 4.5 * error:
+            continue
+        science, template, difference = model.scene.render(
+            exposure, var_flux, reference[int(fid)], rng
+        )
+        nan_mask = None
+        if model.label == "bogus":
+            science, difference, nan_mask = _add_artefact(model, exposure, rng, science, difference)
+        measured = psf_flux(difference, model.scene.x, model.scene.y, exposure.seeing)
+        static = model.scene.static_flux_at_center(exposure.fid) + var_flux
+        error = np.sqrt(error**2 + abs(static) * exposure.scale / physics.CALIBRATION[fid].gain)
+        snr = measured / error
+        if abs(snr) < DETECTION_SNR:
+            continue
+        epoch.detected = True
+        epoch.stamps = (science, template, difference, nan_mask)
+        epoch.candidate = {
+            "magpsf": float(physics.magnitude(measured, exposure.zero_point)),
+            "sigmapsf": float(physics.sigmapsf_from_snr(abs(snr))),
+            "isdiffpos": "t" if measured > 0 else "f",
+            "snr": float(abs(snr)),
+        }
+    return epochs
+
+
+def _add_artefact(model, exposure, rng, science, difference):
+    """Adds the bogus artefact, scaled to a target S/N in the difference image."""
+    kind, nan_mask = model.artefact, None
+    limit = _limit(exposure)
+    error = physics.flux_error(limit)
+    target = DETECTION_SNR * np.exp(rng.exponential(0.8))
+    if kind in ("cosmic_ray", "hot_pixel"):
+        unit = artefacts.cosmic_ray(rng) if kind == "cosmic_ray" else artefacts.hot_pixel(rng)
+        response = psf_flux(unit, model.scene.x, model.scene.y, exposure.seeing)
+        base = psf_flux(difference, model.scene.x, model.scene.y, exposure.seeing)
+        amplitude = max((target * error - base) / max(response, 1e-6), 0.0)
+        science = science + unit * amplitude
+        difference = difference + unit * amplitude
+    elif kind == "edge":
+        nan_mask = artefacts.edge_mask(rng)
+        unit = artefacts.edge_ramp(rng, nan_mask) * rng.choice([-1.0, 1.0], p=[0.3, 0.7])
+        response = psf_flux(unit, model.scene.x, model.scene.y, exposure.seeing)
+        amplitude = target * error / max(abs(response), 1e-6)
+        difference = difference + unit * amplitude
+    elif kind == "bright_star":
+        star = model.scene.stars[-1]
+        peak = physics.point_source(star.x, star.y, exposure.seeing, star.flux[exposure.fid])
+        saturated = peak * exposure.scale > 2.0e4  # ~ ZTF full well of the science frames
+        nan_mask = saturated | artefacts.saturation_mask(star.x, star.y, 1.5)
+    base = psf_flux(difference, model.scene.x, model.scene.y, exposure.seeing)
+    if kind in ("dipole", "bright_star") and abs(base) < DETECTION_SNR * error:
+        # The residual must be what triggered the alert: make it so with a PSF-matching error
+        # concentrated at the candidate (a badly subtracted core).
+        residual = physics.point_source(model.scene.x + 0.6, model.scene.y, exposure.seeing, 1.0)
+        residual -= physics.point_source(model.scene.x - 0.6, model.scene.y, exposure.seeing, 1.0)
+        residual += physics.point_source(model.scene.x, model.scene.y, exposure.seeing * 0.7, 0.5)
+        response = psf_flux(residual, model.scene.x, model.scene.y, exposure.seeing)
+        difference = difference + residual * (target * error - base) / response
+    return science, difference, nan_mask
+
+
+def finish_stamps(rng, stamps, label: str, artefact: str):
+    """Float32 stamps with NaN regions and edge truncation at the real rates; (x, y) on the CCD."""
+    science, template, difference, nan_mask = stamps
+    images = [np.array(image, dtype=np.float32) for image in (science, template, difference)]
+    if nan_mask is None and rng.random() < physics.NAN_RATE:
+        if rng.random() < 0.5:
+            x, y = rng.uniform(0, STAMP_SIZE, 2)
+            if np.hypot(x - CENTER, y - CENTER) > 6:
+                nan_mask = artefacts.saturation_mask(x, y, rng.uniform(1.5, 7.0))
+        else:
+            nan_mask = artefacts.edge_mask(rng)
+    if nan_mask is not None:
+        images[0][nan_mask] = np.nan
+        images[2][nan_mask] = np.nan
+        # The deeper template saturates on a smaller area; masked strips are shared.
+        template_mask = nan_mask if nan_mask.sum() > 60 else nan_mask & (rng.random() < 0.5)
+        images[1][template_mask] = np.nan
+    xpos = rng.uniform(CENTER + 1, physics.CCD_WIDTH - CENTER - 1)
+    ypos = rng.uniform(CENTER + 1, physics.CCD_HEIGHT - CENTER - 1)
+    truncate = rng.random() < physics.TRUNCATION_RATE or (
+        artefact == "edge" and nan_mask is not None and rng.random() < 0.2
+    )
+    if truncate:
+        side = int(rng.integers(4))
+        distance = rng.uniform(1.0, CENTER - 1.0)  # pixels from candidate to the CCD edge
+        missing = CENTER - int(np.floor(distance - 1.0)) if distance >= 1 else CENTER
+        missing = int(np.clip(missing, 1, CENTER))
+        if side == 0:  # bottom rows (small ypos)
+            ypos, images = distance, [image[missing:] for image in images]
+        elif side == 1:
+            ypos = physics.CCD_HEIGHT - distance
+            images = [image[: STAMP_SIZE - missing] for image in images]
+        elif side == 2:
+            xpos, images = distance, [image[:, missing:] for image in images]
+        else:
+            xpos = physics.CCD_WIDTH - distance
+            images = [image[:, : STAMP_SIZE - missing] for image in images]
+    return images, float(xpos), float(ypos)

@@ -1,0 +1,219 @@
+"""Scenes: what is on the sky around a simulated object, and how one exposure images it.
+
+A ``Scene`` holds the static sky (field stars, galaxies, a host or a variable star's mean light) and
+the object's variable point source at the stamp centre. ``Scene.render`` makes the three cutouts of
+one exposure the way ZTF's pipeline does (Masci et al. 2019): science = sky + scene seen through the
+exposure's PSF + Poisson and read noise; template = a deeper, sharper coadd of the static scene;
+difference = science - (template PSF-matched to the science image), which leaves the variable flux,
+the noise, and whatever the matching got wrong (``shift``, ``seeing_error``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from stampnet.simulation import physics
+from stampnet.simulation.physics import CENTER, GRID, PAD
+
+
+@dataclasses.dataclass
+class Exposure:
+    """Observing conditions of one epoch."""
+
+    fid: int
+    seeing: float  # FWHM, pixels
+    zero_point: float
+    sky: float  # DN
+    shift: tuple[float, float] = (0.0, 0.0)  # template registration error, pixels
+    seeing_error: float = 0.0  # relative PSF-matching error
+
+    @property
+    def scale(self) -> float:
+        """DN per unit of magnitude flux."""
+        return 10.0 ** (0.4 * self.zero_point)
+
+
+@dataclasses.dataclass
+class Star:
+    x: float
+    y: float
+    flux: dict  # fid -> magnitude flux
+
+
+@dataclasses.dataclass
+class Galaxy:
+    x: float
+    y: float
+    flux: dict
+    r_eff: float
+    index: float
+    axis_ratio: float
+    angle: float
+
+
+@dataclasses.dataclass
+class Scene:
+    """Static sky plus the variable point source at ``(x, y)`` (stamp pixel coordinates)."""
+
+    x: float
+    y: float
+    stars: list
+    galaxies: list
+    template_seeing: dict  # fid -> FWHM of the reference image
+    nframes_ref: dict  # fid -> number of exposures in the reference coadd
+    rng_seed: int
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def _galaxy_fft(self, fid):
+        key = ("galaxies", fid)
+        if key not in self._cache:
+            image = np.zeros((GRID, GRID))
+            for galaxy in self.galaxies:
+                image += physics.sersic_image(
+                    galaxy.flux[fid],
+                    galaxy.x,
+                    galaxy.y,
+                    galaxy.r_eff,
+                    galaxy.index,
+                    galaxy.axis_ratio,
+                    galaxy.angle,
+                )
+            self._cache[key] = np.fft.rfft2(image) if self.galaxies else None
+        return self._cache[key]
+
+    def _template_noise(self, fid, sky_sigma):
+        """The reference image's own noise: fixed for an object and band, like the template."""
+        key = ("noise", fid)
+        if key not in self._cache:
+            rng = np.random.default_rng([self.rng_seed, fid])
+            field = rng.standard_normal((GRID, GRID)) / np.sqrt(self.nframes_ref[fid])
+            self._cache[key] = (field, np.fft.rfft2(field))
+        field, spectrum = self._cache[key]
+        return field * sky_sigma, spectrum * sky_sigma
+
+    def _star_arrays(self, fid):
+        key = ("stars", fid)
+        if key not in self._cache:
+            self._cache[key] = (
+                np.array([star.x for star in self.stars]),
+                np.array([star.y for star in self.stars]),
+                np.array([star.flux[fid] for star in self.stars]),
+            )
+        return self._cache[key]
+
+    def _image(self, fid, fwhm, point_flux, shift=(0.0, 0.0), extra_spectrum=None):
+        """Static scene plus ``point_flux`` at the candidate, through a PSF of ``fwhm``."""
+        image = np.zeros((physics.STAMP_SIZE, physics.STAMP_SIZE))
+        spectrum = self._galaxy_fft(fid)
+        if spectrum is not None or extra_spectrum is not None:
+            total = 0.0 if spectrum is None else spectrum * physics.psf_transfer(fwhm, *shift)
+            if extra_spectrum is not None:
+                total = total + extra_spectrum
+            image += physics.convolve(total, 1.0)
+        xs, ys, fluxes = self._star_arrays(fid)
+        image += physics.point_sources(
+            np.append(xs, self.x) + shift[0],
+            np.append(ys, self.y) + shift[1],
+            np.append(fluxes, point_flux),
+            fwhm,
+        )
+        return image
+
+    def static_image(self, fid, fwhm, shift=(0.0, 0.0)):
+        """The static scene (magnitude-flux units) through a PSF of ``fwhm``."""
+        return self._image(fid, fwhm, 0.0, shift)
+
+    def static_flux_at_center(self, fid) -> float:
+        """Static flux within ~3 pixels of the candidate (for the source Poisson noise)."""
+        total = 0.0
+        for source in self.stars + self.galaxies:
+            if np.hypot(source.x - self.x, source.y - self.y) < 3.0:
+                total += source.flux[fid]
+        return total
+
+    def _template(self, fid, reference_flux):
+        """Noise-free template (magnitude-flux units): fixed for an object and band."""
+        key = ("template", fid)
+        if key not in self._cache:
+            self._cache[key] = self._image(fid, self.template_seeing[fid], reference_flux)
+        return self._cache[key]
+
+    def render(self, exposure: Exposure, variable_flux: float, reference_flux: float, rng):
+        """Science, template and difference images (DN, float64) of one exposure."""
+        fid, seeing, scale = exposure.fid, exposure.seeing, exposure.scale
+        band = physics.CALIBRATION[fid]
+        science_model = self._image(fid, seeing, variable_flux) * scale + exposure.sky
+        sigma = physics.pixel_noise_sigma(science_model, band)
+        science = science_model + rng.standard_normal(science_model.shape) * sigma
+
+        sky_sigma = float(physics.pixel_noise_sigma(exposure.sky, band))
+        noise_field, noise_spectrum = self._template_noise(fid, sky_sigma)
+        crop = slice(PAD, PAD + physics.STAMP_SIZE)
+        template = self._template(fid, reference_flux) * scale
+        template += exposure.sky + noise_field[crop, crop]
+
+        # PSF matching: the template convolved with the kernel that takes its PSF to the
+        # science PSF; the matched image carries the template noise, smoothed by that kernel.
+        t_seeing = self.template_seeing[fid]
+        matched_seeing = seeing * (1.0 + exposure.seeing_error)
+        kernel_sigma = np.sqrt(max(matched_seeing**2 - t_seeing**2, 0.0)) * physics.FWHM_TO_SIGMA
+        kernel = np.exp(-2.0 * np.pi**2 * kernel_sigma**2 * physics._FREQ2)
+        galaxies = self._galaxy_fft(fid)
+        spectrum = noise_spectrum * kernel
+        if galaxies is not None:
+            transfer = physics.psf_transfer(matched_seeing, *exposure.shift)
+            spectrum = spectrum + galaxies * transfer * scale
+        matched = physics.convolve(spectrum, 1.0)
+        xs, ys, fluxes = self._star_arrays(fid)
+        matched += physics.point_sources(
+            np.append(xs, self.x) + exposure.shift[0],
+            np.append(ys, self.y) + exposure.shift[1],
+            np.append(fluxes, reference_flux) * scale,
+            matched_seeing,
+        )
+        difference = science - exposure.sky - matched
+        return science, template, difference
+
+
+def psf_flux(difference: np.ndarray, x: float, y: float, fwhm: float) -> float:
+    """Linear PSF-fit flux at a fixed position (what the pipeline's magpsf measures)."""
+    psf = physics.point_source(x, y, fwhm, 1.0)
+    return float(np.sum(difference * psf) / np.sum(psf * psf))
+
+
+def field_sources(rng, galactic_latitude: float, difficulty: float):
+    """Unrelated stars and galaxies in the stamp; star counts rise towards the Galactic plane."""
+    density = 1.5 + 8.0 * np.exp(-abs(galactic_latitude) / 10.0)
+    stars, galaxies = [], []
+    for _ in range(rng.poisson(density)):
+        # Differential counts dN/dm ~ 10^(0.3 m), truncated at 14 and 22 mag.
+        mag = max(22.0 + np.log10(rng.uniform(1e-3, 1.0)) / 0.3, 14.0)
+        colour = rng.normal(0.6, 0.3)
+        stars.append(
+            Star(
+                rng.uniform(-PAD, physics.STAMP_SIZE + PAD),
+                rng.uniform(-PAD, physics.STAMP_SIZE + PAD),
+                {1: 10 ** (-0.4 * (mag + colour)), 2: 10 ** (-0.4 * mag)},
+            )
+        )
+    for _ in range(rng.poisson(0.8)):
+        mag = rng.uniform(19.0, 22.5)
+        galaxies.append(random_galaxy(rng, rng.uniform(0, 63), rng.uniform(0, 63), mag, 0.5, 3.0))
+    # Keep unrelated sources off the candidate itself (the alert would be about them).
+    keep = [s for s in stars if np.hypot(s.x - CENTER, s.y - CENTER) > 4.0]
+    return keep, [g for g in galaxies if np.hypot(g.x - CENTER, g.y - CENTER) > 5.0]
+
+
+def random_galaxy(rng, x, y, mag, r_min, r_max) -> Galaxy:
+    colour = rng.normal(0.7, 0.2)  # g - r of a typical galaxy
+    return Galaxy(
+        x,
+        y,
+        {1: 10 ** (-0.4 * (mag + colour)), 2: 10 ** (-0.4 * mag)},
+        r_eff=rng.uniform(r_min, r_max),
+        index=rng.uniform(0.7, 4.0),
+        axis_ratio=rng.uniform(0.3, 1.0),
+        angle=rng.uniform(0, np.pi),
+    )

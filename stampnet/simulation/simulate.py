@@ -1,0 +1,252 @@
+"""``simulate(out_dir, ...)``: write a labelled set of simulated ZTF alerts, ZTF-archive style.
+
+Layout of ``out_dir``: ``alerts/ztf_public_YYYYMMDD.tar.gz`` (one ``<candid>.avro`` per alert,
+official ``ztf.alert`` 4.02 schema) and ``labels.csv`` (objectId, candid, label). Each object draws
+from its own random stream ``(seed, object index)``, so output does not depend on the number of
+worker processes, and the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import string
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stampnet.simulation import classes, metadata, observe, packets
+
+#: Bumped whenever the simulated data change, so cached built-in datasets are rebuilt.
+SIMULATOR_VERSION = "1.0.0"
+#: First night of the simulated survey (2020-06-01) and the season objects start within.
+SURVEY_START_JD = 2459001.5
+SEASON_DAYS = 120.0
+#: nid counts nights from 2017-01-01, as ZTF's.
+NID_ZERO_JD = 2457754.5
+
+
+def _object_id(rng, jd: float) -> str:
+    year = int(packets.night_name(jd)[2:4])
+    letters = "".join(rng.choice(list(string.ascii_lowercase), size=7))
+    return f"ZTF{year:02d}{letters}"
+
+
+def _alert_packets(index, label, seed, difficulty, max_alerts):
+    """All alerts of object ``index``: (jd, candid, avro bytes, objectId, label)."""
+    for attempt in range(100):  # redraw objects that never reach 5 sigma (faint AGN, ...)
+        rng = np.random.default_rng([seed, index, attempt])
+        model = classes.make_object(label, rng, difficulty)
+        start = SURVEY_START_JD + rng.uniform(0.0, SEASON_DAYS)
+        epochs = observe.observe(model, rng, difficulty, start, max_alerts)
+        if any(epoch.detected for epoch in epochs):
+            break
+    else:
+        raise RuntimeError(f"object {index} ({label}) was never detected in 100 draws")
+    first = next(epoch for epoch in epochs if epoch.detected)
+    object_id = _object_id(rng, first.jd)
+    history_start = start - (rng.uniform(100.0, 800.0) if model.prior_detections else 0.0)
+    results, detections = [], 0
+    for number, epoch in enumerate(epochs):
+        if not epoch.detected:
+            continue
+        detections += 1
+        candidate, stamps = _candidate(
+            model, epoch, rng, difficulty, index, number, detections, history_start
+        )
+        candidate["ndethist"] = model.prior_detections + detections
+        candidate["ncovhist"] = model.prior_coverage + number + 1
+        prv = [
+            _prv_candidate(previous)
+            for previous in epochs[:number]
+            if epoch.jd - previous.jd < 30.0
+        ]
+        packet = {
+            "schemavsn": packets.SCHEMA_VERSION,
+            "publisher": "stampnet simulator " + SIMULATOR_VERSION,
+            "objectId": object_id,
+            "candid": candidate["candid"],
+            "candidate": candidate,
+            "prv_candidates": prv or None,
+            "fp_hists": None,
+            **{
+                field: packets.cutout(image, candidate["candid"], candidate["pid"], kind)
+                for field, image, kind in zip(
+                    ("cutoutScience", "cutoutTemplate", "cutoutDifference"),
+                    stamps,
+                    ("sci", "ref", "diff"),
+                    strict=True,
+                )
+            },
+        }
+        epoch.candidate.update(candid=candidate["candid"], pid=candidate["pid"])
+        payload = packets.avro_bytes(packet)
+        member = packets.tar_member(epoch.jd, candidate["candid"], payload)
+        results.append((epoch.jd, candidate["candid"], member, object_id, label))
+    return results
+
+
+def _candidate(model, epoch, rng, difficulty, index, number, detections, history_start):
+    exposure = epoch.exposure
+    nid = int(epoch.jd - NID_ZERO_JD)
+    pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
+    rcid = int(rng.integers(0, 64))
+    candid = pid * 10**6 + rcid * 1000 + 15
+    images, xpos, ypos = observe.finish_stamps(rng, epoch.stamps, model.label, model.artefact)
+    measured = epoch.candidate
+    # The VS star or AGN nucleus at the candidate is itself in the reference catalogues.
+    ref_flux = epoch.reference_flux if model.label in ("VS", "AGN") else 0.0
+    catalogue = metadata.catalogue_fields(model, exposure.fid, ref_flux, rng)
+    shape = metadata.shape_fields(model, exposure.seeing, difficulty, rng)
+    solar = metadata.solar_system_fields(model, measured["magpsf"], rng)
+    jitter = 0.1 / 3600.0  # astrometric scatter of ~0.1"
+    ra = model.ra + rng.normal(0, jitter) / max(np.cos(np.radians(model.dec)), 1e-3)
+    dec = model.dec + rng.normal(0, jitter)
+    nr_ok = catalogue["distnr"] > 0
+    magap = measured["magpsf"] + rng.normal(0.0, measured["sigmapsf"])
+    values = {
+        "jd": epoch.jd,
+        "fid": exposure.fid,
+        "pid": pid,
+        "diffmaglim": epoch.diffmaglim,
+        "pdiffimfilename": f"ztf_{packets.night_name(epoch.jd)}_{pid}_scimrefdiffimg.fits",
+        "programpi": "Kulkarni",
+        "programid": 1,
+        "candid": candid,
+        "isdiffpos": measured["isdiffpos"],
+        "tblid": int(number),
+        "nid": nid,
+        "rcid": rcid,
+        "field": int(rng.integers(245, 880)),
+        "xpos": xpos,
+        "ypos": ypos,
+        "ra": float(ra),
+        "dec": float(dec),
+        "magpsf": measured["magpsf"],
+        "sigmapsf": measured["sigmapsf"],
+        "chipsf": float(rng.gamma(4.0, 0.3) * (3.0 if model.label == "bogus" else 1.0)),
+        "magap": float(magap),
+        "sigmagap": measured["sigmapsf"] * 1.1,
+        **catalogue,
+        "sky": float(rng.normal(0.0, 0.4)),
+        "magdiff": float(magap - measured["magpsf"]),
+        **{key: value for key, value in shape.items()},
+        "mindtoedge": float(min(xpos, ypos, 3072 - xpos, 3080 - ypos)),
+        "magfromlim": float(epoch.diffmaglim - magap),
+        "seeratio": float(np.clip(shape["fwhm"] / exposure.seeing, 0.0, 2.0)),
+        "aimage": shape["fwhm"] / 2.355 * np.sqrt(shape["elong"]),
+        "bimage": shape["fwhm"] / 2.355 / np.sqrt(shape["elong"]),
+        "nneg": int(rng.integers(0, 4 if model.label != "bogus" else 12)),
+        **solar,
+        "sumrat": float(1.0 - rng.beta(1.0, 20.0 if model.label != "bogus" else 3.0)),
+        "ranr": float(ra if not nr_ok else ra + catalogue["distnr"] / 3600.0),
+        "decnr": float(dec),
+        "scorr": float(measured["snr"] * rng.uniform(1.5, 3.0)),
+        "jdstarthist": float(history_start if model.prior_detections else epoch.jd),
+        "jdendhist": epoch.jd,
+        "tooflag": 0,
+        "nmtchps": int(rng.integers(1, 20)),
+        "rfid": int(rng.integers(10**8, 10**9)),
+        "jdstartref": 2458200.0,
+        "jdendref": 2458300.0,
+        "nframesref": model.scene.nframes_ref[exposure.fid],
+        "rbversion": "t17_f5_c3",
+        "magzpsci": exposure.zero_point,
+        "magzpsciunc": 1e-5,
+        "magzpscirms": 0.03,
+        "nmatches": int(rng.integers(200, 2000)),
+        "exptime": 30.0,
+        "drbversion": "d6_m7",
+    }
+    values["aimagerat"] = values["aimage"] / shape["fwhm"]
+    values["bimagerat"] = values["bimage"] / shape["fwhm"]
+    return packets.candidate_record(values), images
+
+
+def _prv_candidate(epoch) -> dict:
+    values = {
+        "jd": epoch.jd,
+        "fid": epoch.exposure.fid,
+        "pid": int(epoch.jd - NID_ZERO_JD) * 10**9,
+        "diffmaglim": epoch.diffmaglim,
+        "programid": 1,
+        "rbversion": "t17_f5_c3",
+    }
+    if epoch.detected:
+        values.update({k: epoch.candidate[k] for k in ("magpsf", "sigmapsf", "isdiffpos")})
+        values["candid"] = epoch.candidate.get("candid")
+    return packets.prv_candidate_record(values)
+
+
+def _worker(task):
+    return _alert_packets(*task)
+
+
+def simulate(
+    out_dir,
+    *,
+    num_objects: int = 1000,
+    seed: int = 0,
+    difficulty: float = 0.5,
+    max_alerts: int = 12,
+    classes_: tuple[str, ...] = classes.CLASSES,
+    workers: int | None = None,
+) -> dict:
+    """Writes ``num_objects`` simulated objects (balanced over ``classes_``) under ``out_dir``.
+
+    Returns a summary: numbers of objects and alerts per class, paths, seconds, alerts per second.
+    """
+    if num_objects < 1:
+        raise ValueError(f"num_objects must be >= 1, received {num_objects}")
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], received {difficulty}")
+    unknown = [name for name in classes_ if name not in classes.CLASSES]
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; expected names from {classes.CLASSES}")
+    out_dir = Path(out_dir)
+    tasks = [
+        (index, classes_[index % len(classes_)], seed, difficulty, max_alerts)
+        for index in range(num_objects)
+    ]
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if num_objects >= 100 else 1
+    started = time.perf_counter()
+    counts = {name: {"objects": 0, "alerts": 0} for name in classes_}
+    with packets.NightlyArchive(out_dir / "alerts") as archive:
+        labels_path = out_dir / "labels.csv"
+        with open(labels_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["objectId", "candid", "label"])
+            if workers > 1:
+                context = multiprocessing.get_context("spawn")
+                with context.Pool(workers) as pool:
+                    _consume(pool.imap(_worker, tasks, chunksize=4), archive, writer, counts)
+            else:
+                _consume(map(_worker, tasks), archive, writer, counts)
+        tarballs = archive.close()
+    seconds = time.perf_counter() - started
+    total = sum(count["alerts"] for count in counts.values())
+    return {
+        "generator": f"stampnet.simulation {SIMULATOR_VERSION}",
+        "seed": seed,
+        "difficulty": difficulty,
+        "num_objects": num_objects,
+        "num_alerts": total,
+        "counts": counts,
+        "labels": str(labels_path),
+        "tarballs": [str(path) for path in tarballs],
+        "seconds": seconds,
+        "alerts_per_second": total / seconds if seconds > 0 else float("nan"),
+    }
+
+
+def _consume(results, archive, writer, counts):
+    for alerts in results:
+        for jd, candid, payload, object_id, label in alerts:
+            archive.add(jd, payload)
+            writer.writerow([object_id, candid, label])
+            counts[label]["alerts"] += 1
+        if alerts:
+            counts[alerts[0][4]]["objects"] += 1
