@@ -171,6 +171,12 @@ def _describe(report: Report, result: dict, card: dict) -> None:
     )
     if card.get("generator"):
         report.paragraph(f"Simulated data ({card['generator']}).", "meta")
+    elif card.get("labels"):
+        report.paragraph(
+            f"Labels from {card['labels'].get('path')}. For the real ZTF sample these are "
+            "heuristic catalogue cross-matches, not ground truth.",
+            "note",
+        )
     if result["excluded"]:
         excluded = ", ".join(f"{name}: {count}" for name, count in result["excluded"].items())
         report.paragraph(
@@ -186,6 +192,12 @@ def _classifier_section(report, collected, name, probabilities, class_names, fig
         ["accuracy", "macro-F1", "balanced accuracy", "examples"],
         [[scores["accuracy"], scores["macro_f1"], scores["macro_recall"], scores["num_examples"]]],
     )
+    few = [name for name, row in scores["per_class"].items() if 0 < row["support"] < 10]
+    if few:
+        report.paragraph(
+            f"Fewer than 10 examples of {', '.join(few)}: their per-class numbers are noisy.",
+            "note",
+        )
     header, rows = classification_table(scores)
     report.table(header, rows, caption="Per class, one vs rest; support = true examples.")
     figures[f"confusion_{name}"] = plots.figure_png(

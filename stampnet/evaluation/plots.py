@@ -131,13 +131,24 @@ def plot_accuracy_vs_detections(curves: Mapping[str, Mapping[int, Mapping]]) -> 
 
 
 def plot_stamp_gallery(stamps, captions: Sequence[str], masks=None, title: str = "") -> Figure:
-    """Rows of alerts, columns science / template / difference, each channel stretched alone."""
+    """Rows of alerts, columns science / template / difference, each channel stretched alone.
+
+    The caption of a row sits in a text column at its left, so the stamps stay square and close
+    together however long the captions are.
+    """
     stamps = np.asarray(stamps)
     rows = max(len(stamps), 1)
-    figure, axes = plt.subplots(rows, 3, figsize=(6.3, 2.15 * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, 4, figsize=(8.0, 1.9 * rows + 0.3), squeeze=False,
+        gridspec_kw={"width_ratios": [1.1, 1, 1, 1], "wspace": 0.04, "hspace": 0.08},
+    )  # fmt: skip
     for row in range(rows):
+        axes[row, 0].set_axis_off()
+        if row < len(stamps):
+            axes[row, 0].text(0.95, 0.5, captions[row], ha="right", va="center", fontsize=8,
+                              transform=axes[row, 0].transAxes)  # fmt: skip
         for column, channel in enumerate(CHANNELS):
-            axis = axes[row, column]
+            axis = axes[row, column + 1]
             axis.set_xticks([])
             axis.set_yticks([])
             if row >= len(stamps):
@@ -147,11 +158,8 @@ def plot_stamp_gallery(stamps, captions: Sequence[str], masks=None, title: str =
             axis.imshow(display_scale(stamps[row, ..., column], mask), cmap="gray", vmin=0, vmax=1)
             if row == 0:
                 axis.set_title(channel, fontsize=10)
-        if row < len(stamps):
-            axes[row, 0].set_ylabel(captions[row], fontsize=8, rotation=0, ha="right", va="center")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 

@@ -22,9 +22,9 @@ h1 { font-size: 1.7em; border-bottom: 2px solid #3a6ea5; padding-bottom: .3em; }
 h2 { font-size: 1.3em; margin-top: 2em; color: #24476e; border-bottom: 1px solid #d5dbe3; }
 h3 { font-size: 1.08em; margin-top: 1.5em; }
 table { border-collapse: collapse; margin: .8em 0 1.2em; font-size: .92em; }
-th, td { border: 1px solid #cfd6df; padding: .32em .7em; text-align: right; }
+th, td { border: 1px solid #cfd6df; padding: .32em .7em; text-align: left; vertical-align: top; }
 th { background: #eef2f7; }
-td:first-child, th:first-child { text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.anchor td { background: #fbf6e9; font-style: italic; }
 caption { caption-side: bottom; text-align: left; font-size: .85em; color: #5b6573;
           padding-top: .4em; }
@@ -61,6 +61,15 @@ def write_metrics(metrics: Mapping, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
     return path
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def _cell(value) -> str:
+    opening = '<td class="num">' if _is_number(value) else "<td>"
+    return f"{opening}{html.escape(format_value(value))}</td>"
 
 
 def format_value(value) -> str:
@@ -110,7 +119,7 @@ class Report:
         for index, row in enumerate(rows):
             css = row_classes[index] if row_classes else None
             attribute = f' class="{css}"' if css else ""
-            cells = "".join(f"<td>{html.escape(format_value(cell))}</td>" for cell in row)
+            cells = "".join(_cell(cell) for cell in row)
             lines.append(f"<tr{attribute}>{cells}</tr>")
         lines.append("</table>")
         self._parts.append("\n".join(lines))
