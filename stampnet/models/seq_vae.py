@@ -165,6 +165,8 @@ class SequenceVAE(StampAutoencoder):
         return self.target_preprocessing(inputs["stamps"], inputs["stamp_mask"]), mask
 
     def compute_losses(self, inputs, training=False):
+        # Only the model's inputs (a pipeline with_ids adds string ids), as tensors.
+        inputs = {key: ops.convert_to_tensor(inputs[key]) for key in ENCODER_KEYS}
         target, mask = self.target_and_mask(inputs)
         z_mean, z_log_var, z = self.encode(inputs, training=training)
         reconstruction = self.decode(z, inputs, training)
@@ -175,7 +177,17 @@ class SequenceVAE(StampAutoencoder):
         reconstruction_loss = ops.mean(per_sequence)
         regularisation = ops.mean(self.regularisation(z_mean, z_log_var, z))
         total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
-        return total, reconstruction_loss, regularisation
+        # The same terms as StampAutoencoder.compute_losses, in its trackers' order; the last
+        # is the negative ELBO at beta = 1, which early stopping follows while beta anneals.
+        return total, reconstruction_loss, regularisation, reconstruction_loss + regularisation
+
+    def functional_model(self, name: str | None = None) -> keras.Model:
+        """A functional view sharing this model's weights: raw sequences -> ``call``'s outputs."""
+        inputs = {
+            key: keras.Input(tensor.shape[1:], name=key)
+            for key, tensor in self.encoder.input.items()
+        }
+        return keras.Model(inputs, self.call(inputs), name=name or f"{self.name}_inference")
 
 
 def _fold_time(stamps):

@@ -1,0 +1,94 @@
+"""The sequence VAE: padding and invalid pixels contribute nothing, the latent mean does not
+depend on the padding length, it trains, saves and reloads, and it runs on real ZTF objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stampnet.models.seq_vae import build_seq_vae, reconstruction_report
+from stampnet.training.annealing import KLAnnealing
+from tests.model_checks import run_model_checks
+from tests.test_seq_classifier import random_sequences, real_sequences, repad
+
+TINY = dict(latent_dim=3, conv_filters=(4, 8), embedding_dim=8, units=8, seed=0)
+
+
+def losses(vae, inputs):
+    return [float(value) for value in vae.compute_losses(inputs, training=False)]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_to_5_or_8_gives_same_latent_mean(bidirectional):
+    vae = build_seq_vae(bidirectional=bidirectional, **TINY)
+    short = random_sequences((3, 1, 5), steps=5)
+    padded = repad(short, 8)
+    z_short, z_padded = (np.asarray(vae.encoder(x)[0]) for x in (short, padded))
+    np.testing.assert_allclose(z_padded, z_short, atol=1e-5, rtol=0)
+    reconstruction = np.asarray(vae(padded)["reconstruction"])
+    np.testing.assert_allclose(
+        reconstruction[:, :5], vae(short)["reconstruction"], atol=1e-5, rtol=0
+    )
+
+
+def test_padding_and_invalid_pixels_contribute_nothing_to_the_loss():
+    vae = build_seq_vae(**TINY)
+    inputs = random_sequences((3, 2), steps=5)
+    reference = losses(vae, inputs)
+    np.testing.assert_allclose(losses(vae, repad(inputs, 8)), reference, rtol=1e-5)
+    changed = {**inputs, "stamps": inputs["stamps"].copy()}
+    invalid = inputs["stamp_mask"] == 0
+    assert invalid.any()
+    changed["stamps"][invalid] = 1e6  # ALeRCE-style NaN/garbage where the mask says invalid
+    np.testing.assert_allclose(losses(vae, changed), reference, rtol=1e-5)
+
+
+def test_model_checks_for_vae_and_its_encoder(tmp_path):
+    vae = build_seq_vae(**TINY)
+    inputs = random_sequences((3, 1))
+    run_model_checks(vae, inputs, [(2, 5, 21, 21, 3), (2, 3)], tmp_path)
+    run_model_checks(vae.encoder, inputs, [(2, 3)] * 3, tmp_path)
+    # The functional view a run may save shares the weights and gives the same outputs.
+    view = vae.functional_model()
+    for key, value in vae(inputs).items():
+        np.testing.assert_allclose(view(inputs)[key], value, atol=1e-6)
+
+
+def test_training_lowers_the_loss_and_anneals_beta():
+    vae = build_seq_vae(**TINY)
+    vae.compile(optimizer="adam")
+    inputs = random_sequences((3, 2, 4, 1), steps=4)
+    dataset = tf.data.Dataset.from_tensors((inputs, np.zeros(4, "int32"))).repeat(12)
+    before = losses(vae, inputs)[1]
+    history = vae.fit(
+        dataset, epochs=2, verbose=0, callbacks=[KLAnnealing("linear", ramp_epochs=4)]
+    )
+    assert losses(vae, inputs)[1] < before
+    assert set(history.history) >= {"loss", "reconstruction_loss", "kl_loss", "elbo_loss", "beta"}
+    assert 0.0 < history.history["beta"][0] < history.history["beta"][1] <= 1.0
+
+
+def test_reconstruction_report_compares_with_the_mean_stamp():
+    vae = build_seq_vae(**TINY)
+    dataset = tf.data.Dataset.from_tensors(random_sequences((3, 2)))
+    report = reconstruction_report(vae, dataset)
+    assert report["valid_pixels"] > 0
+    assert 0.0 < report["baseline_mse"] and 0.0 < report["mse"]
+    assert report["mse_ratio"] == pytest.approx(report["mse"] / report["baseline_mse"])
+
+
+def test_runs_on_real_multi_alert_objects(ztf_dir):
+    inputs = real_sequences(ztf_dir)
+    vae = build_seq_vae(**TINY)
+    outputs = vae(inputs)
+    assert np.all(np.isfinite(outputs["reconstruction"]))
+    assert np.all(np.isfinite(losses(vae, inputs)))
+    np.testing.assert_allclose(vae.encoder(repad(inputs, 8))[0], outputs["z_mean"], atol=1e-5)
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="latent_dim"):
+        build_seq_vae(**{**TINY, "latent_dim": 0})
+    with pytest.raises(ValueError, match="'l1'"):
+        build_seq_vae(**TINY, reconstruction_loss="l1")
