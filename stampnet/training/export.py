@@ -95,9 +95,11 @@ def _outputs(export: Export, outputs) -> dict:
         if isinstance(outputs, dict):
             outputs = outputs["probabilities"]
         return {"probabilities": outputs}
+    # A deterministic encoder (the CAE) has z_mean only: serve what the model has.
     if isinstance(outputs, dict):
-        return {"z_mean": outputs["z_mean"], "z_log_var": outputs["z_log_var"]}
-    return {"z_mean": outputs[0], "z_log_var": outputs[1]}
+        return {key: outputs[key] for key in ("z_mean", "z_log_var") if key in outputs}
+    outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+    return dict(zip(("z_mean", "z_log_var"), outputs[:2], strict=False))
 
 
 def _endpoint(export: Export):

@@ -14,7 +14,7 @@ from stampnet.training.spec import Bundle, DataInfo, Export, ModelSpec, with_aug
 
 
 def build(config: RunConfig, data: DataInfo) -> Bundle:
-    from stampnet.losses.classification import entropy_regularised_crossentropy
+    from stampnet.losses.classification import EntropyRegularisedCrossentropy
     from stampnet.models.stamp_classifier import build_stamp_classifier
 
     model_config = config.model_config
@@ -32,14 +32,9 @@ def build(config: RunConfig, data: DataInfo) -> Bundle:
     trainable = with_augmentation(
         classifier, data, enabled=config.data.augment, seed=config.train.seed
     )
-    beta = model_config.beta
-
-    def loss(labels, probabilities):
-        return entropy_regularised_crossentropy(labels, probabilities, beta=beta)
-
     trainable.compile(
         optimizer=keras.optimizers.Adam(config.train.learning_rate),
-        loss=loss,
+        loss=EntropyRegularisedCrossentropy(beta=model_config.beta),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return Bundle(model=trainable, exports={"classifier": Export(classifier, "classifier")})

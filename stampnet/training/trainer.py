@@ -1,0 +1,320 @@
+"""The one training loop every model goes through: ``train(config) -> TrainResult``.
+
+1. resolve the run folder (``runs.new_run_dir``) and write ``config.json`` first, so that an
+   interrupted run can always be resumed (``--resume RUN_DIR``);
+2. seed everything (``keras.utils.set_random_seed``): weights, shuffling, augmentation;
+3. find the data (``--data`` or the built-in simulated dataset), read its card, fill ``DataInfo``;
+4. ``ModelSpec.build`` -> ``Bundle``; tf.data pipelines from ``stampnet.data.pipeline``;
+5. ``fit`` with progress output, TensorBoard, a checkpoint every epoch, the best checkpoint,
+   early stopping, CSV history and ``BackupAndRestore`` (the resume mechanism);
+6. restore the best weights (from ``checkpoints/best.weights.h5``, which survives a resume,
+   unlike ``EarlyStopping(restore_best_weights=True)``'s in-memory copy), save the exports
+   (``model.keras``, ``saved_model/``), evaluate on validation and test, write the model card.
+
+The training split repeats and an epoch is ``steps_per_epoch`` batches (default: one pass over
+the split's examples), so oversampling (an endless stream) and plain shuffling behave alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stampnet.constants import UNLABELLED
+from stampnet.data.card import feature_stats_for, load_card
+from stampnet.features import DETECTION_FIELDS, resolve_feature_names
+from stampnet.training import runs
+from stampnet.training.config import RunConfig, resolve_features
+from stampnet.training.export import export_saved_model
+from stampnet.training.registry import get_spec
+from stampnet.training.spec import Bundle, DataInfo, ModelSpec
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns: the run folder and what it holds."""
+
+    run_dir: Path
+    bundle: Bundle
+    history: object  # pandas.DataFrame, one row per epoch
+    metrics: dict
+
+
+def resolve_data_dir(config: RunConfig) -> Path:
+    if config.data.data_dir:
+        return Path(config.data.data_dir)
+    from stampnet.simulation.builtin import ensure_builtin_dataset
+
+    return Path(ensure_builtin_dataset(size=config.data.builtin_size))
+
+
+def split_size(card, dataset: str, split: str, labelled_only: bool) -> int:
+    """Examples a pipeline yields for a split, from the card's ``counts[dataset][split][label]``."""
+    counts = card.get("counts", {}).get(dataset, {}).get(split, {})
+    return int(sum(n for label, n in counts.items() if not (labelled_only and label == UNLABELLED)))
+
+
+def data_info(config: RunConfig, spec: ModelSpec, data_dir: Path, card) -> DataInfo:
+    feature_names = tuple(resolve_feature_names(resolve_features(config.data.feature_set)))
+    return DataInfo(
+        data_dir=data_dir,
+        card=card,
+        class_names=tuple(card["class_names"]),
+        feature_names=feature_names,
+        feature_stats=feature_stats_for(card, feature_names),
+        crop_size=config.model_config.crop_size,
+        channels=tuple(config.model_config.channels),
+        max_detections=config.data.max_detections if spec.dataset == "sequences" else None,
+        detection_feature_names=(
+            (*DETECTION_FIELDS, "days_since_first") if spec.dataset == "sequences" else ()
+        ),
+        train_size=split_size(card, spec.dataset, "train", labelled_only(config, spec)),
+    )
+
+
+def labelled_only(config: RunConfig, spec: ModelSpec) -> bool:
+    chosen = config.data.labelled_only
+    return spec.needs_labels if chosen is None else chosen
+
+
+def input_keys(model: keras.Model) -> frozenset[str] | None:
+    """The input names of a functional model taking a dict (None for other models)."""
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return None
+    return frozenset(inputs) if isinstance(inputs, dict) else None
+
+
+def make_dataset(
+    config,
+    spec,
+    info: DataInfo,
+    split: str,
+    transform=None,
+    *,
+    keys: frozenset[str] | None = None,
+    training: bool = False,
+):
+    """The pipeline of a split; training: shuffled, balanced as configured, repeated.
+
+    ``keys``: the input names the model takes; others are dropped (a functional Keras model
+    rejects a dict with extra keys, e.g. ``features`` for an images-only classifier).
+    """
+    from stampnet.data import pipeline
+
+    kwargs = dict(
+        batch_size=config.train.batch_size,
+        feature_names=info.feature_names,
+        class_names=info.class_names,
+        labelled_only=labelled_only(config, spec),
+        balance=None if not training or config.data.balance == "none" else config.data.balance,
+        shuffle=training,
+        seed=config.train.seed,
+        repeat=training,
+    )
+    if spec.dataset == "sequences":
+        dataset = pipeline.sequence_dataset(
+            info.data_dir, split, max_detections=config.data.max_detections, **kwargs
+        )
+    else:
+        dataset = pipeline.alert_dataset(info.data_dir, split, **kwargs)
+    if not training:
+        # The pipeline filters unlabelled examples, so tf.data cannot know the number of
+        # batches; the card does, and Keras then neither warns nor guesses at each epoch's end.
+        size = split_size(info.card, spec.dataset, split, labelled_only(config, spec))
+        batches = math.ceil(size / config.train.batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    if keys is not None:
+
+        def select(inputs, *rest):
+            return ({key: value for key, value in inputs.items() if key in keys}, *rest)
+
+        dataset = dataset.map(select)
+    if transform is not None:
+        dataset = dataset.map(transform)
+    return dataset
+
+
+def _callbacks(run_dir: Path, config: RunConfig, bundle: Bundle, monitor: str, has_validation):
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    # A resumed run must not let its first epoch overwrite a better "best" from before the crash.
+    history = runs.read_history(run_dir)
+    best_so_far = float(history[monitor].min()) if monitor in history else None
+    callbacks = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
+    else:
+        print("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "last.weights.h5"), save_weights_only=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best.weights.h5"),
+            save_weights_only=True,
+            save_best_only=True,
+            monitor=monitor,
+            mode="min",
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_NAME), append=True),
+    ]
+    if config.train.patience > 0 and has_validation:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.patience)
+        )
+    # Last of ours: the backup is taken only after the epoch's row and checkpoints are written.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    return callbacks + list(bundle.callbacks)
+
+
+def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Trains ``config.model`` and fills its run folder; ``callbacks`` are added last (tests)."""
+    spec = get_spec(config.model)
+    run_dir = runs.new_run_dir(config)
+    runs.write_config(run_dir, config)
+    keras.utils.set_random_seed(config.train.seed)
+    data_dir = resolve_data_dir(config)
+    card = load_card(data_dir)
+    info = data_info(config, spec, data_dir, card)
+    if info.train_size == 0:
+        raise ValueError(
+            f"The train split of {data_dir} has no usable {spec.dataset} examples "
+            f"(labelled only: {labelled_only(config, spec)}; card counts: {card.get('counts')}); "
+            f"{config.model} cannot be trained on it"
+        )
+    bundle = spec.build(config, info)
+    print(f"{config.model}: {info.train_size} training examples from {data_dir}; run {run_dir}")
+
+    val_size = split_size(card, spec.dataset, "validation", labelled_only(config, spec))
+    has_validation = val_size > 0
+    monitor = bundle.monitor if has_validation else bundle.monitor.removeprefix("val_")
+    steps = config.train.steps_per_epoch or math.ceil(info.train_size / config.train.batch_size)
+    transform, keys = bundle.batch_transform, input_keys(bundle.model)
+    train_data = make_dataset(config, spec, info, "train", transform, keys=keys, training=True)
+    val_data = (
+        make_dataset(config, spec, info, "validation", transform, keys=keys)
+        if has_validation
+        else None
+    )
+    started = time.perf_counter()
+    try:
+        bundle.model.fit(
+            train_data,
+            epochs=config.train.epochs,
+            steps_per_epoch=steps,
+            validation_data=val_data,
+            validation_steps=config.train.validation_steps,
+            callbacks=_callbacks(run_dir, config, bundle, monitor, has_validation)
+            + list(callbacks),
+            verbose=config.train.verbose,
+            shuffle=False,  # the pipeline shuffles
+        )
+    except KeyboardInterrupt:
+        print(f"\nInterrupted; continue with: python train.py --resume {run_dir}")
+        raise
+    seconds = time.perf_counter() - started
+
+    best = run_dir / "checkpoints" / "best.weights.h5"
+    if best.is_file():
+        bundle.model.load_weights(str(best))
+    history = runs.read_history(run_dir)
+    best_epoch = (
+        int(history.loc[history[monitor].idxmin(), "epoch"]) if monitor in history else None
+    )
+    save_exports(run_dir, bundle)
+
+    metrics = evaluate(config, spec, info, bundle, run_dir)
+    runs.write_model_card(
+        run_dir,
+        config=config,
+        data_dir=data_dir,
+        card=card,
+        class_names=info.class_names,
+        feature_names=info.feature_names,
+        exports={name: export.kind for name, export in bundle.exports.items()},
+        metrics=metrics,
+        epochs_trained=len(history),
+        best_epoch=best_epoch,
+        seconds=seconds,
+    )
+    return TrainResult(run_dir=run_dir, bundle=bundle, history=history, metrics=metrics)
+
+
+def save_exports(run_dir: Path, bundle: Bundle) -> None:
+    """``model.keras`` (main export), ``<name>.keras`` (others), one SavedModel for all."""
+    for index, (name, export) in enumerate(bundle.exports.items()):
+        export.model.save(run_dir / ("model.keras" if index == 0 else f"{name}.keras"))
+    export_saved_model(bundle.exports, run_dir / "saved_model")
+
+
+def predict_classes(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predicted class ids over a finite ``(inputs, label[, weight])`` dataset."""
+    labels, predictions = [], []
+    for element in dataset:
+        inputs, label = element[0], element[1]
+        probabilities = model.predict_on_batch(inputs)
+        labels.append(np.asarray(label))
+        predictions.append(np.argmax(probabilities, axis=-1))
+    if not labels:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(labels), np.concatenate(predictions)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def format_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str]) -> str:
+    width = max(6, *(len(name) for name in class_names)) + 1
+    lines = ["true \\ predicted".ljust(width) + "".join(n.rjust(width) for n in class_names)]
+    for name, row in zip(class_names, matrix, strict=True):
+        lines.append(name.ljust(width) + "".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def evaluate(config, spec: ModelSpec, info: DataInfo, bundle: Bundle, run_dir: Path) -> dict:
+    """Loss/metrics of the trained model on validation and test; for classifiers also the test
+    accuracy and confusion matrix (printed, and stored in evaluation.json)."""
+    metrics = {}
+    for split in ("validation", "test"):
+        if split_size(info.card, spec.dataset, split, labelled_only(config, spec)) == 0:
+            continue
+        dataset = make_dataset(
+            config, spec, info, split, bundle.batch_transform, keys=input_keys(bundle.model)
+        )
+        metrics[split] = bundle.model.evaluate(dataset, return_dict=True, verbose=0)
+        classifier = bundle.classifier
+        if classifier is None or not spec.needs_labels:
+            continue
+        labels, predictions = predict_classes(
+            classifier.model,
+            make_dataset(config, spec, info, split, keys=input_keys(classifier.model)),
+        )
+        matrix = confusion_matrix(labels, predictions, info.num_classes)
+        metrics[split]["classifier_accuracy"] = float(np.mean(labels == predictions))
+        metrics[split]["confusion_matrix"] = matrix.tolist()
+        metrics[split]["num_examples"] = int(labels.size)
+    if "test" in metrics and "confusion_matrix" in metrics["test"]:
+        test = metrics["test"]
+        print(f"test accuracy {test['classifier_accuracy']:.4f} on {test['num_examples']} examples")
+        print(format_confusion_matrix(np.asarray(test["confusion_matrix"]), info.class_names))
+    elif "test" in metrics:
+        print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["test"].items()))
+    runs.write_json(
+        run_dir / runs.EVALUATION_NAME, {"class_names": list(info.class_names), **metrics}
+    )
+    return metrics

@@ -1,0 +1,200 @@
+"""Training runs end to end on a tiny real dataset: the run folder, reloads, resume, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from stampnet.features import ALERCE23
+from stampnet.training import runs
+from stampnet.training.command import add_arguments, resolve_config
+from stampnet.training.config import RunConfig
+from stampnet.training.registry import REGISTRY, get_spec
+from stampnet.training.spec import ModelSpec
+
+#: Five nights of real alerts holding VS, asteroid and bogus labels (about 70 alerts).
+TINY_NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(ztf_dir, tmp_path_factory):
+    from stampnet.data.build import build_dataset
+
+    root = tmp_path_factory.mktemp("tiny_ztf")
+    files = [f"alerts/ztf_public_{night}.tar.gz" for night in TINY_NIGHTS]
+    # Only the labels of these files: a label of an alert not built is (rightly) a warning.
+    labels = pd.read_csv(ztf_dir / "labels.csv")
+    labels[labels["file"].isin(files)].to_csv(root / "labels.csv", index=False)
+    build_dataset([ztf_dir / f for f in files], root / "data", labels=root / "labels.csv")
+    return root / "data"
+
+
+def parse(*argv: str) -> RunConfig:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return resolve_config(parser.parse_args(list(argv)))
+
+
+def tiny_config(data_dir, out, *extra: str) -> RunConfig:
+    return parse(
+        "--model", "stamp_classifier", "--data", str(data_dir), "--out", str(out),
+        "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0", *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory):
+    from stampnet.training.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(tiny_config(tiny_data, out, "--epochs", "2"))
+
+
+def test_run_folder_is_complete(finished_run, tiny_data):
+    run_dir = finished_run.run_dir
+    for name in ("model.keras", "config.json", "history.csv", "model_card.json", "evaluation.json"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+    assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+    assert (run_dir / "checkpoints" / "best.weights.h5").is_file()
+    assert not (run_dir / "backup").exists()  # BackupAndRestore cleans up after a finished run
+
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [0, 1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+
+    card = json.loads((run_dir / "model_card.json").read_text())
+    data_card = json.loads((tiny_data / "dataset_card.json").read_text())
+    assert card["class_names"] == data_card["class_names"]
+    assert card["feature_names"] == list(ALERCE23)
+    assert card["data"]["card_sha256"] == runs.file_sha256(tiny_data / "dataset_card.json")
+    assert card["exports"] == {"classifier": "classifier"}
+    assert card["seed"] == 0 and card["versions"]["keras"] == keras.__version__
+
+    test = card["metrics"]["test"]
+    matrix = np.asarray(test["confusion_matrix"])
+    labelled = sum(
+        n for label, n in data_card["counts"]["alerts"]["test"].items() if label != "unknown"
+    )
+    assert matrix.shape == (len(card["class_names"]),) * 2
+    assert matrix.sum() == test["num_examples"] == labelled
+    assert test["classifier_accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())).train.epochs == 2
+
+
+def test_keras_and_saved_model_reloads_give_identical_outputs(finished_run, tiny_data):
+    from stampnet.data.pipeline import alert_dataset
+    from stampnet.training.export import serving_inputs_from_batch
+
+    inputs, _ = next(iter(alert_dataset(tiny_data, "test", batch_size=8, shuffle=False)))
+    inputs = {key: value.numpy() for key, value in inputs.items()}
+    trained = finished_run.bundle.exports["classifier"].model
+    expected = trained.predict_on_batch(inputs)
+
+    reloaded = keras.saving.load_model(finished_run.run_dir / "model.keras")
+    np.testing.assert_allclose(reloaded.predict_on_batch(inputs), expected, atol=1e-6, rtol=0)
+
+    served = tf.saved_model.load(str(finished_run.run_dir / "saved_model"))
+    serving = {key: tf.constant(value) for key, value in serving_inputs_from_batch(inputs).items()}
+    for signature in ("classifier", "serving_default"):
+        got = served.signatures[signature](**serving)["probabilities"].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Simulates a crash at the end of an epoch (after the backup of that epoch is written)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupt(f"interrupted after epoch {epoch}")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_data, tmp_path):
+    from stampnet.training.trainer import train
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(Interrupt):
+        train(tiny_config(tiny_data, out, "--epochs", "3"), callbacks=[InterruptAfter(1)])
+    assert (out / "backup").is_dir() and not (out / "model_card.json").exists()
+
+    recorder = EpochRecorder()
+    result = train(parse("--resume", str(out), "--verbose", "0"), callbacks=[recorder])
+    assert recorder.epochs == [2]
+    assert result.run_dir == out
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [0, 1, 2]
+    assert json.loads((out / "model_card.json").read_text())["epochs_trained"] == 3
+    with pytest.raises(ValueError, match="finished"):
+        train(parse("--resume", str(out)))
+
+
+def test_flags_override_the_preset_and_only_where_given(tmp_path):
+    preset = get_spec("stamp_classifier").preset()
+    config = parse(
+        "--model", "stamp_classifier", "--epochs", "7", "--learning-rate", "0.01",
+        "--channels", "science,difference", "--features", "magpsf,fwhm", "--no-augment",
+        "--crop-size", "41", "--option", "width=3", "--option", "name=x", "--balance", "none",
+    )  # fmt: skip
+    assert config.train.epochs == 7 and config.train.learning_rate == 0.01
+    assert config.model_config.channels == ("science", "difference")
+    assert config.model_config.crop_size == 41
+    assert config.model_config.options == {"width": 3, "name": "x"}
+    assert config.data.feature_set == "magpsf,fwhm" and config.data.augment is False
+    assert config.data.balance == "none"
+    # untouched fields keep the preset, which differs from the base defaults where it says so
+    assert config.train.batch_size == preset.train.batch_size == 64
+    assert parse("--model", "stamp_classifier").data.balance == "oversample"
+    assert RunConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def test_resume_reads_the_run_config_and_applies_new_flags(tmp_path):
+    config = parse("--model", "stamp_classifier", "--epochs", "4", "--seed", "3")
+    runs.write_config(tmp_path, config)
+    resumed = parse("--resume", str(tmp_path), "--epochs", "9")
+    assert resumed.train.epochs == 9 and resumed.train.seed == 3
+    assert resumed.train.resume == str(tmp_path)
+    with pytest.raises(ValueError, match="is a 'stamp_classifier' run"):
+        parse("--resume", str(tmp_path), "--model", "vae")
+
+
+def test_bad_flags_fail_clearly(tmp_path):
+    with pytest.raises(SystemExit):
+        parse("--model", "stamp_classifier", "--channels", "science,red")
+    with pytest.raises(SystemExit):
+        parse("--model", "not_a_model")
+    with pytest.raises(ValueError, match="--model is required"):
+        parse("--epochs", "3")
+    with pytest.raises(ValueError, match="no config.json"):
+        parse("--resume", str(tmp_path))
+
+
+def test_registry_names_every_model_and_loads_specs_lazily():
+    assert set(REGISTRY) == {
+        "stamp_classifier", "cae", "vae", "vade", "latent_classifier", "seq_classifier", "seq_vae",
+    }  # fmt: skip
+    spec = get_spec("stamp_classifier")
+    assert isinstance(spec, ModelSpec) and spec.dataset == "alerts" and spec.needs_labels
+    with pytest.raises(ValueError, match="Unknown model 'resnet'"):
+        get_spec("resnet")
