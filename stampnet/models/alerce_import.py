@@ -77,6 +77,7 @@ def stampnet_layer_for(tensor_name: str) -> str | None:
     """
     fixed = {
         "inputs/IteratorGetNext": "rotations",
+        "inputs/IteratorGetNext__1": "feature_normalization",  # features as fed (z-scored)
         "network/padding": "padding",
         "network/flatten_1_8/Reshape": "flatten",
         "network/cyclic_avg_pool_1_11/Mean": "cyclic_pooling",
