@@ -90,14 +90,16 @@ def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float,
         measured = psf_flux(difference, model.scene.x, model.scene.y, exposure.seeing)
         static = model.scene.static_flux_at_center(exposure.fid) + var_flux
         error = np.sqrt(error**2 + abs(static) * exposure.scale / physics.CALIBRATION[fid].gain)
-        snr = measured / error
+        # Calibration (zero-point) uncertainty adds a floor to the relative flux error.
+        relative_floor = physics.SIGMAPSF_FLOOR / 1.0857
+        snr = measured / np.sqrt(error**2 + (relative_floor * measured) ** 2)
         if abs(snr) < DETECTION_SNR:
             continue
         epoch.detected = True
         epoch.stamps = (science, template, difference, nan_mask)
         epoch.candidate = {
             "magpsf": float(physics.magnitude(measured, exposure.zero_point)),
-            "sigmapsf": float(physics.sigmapsf_from_snr(abs(snr))),
+            "sigmapsf": float(1.0857 / abs(snr)),
             "isdiffpos": "t" if measured > 0 else "f",
             "snr": float(abs(snr)),
         }

@@ -172,7 +172,3 @@ def magnitude(flux, zero_point):
 
 def flux_from_magnitude(mag, zero_point):
     return 10.0 ** (-0.4 * (np.asarray(mag) - zero_point))
-
-
-def sigmapsf_from_snr(snr):
-    return 1.0857 * np.sqrt(1.0 / np.square(snr) + (SIGMAPSF_FLOOR / 1.0857) ** 2)
