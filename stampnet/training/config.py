@@ -26,7 +26,6 @@ from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE
 from stampnet.features import DEFAULT_FEATURE_SET
 
 BALANCE_CHOICES = ("none", "oversample", "weights")
-BUILTIN_SIZES = ("tiny", "small", "medium", "large")
 
 
 def _field(default, help: str, *, flag: str | None = None, choices=None, factory=None):
@@ -47,10 +46,10 @@ class DataConfig:
         flag="--data",
     )
     builtin_size: str = _field(
-        "small",
-        "size of the built-in simulated dataset used when --data is not given",
+        "default",
+        "built-in simulated data used when --data is not given: default (1,000 objects), "
+        "tiny (60) or a number of objects; built once under tfrecords/",
         flag="--size",
-        choices=BUILTIN_SIZES,
     )
     feature_set: str = _field(
         DEFAULT_FEATURE_SET,

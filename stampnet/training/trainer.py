@@ -53,7 +53,8 @@ def resolve_data_dir(config: RunConfig) -> Path:
         return Path(config.data.data_dir)
     from stampnet.simulation.builtin import ensure_builtin_dataset
 
-    return Path(ensure_builtin_dataset(size=config.data.builtin_size))
+    size = config.data.builtin_size
+    return Path(ensure_builtin_dataset(size=int(size) if size.isdigit() else size))
 
 
 def split_size(card, dataset: str, split: str, labelled_only: bool) -> int:
