@@ -133,6 +133,7 @@ def evaluate_run(path, *, data_dir=None, split="test", out_dir=None, options=Non
         "options": options.to_dict(),
         "evaluated_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "models": {},
+        "labels": None if card.get("generator") else (card.get("labels") or {}).get("path"),
     }
     _describe(report, result, card)
     figures = {}
@@ -160,6 +161,7 @@ def evaluate_run(path, *, data_dir=None, split="test", out_dir=None, options=Non
     result["metrics_path"] = str(write_metrics(result, target / "metrics.json"))
     result["report"] = str(report.write(target / "report.html"))
     result["confusion_png"] = {k: figures[f"confusion_{k}"] for k in collected.probabilities}
+    result["arrays"] = {"labels": collected.labels, "probabilities": collected.probabilities}
     return result
 
 
@@ -362,6 +364,12 @@ def write_comparison(results: list[dict], out_dir: str | Path) -> Path:
         )
     else:
         report.paragraph(f"All runs on {datasets[0][0]}, split '{datasets[0][1]}'.", "meta")
+    for labels in sorted({r["labels"] for r in results if r.get("labels")}):
+        report.paragraph(
+            f"Labels from {labels}. For the real ZTF sample these are heuristic catalogue "
+            "cross-matches, not ground truth.",
+            "note",
+        )
     rows = []
     for result in results:
         for name, scores in result["models"].items():
@@ -391,6 +399,15 @@ def write_comparison(results: list[dict], out_dir: str | Path) -> Path:
         ],
         rows,
     )
+    common = _common_class_accuracy(results)
+    if common:
+        report.paragraph(
+            "The runs know different classes. On the examples whose true class all of them know ("
+            + ", ".join(common["classes"])
+            + "), each model predicting among its own classes:",
+            "meta",
+        )
+        report.table(["run / model", "examples", "accuracy"], common["rows"])
     report.heading("Published results (other data)")
     report.paragraph(anchors.CAVEAT, "note")
     report.table(
@@ -405,9 +422,30 @@ def write_comparison(results: list[dict], out_dir: str | Path) -> Path:
                 png, f"confusion matrices of {result['run']}", f"Full report: {result['report']}"
             )
     summary = {
-        "runs": [{k: v for k, v in r.items() if k != "confusion_png"} for r in results],
+        "runs": [
+            {k: v for k, v in r.items() if k not in ("confusion_png", "arrays")} for r in results
+        ],
+        "common_classes": common,
         "anchors": anchors.anchors_as_dicts(),
         "anchor_caveat": anchors.CAVEAT,
     }
     write_metrics(summary, out_dir / "metrics.json")
     return report.write(out_dir / "report.html")
+
+
+def _common_class_accuracy(results: list[dict]) -> dict | None:
+    """Accuracy of every classifier on the examples of the classes that all runs share."""
+    class_sets = [r["class_names"] for r in results if r["arrays"]["probabilities"]]
+    if len(class_sets) < 2 or all(names == class_sets[0] for names in class_sets):
+        return None
+    shared = [name for name in class_sets[0] if all(name in names for names in class_sets)]
+    rows = []
+    for result in results:
+        names = result["class_names"]
+        labels = result["arrays"]["labels"]
+        keep = np.isin(labels, [names.index(name) for name in shared])
+        for model, probabilities in result["arrays"]["probabilities"].items():
+            correct = probabilities[keep].argmax(axis=1) == labels[keep]
+            accuracy = float(correct.mean()) if keep.any() else float("nan")
+            rows.append([f"{result['run']} / {model}", int(keep.sum()), accuracy])
+    return {"classes": shared, "rows": rows}
