@@ -63,15 +63,28 @@ def test_round_trip_of_a_written_stamp_keeps_nan_positions(real_stamp):
     assert result[1, 0] == 63.0  # FITS rows are y: NAXIS1 (x) varies fastest
 
 
-def test_truncated_gzip_is_rejected(real_stamp):
+@pytest.fixture(params=stamp_fits.INFLATE_BACKENDS, ids=lambda module: module.__name__)
+def backend(request):
+    return request.param
+
+
+def test_every_inflate_backend_gives_the_same_bytes(real_stamp, backend):
+    assert stamp_fits.gunzip(real_stamp, backend) == gzip.decompress(real_stamp)
+
+
+def test_truncated_gzip_is_rejected(real_stamp, backend):
+    with pytest.raises(stamp_fits.FitsError, match="truncated gzip"):
+        stamp_fits.gunzip(real_stamp[: len(real_stamp) // 2], backend)
     with pytest.raises(stamp_fits.FitsError, match="truncated gzip"):
         stamp_fits.decode_cutout(real_stamp[: len(real_stamp) // 2])
 
 
-def test_corrupt_gzip_is_rejected(real_stamp):
+def test_corrupt_gzip_is_rejected(real_stamp, backend):
     corrupt = bytearray(real_stamp)
     corrupt[20:40] = b"\xff" * 20
-    with pytest.raises(stamp_fits.FitsError, match="gzip"):
+    with pytest.raises(stamp_fits.FitsError, match="corrupt gzip"):
+        stamp_fits.gunzip(bytes(corrupt), backend)
+    with pytest.raises(stamp_fits.FitsError, match="corrupt gzip"):
         stamp_fits.decode_cutout(bytes(corrupt))
 
 

@@ -32,12 +32,31 @@ class FitsError(ValueError):
     """Bytes that are not a decodable (gzip-compressed) 2-D FITS image; the message says why."""
 
 
-def gunzip(data: bytes) -> bytes:
-    """Decompresses a complete gzip stream; raises ``FitsError`` if it is truncated or corrupt."""
-    decompressor = zlib.decompressobj(wbits=31)
+def _inflate_backends() -> tuple:
+    """zlib-compatible modules to gunzip with, fastest first: ISA-L (``isal``, about 1.5x faster
+    than zlib on ZTF stamps) where installed, then the standard library's zlib."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return (zlib,)
+    return (isal_zlib, zlib)
+
+
+INFLATE_BACKENDS = _inflate_backends()
+
+
+def gunzip(data: bytes, backend=None) -> bytes:
+    """Decompresses a complete gzip stream; raises ``FitsError`` if it is truncated or corrupt.
+
+    Args:
+        data: gzip bytes.
+        backend: a zlib-compatible module; the fastest of ``INFLATE_BACKENDS`` if None.
+    """
+    backend = INFLATE_BACKENDS[0] if backend is None else backend
+    decompressor = backend.decompressobj(wbits=31)
     try:
         raw = decompressor.decompress(data)
-    except zlib.error as error:
+    except backend.error as error:
         raise FitsError(f"corrupt gzip stream ({error})") from None
     if not decompressor.eof:
         raise FitsError(f"truncated gzip stream ({len(data)} compressed bytes, no end marker)")

@@ -13,23 +13,22 @@ Bad input never crashes a reader: a corrupt file, member or packet is recorded i
 
 from __future__ import annotations
 
+import functools
 import glob
-import io
 import os
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-import fastavro
 import numpy as np
 
 from stampnet.constants import CUTOUT_FIELDS
 from stampnet.data.alert import Alert, AlertError, RejectionLog
+from stampnet.data.avro import AVRO_MAGIC, AvroDecoder
 from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
 
-AVRO_MAGIC = b"Obj\x01"
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 #: Files in a directory with one of these suffixes are alert files even if their bytes say not.
@@ -96,37 +95,33 @@ def _in_directory_scan(relative: Path, path: Path) -> bool:
         return True  # unreadable: let the reader report it
 
 
-def _iter_avro(handle, source: str, rejections: RejectionLog) -> Iterator[tuple[str, dict]]:
-    """Records of one Avro container; ``source`` alone if it holds one record, else ``#index``."""
-    try:
-        records = iter(fastavro.reader(handle))
-    except _DECODE_ERRORS as error:
-        rejections.add(source, None, f"not a readable Avro file ({_describe(error)})")
-        return
+def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple[str, dict]]:
+    """Names the records of one container: ``source`` if it holds one record, else ``#index``.
+
+    ``records`` is a zero-argument callable returning the record iterator, so that errors in
+    the header are caught here too.
+    """
     previous = None
     index = 0
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            break
-        except _DECODE_ERRORS as error:
+    try:
+        for record in records():
             if previous is not None:
                 yield f"{source}#{index - 1}", previous
-            rejections.add(
-                f"{source}#{index}",
-                None,
-                f"corrupt Avro data at record {index}; rest of the file skipped "
-                f"({_describe(error)})",
-            )
-            return
+            previous = record
+            index += 1
+    except _DECODE_ERRORS as error:
         if previous is not None:
             yield f"{source}#{index - 1}", previous
-        previous = record
-        index += 1
+        reason = "not a readable Avro file" if index == 0 else "corrupt Avro data"
+        rejections.add(
+            f"{source}#{index}" if index else source,
+            None,
+            f"{reason} at record {index}; rest of the file skipped ({_describe(error)})",
+        )
+        return
     if previous is not None:
         yield (source if index == 1 else f"{source}#{index - 1}"), previous
-    elif index == 0:
+    else:
         rejections.add(source, None, "Avro file holds no records")
 
 
@@ -135,7 +130,9 @@ def _candid_from_member(name: str) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
-def _iter_tar(path: Path, rejections: RejectionLog) -> Iterator[tuple[str, dict]]:
+def _iter_tar(
+    path: Path, rejections: RejectionLog, decoder: AvroDecoder
+) -> Iterator[tuple[str, dict]]:
     """Members of a (gzip-compressed) tarball, streamed: nothing is extracted to disk."""
     last = None
     try:
@@ -153,7 +150,8 @@ def _iter_tar(path: Path, rejections: RejectionLog) -> Iterator[tuple[str, dict]
                         f"tar member is not an Avro file (starts with {data[:8]!r})",
                     )
                     continue
-                yield from _iter_avro(io.BytesIO(data), source, rejections)
+                records = functools.partial(decoder.records_of_bytes, data)
+                yield from _iter_avro(records, source, rejections)
     except _DECODE_ERRORS as error:
         where = f"after member {last}" if last else "at its start"
         rejections.add(
@@ -198,10 +196,12 @@ def iter_packets(
         sources: a path, a directory (searched recursively), a glob, or a list of these.
         rejections: where unreadable files and members are recorded (a warning is emitted for
             each); a fresh ``RejectionLog`` if None.
-        columns: parquet columns to decode (all if None); Avro packets always come whole.
+        columns: top-level packet fields to decode (all if None); the others are skipped, which
+            saves decoding each alert's history (``prv_candidates``, ``fp_hists``).
     """
     rejections = RejectionLog() if rejections is None else rejections
     columns = None if columns is None else tuple(columns)
+    decoder = AvroDecoder(columns)
     for path in resolve_sources(sources):
         try:
             kind = _file_format(path)
@@ -210,9 +210,10 @@ def iter_packets(
             continue
         if kind == "avro":
             with open(path, "rb") as handle:
-                yield from _iter_avro(handle, str(path), rejections)
+                records = functools.partial(decoder.records_of_file, handle)
+                yield from _iter_avro(records, str(path), rejections)
         elif kind == "tar":
-            yield from _iter_tar(path, rejections)
+            yield from _iter_tar(path, rejections, decoder)
         elif kind == "parquet":
             yield from _iter_parquet(path, rejections, columns)
         else:
