@@ -47,7 +47,7 @@ def test_padding_and_invalid_pixels_contribute_nothing_to_the_loss():
 def test_model_checks_for_vae_and_its_encoder(tmp_path):
     vae = build_seq_vae(**TINY)
     inputs = random_sequences((3, 1))
-    run_model_checks(vae, inputs, [(2, 5, 21, 21, 3), (2, 3)], tmp_path)
+    run_model_checks(vae, inputs, [(2, 5, 21, 21, 3), (2, 3), (2, 3)], tmp_path)
     run_model_checks(vae.encoder, inputs, [(2, 3)] * 3, tmp_path)
     # The functional view a run may save shares the weights and gives the same outputs.
     view = vae.functional_model()

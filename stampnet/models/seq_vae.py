@@ -125,8 +125,8 @@ class SequenceVAE(StampAutoencoder):
     Training step, loss trackers (loss, reconstruction_loss, kl_loss), the annealed ``beta``
     variable and (de)serialisation come from ``StampAutoencoder``; here the encoder and decoder
     see whole sequences and the reconstruction term sums over the valid pixels of the real
-    detections only. Calling the model returns ``{"reconstruction", "z_mean"}`` decoded from
-    the latent mean.
+    detections only. Calling the model returns ``{"reconstruction", "z_mean", "z_log_var"}``, the
+    reconstruction decoded from the latent mean.
 
     Args:
         encoder: from ``build_sequence_encoder``.
@@ -153,8 +153,9 @@ class SequenceVAE(StampAutoencoder):
         return self.decoder({"z": z, **conditions}, training=training)
 
     def call(self, inputs, training=False):
-        z_mean, _, _ = self.encode(inputs, training=training)
-        return {"reconstruction": self.decode(z_mean, inputs, training), "z_mean": z_mean}
+        z_mean, z_log_var, _ = self.encode(inputs, training=training)
+        reconstruction = self.decode(z_mean, inputs, training)
+        return {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var}
 
     def target_and_mask(self, inputs):
         """Preprocessed crops (B, T, c, c, 3) and their weights: valid pixel AND real detection."""
@@ -223,10 +224,12 @@ def build_seq_vae(
         latent_dim=latent_dim, crop_size=crop_size, conv_filters=conv_filters,
         dense_units=embedding_dim, units=units,
     )  # fmt: skip
-    return SequenceVAE(
+    vae = SequenceVAE(
         encoder, decoder, crop_size=crop_size, normalisation=normalisation,
         reconstruction_loss=reconstruction_loss, beta=beta, name=name,
     )  # fmt: skip
+    vae.build()  # its parts are built; fit's BackupAndRestore refuses an unbuilt model
+    return vae
 
 
 def reconstruction_report(vae: SequenceVAE, dataset, max_batches: int | None = None) -> dict:

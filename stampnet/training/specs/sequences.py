@@ -5,7 +5,8 @@
   stamp encoder from a trained stamp classifier or VAE run (use ``--filters 32 --dense-units 64``
   to match their trunk's shapes).
 - ``seq_vae``: the sequence VAE (``stampnet.models.seq_vae``), masked ELBO, KL annealing; the
-  run's main model is its functional encoder (``model.keras``, SavedModel ``sequence_encoder``).
+  run's ``model.keras`` is the whole VAE as a functional model, ``encoder.keras`` its encoder;
+  the SavedModel has signatures ``autoencoder`` and ``encoder`` (z_mean, z_log_var).
 
 Presets are sized so that ``python train.py --model seq_vae`` with no other argument trains on
 the built-in simulated sequences in a few minutes on 2 CPU cores: 21x21 crops, 16/32 filters,
@@ -121,7 +122,12 @@ def build_vae(config: RunConfig, data: DataInfo) -> Bundle:
     ]
     return Bundle(
         model=vae,
-        exports={"encoder": Export(vae.encoder, "sequence_encoder")},
+        exports={
+            # model.keras: the whole VAE as a functional model (reloads with stampnet's layers
+            # only); encoder.keras: the encoder alone, for embeddings.
+            "autoencoder": Export(vae.functional_model("seq_vae_autoencoder"), "sequence_encoder"),
+            "encoder": Export(vae.encoder, "sequence_encoder"),
+        },
         callbacks=callbacks,
         # The negative ELBO at beta = 1: "loss" grows while annealing raises beta.
         monitor="val_elbo_loss",
