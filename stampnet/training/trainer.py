@@ -172,7 +172,9 @@ def _callbacks(run_dir: Path, config: RunConfig, bundle: Bundle, monitor: str, h
     ]
     if config.train.patience > 0 and has_validation:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.patience)
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=config.train.patience, mode="min"
+            )
         )
     # Last of ours: the backup is taken only after the epoch's row and checkpoints are written.
     callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
