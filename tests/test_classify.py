@@ -1,0 +1,102 @@
+"""``stampnet classify``: one CSV row per alert, rejected alerts listed with their reason, the
+model's own feature list and class names used, results independent of batching."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from stampnet.cli import main as stampnet_main
+from stampnet.data.alert import RejectionLog
+from stampnet.data.readers import iter_alerts
+from stampnet.features import FeatureStats, metadata_indices
+from stampnet.inference import classify, load_classifier
+from stampnet.models.stamp_classifier import build_stamp_classifier
+
+CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+FEATURES = ("magpsf", "sgscore1", "rb", "ndethist")
+COLUMNS = ["candid", "objectId", *(f"p_{name}" for name in CLASSES)]
+COLUMNS += ["predicted_class", "model_name", "model_version", "source", "rejected"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(1)
+    stats = FeatureStats.from_values(FEATURES, [18.0, 0.5, 0.7, 5.0], [1.5, 0.4, 0.2, 6.0])
+    return build_stamp_classifier(
+        class_names=CLASSES, feature_stats=stats, model_version="test-1", name="tiny_classifier"
+    )
+
+
+@pytest.fixture(scope="module")
+def sources(ztf_dir, tmp_path_factory):
+    """The eight schema-version packets (2.0 to 4.02) and a file that is not an alert file."""
+    junk = tmp_path_factory.mktemp("junk") / "broken.avro"
+    junk.write_bytes(b"this is not an Avro alert packet" * 10)
+    return [ztf_dir / "schema_versions", junk]
+
+
+def test_one_row_per_alert_and_rejections_listed(model, sources, tmp_path):
+    summary = classify(model, sources, tmp_path / "p.csv", batch_size=3)
+    table = pd.read_csv(tmp_path / "p.csv", dtype={"rejected": str, "objectId": str, "candid": str})
+    assert list(table.columns) == COLUMNS
+    assert summary["classified"] == 8 and summary["rejected"] == 1
+    classified = table[table["rejected"].isna()]
+    assert len(classified) == 8
+    probabilities = classified[COLUMNS[2:7]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    assert list(classified["predicted_class"]) == [CLASSES[i] for i in probabilities.argmax(1)]
+    assert set(classified["model_name"]) == {"tiny_classifier"}
+    assert set(classified["model_version"]) == {"test-1"}
+    assert classified["objectId"].str.startswith("ZTF").all()
+    rejected = table[table["rejected"].notna()].iloc[0]
+    assert rejected["source"].endswith("broken.avro") and "format" in rejected["rejected"]
+    assert rejected[COLUMNS[2:8]].isna().all()
+
+
+def test_batching_and_prefetch_do_not_change_probabilities(model, sources, tmp_path):
+    classify(model, sources, tmp_path / "one.csv", batch_size=1, prefetch=0)
+    classify(model, sources, tmp_path / "many.csv", batch_size=256)
+    one = pd.read_csv(tmp_path / "one.csv", dtype={"candid": str})
+    many = pd.read_csv(tmp_path / "many.csv", dtype={"candid": str})
+    assert list(one["candid"]) == list(many["candid"])
+    columns = COLUMNS[2:7]
+    np.testing.assert_allclose(one[columns].to_numpy(), many[columns].to_numpy(), atol=1e-6)
+
+
+def test_features_are_the_models_own_selected_by_name(model, ztf_dir):
+    classifier = load_classifier(model)
+    assert classifier.feature_names == FEATURES and classifier.class_names == CLASSES
+    alerts = list(iter_alerts(ztf_dir / "schema_versions", rejections=RejectionLog(warn=False)))
+    inputs = classifier.inputs(alerts)
+    metadata = np.stack([alert.metadata for alert in alerts])
+    expected = metadata[:, metadata_indices(FEATURES)].astype(np.float32)
+    np.testing.assert_array_equal(inputs["features"], expected)
+    assert inputs["stamps"].shape == (len(alerts), 63, 63, 3)
+
+
+def test_cli_classifies_with_a_saved_model(model, ztf_dir, tmp_path, capsys):
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    source = ztf_dir / "multi_record_avro" / "avro_multi_alerts_other.avro"
+    out = tmp_path / "p.csv"
+    arguments = ["classify", "--model", str(path), "--source", str(source), "--out", str(out)]
+    assert stampnet_main(arguments) == 0
+    assert "3 alerts classified with tiny_classifier (test-1)" in capsys.readouterr().out
+    direct = pd.read_csv(out)
+    classify(model, source, tmp_path / "direct.csv")
+    reloaded = pd.read_csv(tmp_path / "direct.csv")
+    columns = COLUMNS[2:7]
+    np.testing.assert_allclose(direct[columns].to_numpy(), reloaded[columns].to_numpy(), atol=1e-6)
+
+
+def test_models_without_class_names_and_missing_files_are_refused(tmp_path):
+    inputs = {"stamps": keras.Input((63, 63, 3), name="stamps")}
+    plain = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs["stamps"])))
+    with pytest.raises(ValueError, match="class names"):
+        load_classifier(plain)
+    missing = tmp_path / "nowhere.keras"
+    with pytest.raises(SystemExit, match="nowhere.keras"):
+        stampnet_main(["classify", "--model", str(missing), "--source", ".", "--out", "p.csv"])
