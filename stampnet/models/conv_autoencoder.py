@@ -162,6 +162,9 @@ class StampAutoencoder(keras.Model):
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.regularisation_tracker = keras.metrics.Mean(name="kl_loss")
+        # reconstruction + KL at beta = 1, the negative ELBO: unlike "loss" it does not grow
+        # while annealing raises beta, so early stopping and the best checkpoint can follow it.
+        self.elbo_tracker = keras.metrics.Mean(name="elbo_loss")
 
     @property
     def metrics(self):
@@ -169,6 +172,7 @@ class StampAutoencoder(keras.Model):
             self.total_loss_tracker,
             self.reconstruction_loss_tracker,
             self.regularisation_tracker,
+            self.elbo_tracker,
         ]
 
     def build(self, input_shape=None):
@@ -217,7 +221,7 @@ class StampAutoencoder(keras.Model):
         reconstruction_loss = ops.mean(per_example)
         regularisation = ops.mean(self.regularisation(z_mean, z_log_var, z))
         total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
-        return total, reconstruction_loss, regularisation
+        return total, reconstruction_loss, regularisation, reconstruction_loss + regularisation
 
     def _update_trackers(self, losses):
         for tracker, value in zip(self.metrics, losses, strict=True):
@@ -230,7 +234,7 @@ class StampAutoencoder(keras.Model):
             losses = self.compute_losses(inputs, training=True)
         gradients = tape.gradient(losses[0], self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self._update_trackers(losses)
+        return {**self._update_trackers(losses), "beta": ops.convert_to_tensor(self.beta)}
 
     def test_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data

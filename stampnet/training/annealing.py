@@ -63,6 +63,7 @@ class KLAnnealing(keras.callbacks.Callback):
         ramp_epochs: epochs of one linear ramp (converted to steps with ``steps_per_epoch``);
             for "cyclical", the epochs of one period's ramp.
         steps_per_epoch: training batches per epoch; None: read from ``params`` when fitting.
+        delay_epochs: epochs at beta = 0 before the schedule starts (VaDE's pretraining).
         total_epochs: cyclical: epochs over which the ``cycles`` periods are spread (then
             ``ramp_epochs`` is not used); None: periods of ``ramp_epochs / ramp_fraction``
             epochs repeat for as long as training lasts.
@@ -80,6 +81,7 @@ class KLAnnealing(keras.callbacks.Callback):
         cycles: int = 4,
         ramp_fraction: float = 0.5,
         steps_per_epoch: int | None = None,
+        delay_epochs: float = 0,
         total_epochs: int | None = None,
     ):
         super().__init__()
@@ -92,6 +94,7 @@ class KLAnnealing(keras.callbacks.Callback):
         self.cycles = cycles
         self.ramp_fraction = ramp_fraction
         self.steps_per_epoch = steps_per_epoch
+        self.delay_epochs = delay_epochs
         self.total_epochs = total_epochs
         self.step = 0
 
@@ -106,6 +109,9 @@ class KLAnnealing(keras.callbacks.Callback):
 
     def value(self, step: int) -> float:
         steps = self._steps_per_epoch()
+        step -= int(round(self.delay_epochs * steps))
+        if step < 0:
+            return 0.0
         epochs = self.total_epochs if self.schedule == "cyclical" else None
         total = int(epochs * steps) if epochs else None
         if total is not None:
@@ -131,7 +137,3 @@ class KLAnnealing(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.model.beta.assign(self.value(self.step))
         self.step += 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["beta"] = float(self.model.beta.numpy())
