@@ -210,6 +210,7 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         if has_validation
         else None
     )
+    ensure_built(bundle.model, train_data)
     started = time.perf_counter()
     try:
         bundle.model.fit(
@@ -252,6 +253,15 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         seconds=seconds,
     )
     return TrainResult(run_dir=run_dir, bundle=bundle, history=history, metrics=metrics)
+
+
+def ensure_built(model: keras.Model, dataset) -> None:
+    """Builds a subclassed model on one batch: BackupAndRestore and checkpoints need weights
+    before ``fit`` starts."""
+    if model.built:
+        return
+    element = next(iter(dataset.take(1)))
+    model(element[0] if isinstance(element, tuple) else element, training=False)
 
 
 def save_exports(run_dir: Path, bundle: Bundle) -> None:
