@@ -238,3 +238,46 @@ def test_corrupted_files_give_rejections_not_exceptions(ztf_dir, tmp_path, name)
             assert len(log) >= 1, f"truncated copy {index} of {name} read silently"
         for rejection in log.rejections:
             assert rejection.source.startswith(str(path)) and rejection.reason
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy"])
+def test_one_corrupt_block_costs_only_its_records(ztf_dir, tmp_path, codec):
+    with open(ztf_dir / SMALL_AVRO, "rb") as handle:
+        reader = fastavro.reader(handle)
+        schema, records = reader.writer_schema, list(reader)
+    path = tmp_path / "blocks.avro"
+    with open(path, "wb") as out:
+        # sync_interval=1: every record in its own data block.
+        fastavro.writer(out, schema, records * 2, codec=codec, sync_interval=1)
+    data = bytearray(path.read_bytes())
+    sync = bytes(data[-16:])
+    markers = [i for i in range(len(data) - 15) if data[i : i + 16] == sync]
+    assert len(markers) == 1 + len(records) * 2  # header, then one marker after each block
+    middle = (markers[1] + markers[2]) // 2  # inside the second record's block
+    data[middle : middle + 30] = b"\x00" * 30
+    path.write_bytes(bytes(data))
+    log = RejectionLog(warn=False)
+    alerts = list(iter_alerts(path, rejections=log))
+    expected = [record["candid"] for record in records * 2]
+    assert [alert.candid for alert in alerts] == expected[:1] + expected[2:]
+    assert len(log) == 1 and log.rejections[0].source == f"{path}#1", log.rejections
+
+
+def test_broken_sync_marker_resumes_at_the_next_marker(ztf_dir, tmp_path):
+    with open(ztf_dir / SMALL_AVRO, "rb") as handle:
+        reader = fastavro.reader(handle)
+        schema, records = reader.writer_schema, list(reader)
+    path = tmp_path / "blocks.avro"
+    with open(path, "wb") as out:
+        fastavro.writer(out, schema, records * 2, codec="deflate", sync_interval=1)
+    data = bytearray(path.read_bytes())
+    sync = bytes(data[-16:])
+    markers = [i for i in range(len(data) - 15) if data[i : i + 16] == sync]
+    data[markers[2] : markers[2] + 16] = b"\x00" * 16  # the marker after the second block
+    path.write_bytes(bytes(data))
+    log = RejectionLog(warn=False)
+    alerts = list(iter_alerts(path, rejections=log))
+    expected = [record["candid"] for record in records * 2]
+    # The second block fails its marker check; the third cannot be located without it.
+    assert [alert.candid for alert in alerts] == expected[:1] + expected[3:]
+    assert len(log) == 1 and "sync marker" in log.rejections[0].reason

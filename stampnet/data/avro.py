@@ -6,12 +6,13 @@ and decodes the alert's history (``prv_candidates``, ``fp_hists``: tens of recor
 fields) that stampnet does not use. Together that is about two thirds of the cost of reading an
 alert. ``AvroDecoder`` parses the container header itself, keeps the parsed writer schema (and a
 reader schema limited to the requested top-level fields, so fastavro skips the rest) per distinct
-schema text, and decodes records with ``fastavro.schemaless_reader``. Files on disk, which may
-hold many records, are streamed with ``fastavro.reader`` instead.
+schema text, and decodes records with ``fastavro.schemaless_reader``, one data block at a time.
+A corrupt block costs only its own records: reading resumes at the next sync marker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zlib
@@ -21,6 +22,8 @@ import fastavro
 
 AVRO_MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
+#: Bytes read at once for the header (the ZTF schema is ~20 KB) and while resyncing.
+HEADER_CHUNK = 65536
 
 
 class AvroFormatError(ValueError):
@@ -106,7 +109,8 @@ class AvroDecoder:
 
     Example:
         >>> decoder = AvroDecoder(fields=("candid", "candidate", "cutoutScience"))
-        >>> packets = list(decoder.records_of_bytes(member_bytes))
+        >>> with open("alerts.avro", "rb") as handle:
+        ...     packets = list(decoder.records(handle))
     """
 
     def __init__(self, fields: Iterable[str] | None = None):
@@ -134,29 +138,102 @@ class AvroDecoder:
             return None
         return reader if len(reader["fields"]) < len(writer["fields"]) else None
 
-    def records_of_bytes(self, buffer: bytes) -> Iterator[dict]:
-        """Every record of an Avro container held in memory (e.g. one tarball member)."""
-        metadata, sync, position = read_header(buffer)
+    def records_of_bytes(self, buffer: bytes) -> Iterator[dict | SkippedBlock]:
+        """Records of an Avro container held in memory (e.g. one tarball member)."""
+        return self.records(io.BytesIO(buffer))
+
+    def records(self, handle) -> Iterator[dict | SkippedBlock]:
+        """Records of an Avro container read from a seekable binary file, block by block.
+
+        A data block that cannot be decoded is reported by yielding a ``SkippedBlock`` instead of
+        its records; reading resumes at the next block (found by its sync marker), so one bad
+        block costs only its own records. A bad header raises ``AvroFormatError``.
+        """
+        end = handle.seek(0, io.SEEK_END)
+        handle.seek(0)
+        head = handle.read(HEADER_CHUNK)
+        while True:
+            try:
+                metadata, sync, position = read_header(head)
+                break
+            except AvroFormatError:
+                if len(head) >= end:
+                    raise
+                head += handle.read(len(head))  # a header larger than the first chunk
         if "avro.schema" not in metadata:
             raise AvroFormatError("container header has no avro.schema")
         writer, reader = self._parsed(metadata["avro.schema"])
         codec = metadata.get("avro.codec", b"null")
-        while position < len(buffer):
-            count, position = _read_long(buffer, position)
-            block, position = _read_bytes(buffer, position)
-            if buffer[position : position + SYNC_SIZE] != sync:
-                raise AvroFormatError("data block is not followed by the sync marker")
-            position += SYNC_SIZE
-            stream = io.BytesIO(_decompress(block, codec))
-            for _ in range(count):
-                yield fastavro.schemaless_reader(stream, writer, reader)
+        handle.seek(position)
+        decoded = 0
+        while position < end:
+            try:
+                count, block = _read_block(handle, sync, end)
+            except AvroFormatError as error:
+                yield SkippedBlock(decoded, str(error))
+                position = _seek_past(handle, sync, position + 1)
+                continue
+            position = handle.tell()
+            try:
+                stream = io.BytesIO(_decompress(block, codec))
+                for _ in range(count):
+                    record = fastavro.schemaless_reader(stream, writer, reader)
+                    decoded += 1
+                    yield record
+            except Exception as error:  # fastavro/cramjam raise many types on corrupt data
+                yield SkippedBlock(decoded, f"{type(error).__name__}: {str(error)[:200]}")
 
-    def records_of_file(self, handle) -> Iterator[dict]:
-        """Every record of an Avro container file, streamed block by block."""
-        reader = fastavro.reader(handle)
-        if self.fields is not None:
-            schema = self._reader_schema(reader.writer_schema)
-            if schema is not None:
-                handle.seek(0)
-                reader = fastavro.reader(handle, reader_schema=schema)
-        yield from reader
+
+@dataclasses.dataclass(frozen=True)
+class SkippedBlock:
+    """A data block that could not be decoded: records from ``first_record`` on were skipped."""
+
+    first_record: int
+    reason: str
+
+
+def _stream_long(handle) -> int:
+    result = shift = 0
+    while True:
+        byte = handle.read(1)
+        if not byte:
+            raise AvroFormatError("container ends inside a block header (truncated)")
+        result |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return (result >> 1) ^ -(result & 1)
+        shift += 7
+        if shift > 63:
+            raise AvroFormatError("malformed variable-length number")
+
+
+def _read_block(handle, sync: bytes, end: int) -> tuple[int, bytes]:
+    """(record count, raw block bytes) of the next data block, checked against the sync marker."""
+    count = _stream_long(handle)
+    size = _stream_long(handle)
+    if count < 0 or size < 0 or handle.tell() + size + SYNC_SIZE > end:
+        raise AvroFormatError(
+            f"data block header is corrupt or the file is truncated "
+            f"({count} records, {size} bytes, {end - handle.tell()} bytes left)"
+        )
+    block = handle.read(size)
+    if handle.read(SYNC_SIZE) != sync:
+        raise AvroFormatError("data block is not followed by the file's sync marker")
+    return count, block
+
+
+def _seek_past(handle, sync: bytes, start: int) -> int:
+    """Moves ``handle`` just past the next sync marker at or after ``start``; returns the offset
+    (the end of the file if there is none)."""
+    handle.seek(start)
+    carry = b""
+    while True:
+        chunk = handle.read(HEADER_CHUNK)
+        if not chunk:
+            return handle.tell()
+        window = carry + chunk
+        found = window.find(sync)
+        if found >= 0:
+            offset = handle.tell() - len(window) + found + SYNC_SIZE
+            handle.seek(offset)
+            return offset
+        carry = window[-(SYNC_SIZE - 1) :]

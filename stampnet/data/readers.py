@@ -24,7 +24,7 @@ import numpy as np
 
 from stampnet.constants import CUTOUT_FIELDS
 from stampnet.data.alert import Alert, AlertError, RejectionLog
-from stampnet.data.avro import AVRO_MAGIC, AvroDecoder
+from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
 from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
@@ -98,13 +98,22 @@ def _in_directory_scan(relative: Path, path: Path) -> bool:
 def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple[str, dict]]:
     """Names the records of one container: ``source`` if it holds one record, else ``#index``.
 
-    ``records`` is a zero-argument callable returning the record iterator, so that errors in
-    the header are caught here too.
+    ``records`` is a zero-argument callable returning ``AvroDecoder.records``, so that errors in
+    the header are caught here too. Undecodable blocks are rejected and reading goes on.
     """
     previous = None
-    index = 0
+    index = skipped = 0
     try:
         for record in records():
+            if isinstance(record, SkippedBlock):
+                skipped += 1
+                rejections.add(
+                    f"{source}#{record.first_record}",
+                    None,
+                    f"corrupt Avro data block from record {record.first_record}; its records "
+                    f"were skipped ({record.reason})",
+                )
+                continue
             if previous is not None:
                 yield f"{source}#{index - 1}", previous
             previous = record
@@ -112,16 +121,11 @@ def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple
     except _DECODE_ERRORS as error:
         if previous is not None:
             yield f"{source}#{index - 1}", previous
-        reason = "not a readable Avro file" if index == 0 else "corrupt Avro data"
-        rejections.add(
-            f"{source}#{index}" if index else source,
-            None,
-            f"{reason} at record {index}; rest of the file skipped ({_describe(error)})",
-        )
+        rejections.add(source, None, f"not a readable Avro file ({_describe(error)})")
         return
     if previous is not None:
         yield (source if index == 1 else f"{source}#{index - 1}"), previous
-    else:
+    elif not skipped:
         rejections.add(source, None, "Avro file holds no records")
 
 
@@ -210,7 +214,7 @@ def iter_packets(
             continue
         if kind == "avro":
             with open(path, "rb") as handle:
-                records = functools.partial(decoder.records_of_file, handle)
+                records = functools.partial(decoder.records, handle)
                 yield from _iter_avro(records, str(path), rejections)
         elif kind == "tar":
             yield from _iter_tar(path, rejections, decoder)
