@@ -112,3 +112,14 @@ def test_fit_ignores_missing_values_and_all_missing_features():
     stats = features.FeatureStats.fit(("rb", "drb", "magpsf"), values)
     assert stats.mean == (2.0, 0.0, 5.0) and stats.std == (1.0, 1.0, 1.0)
     assert features.FeatureStats.from_dict(stats.to_dict()) == stats
+
+
+def test_one_alert_and_array_coordinates_agree():
+    rng = np.random.default_rng(0)
+    ra, dec = rng.uniform(0.0, 360.0, 200), rng.uniform(-89.0, 89.0, 200)
+    arrays = features.sky_coordinates(ra, dec)
+    for index in range(0, 200, 7):
+        one = features.sky_coordinates(ra[index], dec[index])
+        for name, values in arrays.items():
+            assert float(one[name]) == pytest.approx(values[index], abs=1e-7), name
+    assert all(np.isnan(value) for value in features.sky_coordinates(np.nan, 3.0).values())
