@@ -139,25 +139,40 @@ def _batches(sources, batch_size: int, rejections) -> Iterator[list]:
 
 def _prefetch(batches: Iterable, depth: int) -> Iterator:
     """Runs ``batches`` in a reader thread, ``depth`` items ahead: decoding (Python, under the
-    GIL) overlaps the model (TensorFlow kernels release the GIL)."""
+    GIL) overlaps the model (TensorFlow kernels release the GIL). If the consumer stops early
+    (an error in the model, a closed generator) the reader thread is told to stop too."""
     items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
     done = object()
     failure = []
+
+    def offer(item) -> bool:
+        """Puts ``item`` unless the consumer has stopped; False once it has."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce():
         try:
             for item in batches:
-                items.put(item)
+                if not offer(item):
+                    return
         except BaseException as error:  # re-raised in the consumer thread
             failure.append(error)
-        finally:
-            items.put(done)
+        offer(done)
 
     thread = threading.Thread(target=produce, name="stampnet-classify-reader", daemon=True)
     thread.start()
-    while (item := items.get()) is not done:
-        yield item
-    thread.join()
+    try:
+        while (item := items.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        thread.join()
     if failure:
         raise failure[0]
 

@@ -100,3 +100,18 @@ def test_models_without_class_names_and_missing_files_are_refused(tmp_path):
     missing = tmp_path / "nowhere.keras"
     with pytest.raises(SystemExit, match="nowhere.keras"):
         stampnet_main(["classify", "--model", str(missing), "--source", ".", "--out", "p.csv"])
+
+
+def test_reader_thread_errors_reach_the_caller_and_early_stops_do_not_hang():
+    from stampnet.inference import _prefetch
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(_prefetch(failing(), depth=1))
+    stream = _prefetch(iter(range(1000)), depth=1)
+    assert next(stream) == 0
+    stream.close()  # joins the reader thread: must return although it still has items
