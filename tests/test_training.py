@@ -198,3 +198,30 @@ def test_registry_names_every_model_and_loads_specs_lazily():
     assert isinstance(spec, ModelSpec) and spec.dataset == "alerts" and spec.needs_labels
     with pytest.raises(ValueError, match="Unknown model 'resnet'"):
         get_spec("resnet")
+
+
+def test_augmentation_wrapper_shares_weights_and_is_identity_at_inference():
+    from stampnet.constants import STAMP_SHAPE
+    from stampnet.layers.preprocessing import StampPreprocessing
+    from stampnet.training.spec import with_augmentation
+
+    inputs = {
+        "stamps": keras.Input(STAMP_SHAPE, name="stamps"),
+        "stamp_mask": keras.Input(STAMP_SHAPE, name="stamp_mask"),
+    }
+    images = StampPreprocessing(21)(inputs["stamps"], inputs["stamp_mask"])
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(images))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    batch = {
+        "stamps": rng.normal(size=(4, *STAMP_SHAPE)).astype(np.float32),
+        "stamp_mask": np.ones((4, *STAMP_SHAPE), np.float32),
+    }
+    for enabled in (True, False):
+        wrapper = with_augmentation(model, None, enabled=enabled, seed=1)
+        assert wrapper is not model and wrapper.count_params() == model.count_params()
+        np.testing.assert_allclose(
+            wrapper(batch, training=False), model(batch, training=False), atol=1e-6
+        )
+    augmented = with_augmentation(model, None, seed=1)(batch, training=True)
+    assert not np.allclose(augmented, model(batch, training=False), atol=1e-3)
