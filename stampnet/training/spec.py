@@ -1,7 +1,7 @@
 """The contract between the trainer and a model: ``ModelSpec`` in, ``Bundle`` out.
 
-To add a model, write a module under ``stampnet/training/specs/`` that defines a module-level
-``ModelSpec`` (or a dict of them) and list it in ``stampnet/training/registry.py``::
+To add a model, write a module under ``stampnet/training/specs/`` that defines module-level
+``ModelSpec`` objects, each named in ``stampnet/training/registry.py`` ("module:ATTRIBUTE")::
 
     def _build(config: RunConfig, data: DataInfo) -> Bundle:
         classifier = build_my_classifier(
@@ -18,10 +18,14 @@ To add a model, write a module under ``stampnet/training/specs/`` that defines a
                      model_config=ModelConfig(...), train_config=TrainConfig(...))
 
 The trainer then: reads the dataset card and fills ``DataInfo``; builds the ``tf.data`` pipelines
-(``stampnet.data.pipeline.alert_dataset`` or ``sequence_dataset`` after ``ModelSpec.dataset``),
-applies ``Bundle.batch_transform`` to every batch; fits ``Bundle.model`` with its own callbacks plus
-``Bundle.callbacks``; saves the FIRST export's model as ``model.keras`` (the others as
-``<name>.keras``) and all exports into one SavedModel (``stampnet.training.export``); evaluates.
+(``stampnet.data.pipeline.alert_dataset`` or ``sequence_dataset`` after ``ModelSpec.dataset``;
+labelled examples only when ``needs_labels``), keeps only the input keys a functional
+``Bundle.model`` takes, applies ``Bundle.batch_transform`` to every element; builds a subclassed
+model on one batch; fits ``Bundle.model`` with its own callbacks plus ``Bundle.callbacks``,
+following ``Bundle.monitor``; restores the best weights; saves the FIRST export's model as
+``model.keras`` (the others as ``<name>.keras``) and all exports into one SavedModel
+(``stampnet.training.export``); evaluates ``Bundle.model`` on validation/test, and the first
+classifier export's accuracy and confusion matrix when labels are needed.
 
 Inputs every model receives are the pipeline dicts of docs/design.md (raw values; preprocessing is
 inside the models):
