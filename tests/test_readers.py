@@ -281,3 +281,55 @@ def test_broken_sync_marker_resumes_at_the_next_marker(ztf_dir, tmp_path):
     # The second block fails its marker check; the third cannot be located without it.
     assert [alert.candid for alert in alerts] == expected[:1] + expected[3:]
     assert len(log) == 1 and "sync marker" in log.rejections[0].reason
+
+
+def test_history_skipping_decoder_equals_full_decoding(ztf_dir):
+    """The shortcut that skips prv_candidates/fp_hists gives the same fields on every member."""
+    from stampnet.data.avro import AvroDecoder
+    from stampnet.data.readers import ALERT_COLUMNS
+
+    fast, full = AvroDecoder(ALERT_COLUMNS), AvroDecoder()
+    shortcut_hits = 0
+    original = fast._decode_split
+
+    def counting(block, split):
+        nonlocal shortcut_hits
+        record = original(block, split)
+        shortcut_hits += record is not None
+        return record
+
+    fast._decode_split = counting
+    members = 0
+    for path in sorted((ztf_dir / "alerts").glob("*.tar.gz")):
+        with tarfile.open(path, "r|gz") as archive:
+            for member in archive:
+                data = archive.extractfile(member).read()
+                (quick,) = fast.records_of_bytes(data)
+                (whole,) = full.records_of_bytes(data)
+                assert quick == {name: whole[name] for name in ALERT_COLUMNS if name in whole}
+                members += 1
+    assert members == 1564 and shortcut_hits == members
+
+
+@pytest.mark.parametrize(
+    "file_name, history_name",
+    [
+        ("science.fits", "x.fits"),  # no ".fits.gz": the shortcut cannot find the cutouts
+        ("candid1_sci.fits.gz", "decoy.fits.gz"),  # a decoy name inside the history
+        ("a" * 300 + ".fits.gz", "b.fits.gz"),  # a name whose length takes two varint bytes
+    ],
+)
+def test_unusual_cutout_names_still_decode_exactly(ztf_dir, tmp_path, file_name, history_name):
+    from stampnet.data.avro import AvroDecoder
+    from stampnet.data.readers import ALERT_COLUMNS
+
+    with open(ztf_dir / "schema_versions" / "v4.02_3044341005815015012.avro", "rb") as handle:
+        reader = fastavro.reader(handle)
+        schema, (record,) = reader.writer_schema, list(reader)
+    record["cutoutScience"]["fileName"] = file_name
+    for previous in record["prv_candidates"]:
+        previous["pdiffimfilename"] = history_name
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, schema, [record])
+    (decoded,) = AvroDecoder(ALERT_COLUMNS).records_of_bytes(buffer.getvalue())
+    assert decoded == {name: record[name] for name in ALERT_COLUMNS if name in record}

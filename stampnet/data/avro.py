@@ -24,6 +24,11 @@ AVRO_MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
 #: Bytes read at once for the header (the ZTF schema is ~20 KB) and while resyncing.
 HEADER_CHUNK = 65536
+#: The first field after an alert's history; cutout file names end with CUTOUT_NAME_SUFFIX.
+TAIL_START = "cutoutScience"
+CUTOUT_NAME_SUFFIX = b".fits.gz"
+MAX_NAME_LENGTH = 512
+MAX_NAME_CANDIDATES = 16
 
 
 class AvroFormatError(ValueError):
@@ -44,6 +49,16 @@ def _read_long(buffer: bytes, position: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise AvroFormatError("malformed variable-length number")
+
+
+def _encode_long(value: int) -> bytes:
+    value = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while value & ~0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _read_bytes(buffer: bytes, position: int) -> tuple[bytes, int]:
@@ -123,7 +138,11 @@ class AvroDecoder:
             writer = json.loads(schema_text)
             reader = self._reader_schema(writer)
             parsed_writer = fastavro.parse_schema(writer)
-            cached = (parsed_writer, reader and fastavro.parse_schema(reader))
+            cached = (
+                parsed_writer,
+                reader and fastavro.parse_schema(reader),
+                self._split_schemas(writer),
+            )
             self._schemas[schema_text] = cached
         return cached
 
@@ -137,6 +156,75 @@ class AvroDecoder:
         except Exception:  # fastavro raises several types for unknown named types
             return None
         return reader if len(reader["fields"]) < len(writer["fields"]) else None
+
+    def _split_schemas(self, writer: dict) -> tuple | None:
+        """(prefix, tail) writer schemas around an unwanted history, for ``_decode_split``."""
+        if self.fields is None or not isinstance(writer, dict) or "fields" not in writer:
+            return None
+        names = [field["name"] for field in writer["fields"]]
+        if TAIL_START not in names:
+            return None
+        tail_at = names.index(TAIL_START)
+        wanted_before = [i for i, name in enumerate(names[:tail_at]) if name in self.fields]
+        prefix_end = wanted_before[-1] + 1 if wanted_before else 0
+        if prefix_end == tail_at:
+            return None  # nothing to skip
+        try:
+            prefix = fastavro.parse_schema({**writer, "fields": writer["fields"][:prefix_end]})
+            tail = fastavro.parse_schema({**writer, "fields": writer["fields"][tail_at:]})
+        except Exception:  # a tail type defined in the skipped fields: no shortcut
+            return None
+        return prefix, tail
+
+    def _decode_split(self, block: bytes, split: tuple) -> dict | None:
+        """Decodes a one-record block without its history fields, or returns None.
+
+        Avro cannot skip a field without decoding it, and an alert's history (prv_candidates,
+        fp_hists) costs most of the decoding. So the fields before it are read with a schema that
+        stops there, and the cutouts at the end are found by their first ``fileName`` (ZTF names
+        end in ".fits.gz"): every position where that name's length prefix fits is tried, and
+        a position counts only if the fields decoded from it end exactly at the block's end and
+        the first cutout holds a gzip stamp. Anything else falls back to decoding the whole record.
+        """
+        prefix_schema, tail_schema = split
+        stream = io.BytesIO(block)
+        record = fastavro.schemaless_reader(stream, prefix_schema)
+        search_from = stream.tell()
+        for _ in range(MAX_NAME_CANDIDATES):
+            name_end = block.find(CUTOUT_NAME_SUFFIX, search_from) + len(CUTOUT_NAME_SUFFIX)
+            if name_end < len(CUTOUT_NAME_SUFFIX):
+                return None
+            search_from = name_end
+            tail = self._tail_at(block, stream, name_end, tail_schema)
+            if tail is not None:
+                record.update(tail)
+                return {name: record[name] for name in self.fields if name in record}
+        return None
+
+    @staticmethod
+    def _tail_at(block: bytes, stream, name_end: int, tail_schema) -> dict | None:
+        for length in range(len(CUTOUT_NAME_SUFFIX), MAX_NAME_LENGTH):
+            encoded = _encode_long(length)
+            length_at = name_end - length - len(encoded)
+            if length_at < 0:
+                return None
+            if block[length_at : name_end - length] != encoded:
+                continue
+            for union_bytes in range(3):  # union branch indexes before the record and name
+                stream.seek(length_at - union_bytes)
+                try:
+                    tail = fastavro.schemaless_reader(stream, tail_schema)
+                except Exception:  # not the start of the cutouts
+                    continue
+                first = tail.get(TAIL_START)
+                if (
+                    stream.tell() == len(block)
+                    and isinstance(first, dict)
+                    and isinstance(first.get("stampData"), bytes)
+                    and first["stampData"][:2] == b"\x1f\x8b"
+                ):
+                    return tail
+        return None
 
     def records_of_bytes(self, buffer: bytes) -> Iterator[dict | SkippedBlock]:
         """Records of an Avro container held in memory (e.g. one tarball member)."""
@@ -162,7 +250,7 @@ class AvroDecoder:
                 head += handle.read(len(head))  # a header larger than the first chunk
         if "avro.schema" not in metadata:
             raise AvroFormatError("container header has no avro.schema")
-        writer, reader = self._parsed(metadata["avro.schema"])
+        writer, reader, split = self._parsed(metadata["avro.schema"])
         codec = metadata.get("avro.codec", b"null")
         handle.seek(position)
         decoded = 0
@@ -175,7 +263,14 @@ class AvroDecoder:
                 continue
             position = handle.tell()
             try:
-                stream = io.BytesIO(_decompress(block, codec))
+                data = _decompress(block, codec)
+                if count == 1 and split is not None:
+                    record = self._decode_split(data, split)
+                    if record is not None:
+                        decoded += 1
+                        yield record
+                        continue
+                stream = io.BytesIO(data)
                 for _ in range(count):
                     record = fastavro.schemaless_reader(stream, writer, reader)
                     decoded += 1
