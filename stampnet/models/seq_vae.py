@@ -228,7 +228,9 @@ def build_seq_vae(
         encoder, decoder, crop_size=crop_size, normalisation=normalisation,
         reconstruction_loss=reconstruction_loss, beta=beta, name=name,
     )  # fmt: skip
-    vae.build()  # its parts are built; fit's BackupAndRestore refuses an unbuilt model
+    # A symbolic call builds the model as Keras expects (fit's BackupAndRestore and export
+    # refuse a model never called) and records free T and feature widths for the export.
+    vae({key: keras.Input(t.shape[1:], name=key) for key, t in encoder.input.items()})
     return vae
 
 
