@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html.parser
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,209 @@ def test_anchors_are_the_published_numbers_and_marked_as_other_data():
     assert neira.value_text() == "~0.98" and neira.classes == "3"
     assert all(entry["from_other_data"] for entry in anchors.anchors_as_dicts())
     assert "other data" in anchors.CAVEAT or "their own data" in anchors.CAVEAT
+
+
+# --- end to end: tiny runs of each kind on a few real alerts ------------------------------------
+
+#: A few files of the real sample that hold every class, "other", and multi-alert objects.
+TINY_SOURCES = (
+    "fink_parquet/fink-science__fink_science__data__alerts__hostless_detection__part-0-0-435829"
+    ".parquet",
+    "multi_record_avro/part-00003-55a6e4a3-f920-47e5-a698-47f9b6bc5a74-c000.avro",
+    "alerts/ztf_public_20200101.tar.gz",
+    "alerts/ztf_public_20231012.tar.gz",
+)
+ALL_SPLITS = "train+validation+test"
+
+
+def build_tiny_dataset(ztf_dir, data_dir):
+    """A dataset of ~170 real alerts (every class and "other"), built with stampnet build."""
+    import pandas as pd
+
+    from stampnet.data.build import build_dataset
+
+    labels = pd.read_csv(ztf_dir / "labels.csv")
+    labels_path = Path(data_dir).parent / f"{Path(data_dir).name}_labels.csv"
+    labels[labels["file"].isin(TINY_SOURCES)].to_csv(labels_path, index=False)
+    sources = [str(ztf_dir / name) for name in TINY_SOURCES]
+    return build_dataset(sources, data_dir, labels=labels_path, max_detections=4)
+
+
+def save_run(run_dir, models: dict, card: dict, data_dir, feature_names=()):
+    """A run folder as the trainer leaves it: model.keras (+ others) and model_card.json."""
+    run_dir.mkdir(parents=True)
+    for name, model in models.items():
+        model.save(run_dir / f"{name}.keras")
+    model_card = {
+        "class_names": list(card["class_names"]),
+        "feature_names": list(feature_names),
+        "data": {"data_dir": str(data_dir)},
+        "config": {"data": {"max_detections": 3}},
+    }
+    (run_dir / "model_card.json").write_text(json.dumps(model_card))
+    return run_dir
+
+
+def make_classifier_run(run_dir, card, data_dir, class_names=None):
+    import keras
+
+    from stampnet.data.card import feature_stats_for
+    from stampnet.models.stamp_classifier import build_stamp_classifier
+
+    keras.utils.set_random_seed(1)
+    stats = feature_stats_for(card, "alerce23")
+    model = build_stamp_classifier(
+        class_names=class_names or card["class_names"], feature_stats=stats
+    )
+    return save_run(run_dir, {"model": model}, card, data_dir, stats.names)
+
+
+def make_vae_run(run_dir, card, data_dir, model="vae"):
+    import keras
+
+    from stampnet.models.vade import build_vade
+    from stampnet.models.vae import build_vae
+
+    keras.utils.set_random_seed(2)
+    size = dict(latent_dim=3, conv_filters=(4, 4), dense_units=8, seed=0)
+    if model == "vade":
+        autoencoder = build_vade(num_clusters=len(card["class_names"]), **size)
+    else:
+        autoencoder = build_vae(**size)
+    models = {"model": autoencoder.functional_model(), "encoder": autoencoder.encoder}
+    return save_run(run_dir, models, card, data_dir)
+
+
+def make_sequence_run(run_dir, card, data_dir):
+    import keras
+
+    from stampnet.models.seq_classifier import build_seq_classifier
+
+    keras.utils.set_random_seed(3)
+    model = build_seq_classifier(
+        card["class_names"], conv_filters=(4, 4), embedding_dim=8, units=8, recurrent="gru"
+    )
+    return save_run(run_dir, {"model": model}, card, data_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(ztf_dir, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("evaluation") / "tiny"
+    return data_dir, build_tiny_dataset(ztf_dir, data_dir)
+
+
+def _labelled(card, config="alerts", names=None):
+    counts = card["counts"][config]
+    names = card["class_names"] if names is None else names
+    return sum(counts[split].get(name, 0) for split in counts for name in names)
+
+
+def _evaluate(run, data_dir, **kwargs):
+    from stampnet.evaluation.command import EvaluationOptions, evaluate_run
+
+    options = EvaluationOptions(batch_size=32, gallery_size=3, **kwargs)
+    return evaluate_run(run, data_dir=data_dir, split=ALL_SPLITS, options=options)
+
+
+@pytest.fixture(scope="module")
+def classifier_result(tiny_data, tmp_path_factory):
+    data_dir, card = tiny_data
+    run = make_classifier_run(
+        tmp_path_factory.mktemp("runs") / "stamp_classifier-1", card, data_dir
+    )
+    return run, _evaluate(run, None)  # the run's card names its dataset
+
+
+def test_classifier_run_metrics_equal_scikit_learn_and_report_is_complete(
+    tiny_data, classifier_result
+):
+    data_dir, card = tiny_data
+    run, result = classifier_result
+    folder = run / "evaluation" / f"tiny-{ALL_SPLITS}"
+    saved = json.loads((folder / "metrics.json").read_text())
+    arrays = np.load(folder / "predictions.npz")
+    labels, probabilities = arrays["labels"], arrays["probabilities/model"]
+    predictions = probabilities.argmax(axis=1)
+    scores = saved["models"]["model"]
+
+    assert saved["num_examples"] == len(labels) == _labelled(card)
+    assert scores["accuracy"] == pytest.approx(skm.accuracy_score(labels, predictions))
+    assert scores["macro_f1"] == pytest.approx(skm.f1_score(labels, predictions, average="macro"))
+    assert (
+        scores["confusion_matrix"]
+        == skm.confusion_matrix(
+            labels, predictions, labels=range(len(card["class_names"]))
+        ).tolist()
+    )
+    assert set(saved["figures"]) == {"confusion_model.png", "roc_pr_model.png"}
+    assert all((folder / name).stat().st_size > 0 for name in saved["figures"])
+    page = (folder / "report.html").read_text()
+    # confusion, ROC/PR and the gallery of mistakes, all inside the page
+    assert len(assert_self_contained(page)) == 3
+    assert "Most confident mistakes" in page and result["report"] == str(folder / "report.html")
+
+
+def test_classes_a_model_lacks_are_excluded_and_counted(tiny_data, classifier_result, tmp_path):
+    from stampnet.evaluation.command import write_comparison
+
+    data_dir, card = tiny_data
+    alerce_like = make_classifier_run(
+        tmp_path / "five", card, data_dir, class_names=["AGN", "SN", "VS", "asteroid", "bogus"]
+    )
+    results = [_evaluate(alerce_like, data_dir), classifier_result[1]]
+
+    other = _labelled(card, names=["other"])
+    assert other > 0 and results[0]["excluded"] == {"other": other}
+    assert results[0]["num_examples"] == _labelled(card) - other
+    page = write_comparison(results, tmp_path / "comparison").read_text()
+    assert_self_contained(page)
+    assert "Published results (other data)" in page and "0.944 ± 0.008" in page
+    assert anchors.CAVEAT in page and "AGN, SN, VS, asteroid, bogus" in page
+    summary = json.loads((tmp_path / "comparison" / "metrics.json").read_text())
+    assert summary["common_classes"]["classes"] == ["AGN", "SN", "VS", "asteroid", "bogus"]
+    assert all(entry["from_other_data"] for entry in summary["anchors"])
+
+
+@pytest.mark.slow
+def test_autoencoder_run_gets_reconstructions_clusters_and_seeded_umap(tiny_data, tmp_path):
+    data_dir, card = tiny_data
+    run = make_vae_run(tmp_path / "vade-1", card, data_dir, model="vade")
+    result = _evaluate(run, data_dir, seed=5)
+    latent = result["models"]["model"]
+    assert set(result["models"]) == {"model"}  # encoder.keras repeats the autoencoder's latents
+    assert latent["role"] == "autoencoder" and latent["latent_dim"] == 3
+    assert latent["umap"]["random_state"] == 5 and latent["umap"]["n_points"] == _labelled(card)
+    assert set(latent["clustering"]) >= {"unsupervised_accuracy", "nmi", "ari", "active_units"}
+    assert "clustering_own" in latent  # VaDE's own p(c|z) clusters
+    errors = np.load(Path(result["metrics_path"]).parent / "predictions.npz")
+    per_class = latent["reconstruction_error"]["per_class"]
+    for index, name in enumerate(card["class_names"]):
+        chosen = errors["labels"] == index
+        expected = errors["reconstruction_error/model"][chosen].mean() if chosen.any() else None
+        assert per_class[name]["count"] == chosen.sum()
+        if expected is not None:
+            assert per_class[name]["mean"] == pytest.approx(expected)
+    assert {"reconstructions_model.png", "umap_model.png"} <= set(result["figures"])
+
+
+@pytest.mark.slow
+def test_sequence_classifier_gets_accuracy_against_detections(tiny_data, tmp_path):
+    data_dir, card = tiny_data
+    run = make_sequence_run(tmp_path / "seq_classifier-1", card, data_dir)
+    result = _evaluate(run, data_dir)
+    curve = result["models"]["model"]["accuracy_by_detections"]
+    objects = _labelled(card, "sequences")
+    saved = np.load(Path(result["metrics_path"]).parent / "predictions.npz")
+    detections = saved["num_detections"]
+    assert curve[1]["count"] == objects == result["num_examples"] == len(detections)
+    assert 1 <= detections.min() and detections.max() <= 3  # the run's max_detections
+    assert sorted(curve) == list(range(1, detections.max() + 1)) and detections.max() > 1
+    by_step, labels = saved["by_detections/model"], saved["labels"]
+    for n, row in curve.items():
+        enough = detections >= n
+        assert row["count"] == enough.sum()
+        assert row["accuracy"] == pytest.approx(np.mean(by_step[enough, n - 1] == labels[enough]))
+    # with all its detections, each object gets the same prediction as in the main metrics
+    full = by_step[np.arange(len(labels)), np.minimum(detections, 3) - 1]
+    np.testing.assert_array_equal(full, saved["probabilities/model"].argmax(axis=1))
+    assert "accuracy_vs_detections_model.png" in result["figures"]

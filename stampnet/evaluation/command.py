@@ -108,14 +108,12 @@ def evaluate_run(path, *, data_dir=None, split="test", out_dir=None, options=Non
     model_classes = loaded.class_names or dataset_classes
     sequences = loaded.dataset_kind == "sequences"
 
-    def batches():
-        return runner.split_batches(loaded, data_dir, split, card, options)
-
     collected = runner.collect(
         loaded.models,
-        batches(),
+        runner.split_batches(loaded, data_dir, split, card, options),
         dataset_classes=dataset_classes,
         model_classes=model_classes,
+        mistakes_per_model=options.gallery_size,
         sequences=sequences,
     )
     target = runner.output_dir(loaded, data_dir, split, out_dir)
@@ -145,11 +143,9 @@ def evaluate_run(path, *, data_dir=None, split="test", out_dir=None, options=Non
         name: metrics.most_confident_mistakes(collected.labels, p, options.gallery_size)
         for name, p in collected.probabilities.items()
     }
-    if any(len(rows) for rows in mistakes.values()):
-        wanted = np.concatenate([collected.candid[rows] for rows in mistakes.values()])
-        stamps = runner.gather_stamps(batches(), wanted)
-        for name, rows in mistakes.items():
-            _mistake_gallery(report, collected, name, rows, stamps, model_classes)
+    for name, rows in mistakes.items():
+        stamps = collected.mistake_stamps.get(name, {})
+        _mistake_gallery(report, collected, name, rows, stamps, model_classes)
     for name, latents in collected.z_mean.items():
         result["models"][name] = _latent_section(
             report, collected, name, latents, model_classes, options, figures
@@ -284,6 +280,13 @@ def _latent_section(report, collected, name, latents, class_names, options, figu
             "Input (preprocessed crop) and reconstruction, per channel.",
         )
     section["clustering"] = _clustering(latents, labels, len(class_names), options.seed)
+    own = collected.clusters.get(name)
+    if own is not None and section["clustering"]:
+        from stampnet.evaluation import clustering
+
+        section["clustering_own"] = clustering.clustering_scores(labels, own)
+        report.table(list(section["clustering_own"]), [list(section["clustering_own"].values())],
+                     caption="The model's own clusters (argmax of p(c | z)).")  # fmt: skip
     if section["clustering"]:
         report.table(
             list(section["clustering"]),
@@ -341,6 +344,7 @@ def _save_predictions(path: Path, collected) -> None:
         {f"by_detections/{k}": v for k, v in collected.probabilities_by_detections.items()}
     )
     arrays.update({f"z_mean/{k}": v for k, v in collected.z_mean.items()})
+    arrays.update({f"clusters/{k}": v for k, v in collected.clusters.items()})
     arrays.update(
         {f"reconstruction_error/{k}": v for k, v in collected.reconstruction_error.items()}
     )

@@ -99,7 +99,8 @@ def _feature_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
 
 
 def _class_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
-    names = card.get("class_names") or _recorded(models, "class_names")
+    # The output layer's own record wins: it is what the probabilities' columns mean.
+    names = _recorded(models, "class_names") or card.get("class_names")
     if names:
         return tuple(names)
     widths = {model.output.shape[-1] for model in models.values() if _single_output(model)}
@@ -215,6 +216,9 @@ class Collected:
         num_detections: (N,) detections per object (sequences).
         z_mean: encoder/autoencoder name -> (N, D).
         reconstruction_error: autoencoder name -> (N,) masked mean squared error.
+        clusters: name -> (N,) the model's own cluster assignment (VaDE), where it has one.
+        mistake_stamps: classifier name -> {candid: (stamps, stamp_mask)} of its most confident
+            mistakes (for a sequence: the object's last detection used).
         examples: autoencoder name -> {"target", "reconstruction", "labels", "captions"} of a few
             examples per class.
         excluded: dataset class name -> examples dropped because the models do not know the class.
@@ -228,6 +232,8 @@ class Collected:
     num_detections: np.ndarray | None = None
     z_mean: dict = dataclasses.field(default_factory=dict)
     reconstruction_error: dict = dataclasses.field(default_factory=dict)
+    clusters: dict = dataclasses.field(default_factory=dict)
+    mistake_stamps: dict = dataclasses.field(default_factory=dict)
     examples: dict = dataclasses.field(default_factory=dict)
     excluded: dict = dataclasses.field(default_factory=dict)
 
@@ -249,18 +255,22 @@ def collect(
     dataset_classes: Sequence[str],
     model_classes: Sequence[str],
     examples_per_class: int = 2,
+    mistakes_per_model: int = 6,
     sequences: bool = False,
 ) -> Collected:
     """Runs ``models`` over ``batches`` of ``(inputs, label)`` and keeps the arrays to evaluate.
 
     ``inputs`` may carry ``candid`` and ``object_id`` (``with_ids=True``); they are not passed to
     the models. Labels index ``dataset_classes``; examples of classes that ``model_classes`` lacks
-    (e.g. "other" for an ALeRCE model) are dropped and counted in ``Collected.excluded``.
+    (e.g. "other" for an ALeRCE model) are dropped and counted in ``Collected.excluded``. The raw
+    stamps of each classifier's ``mistakes_per_model`` most confident mistakes are kept as the
+    batches stream by, so the galleries need no second pass over the split.
     """
     mapping = class_mapping(dataset_classes, model_classes)
     roles: dict[str, str] = {}
     parts: dict[str, list] = {}
     examples: dict[str, dict] = {}
+    mistakes: dict[str, list] = {}
     excluded = dict.fromkeys(dataset_classes, 0)
 
     def keep(key, value):
@@ -287,12 +297,22 @@ def collect(
             keep(key, value[chosen] if value is not None else np.full(chosen.sum(), -1))
         if sequences:
             keep("num_detections", inputs["detection_mask"].sum(axis=1).astype(np.int64))
+        outputs = {}
         for name, model in models.items():
             model_inputs = {key: inputs[key] for key in _model_input_dims(model) or inputs}
-            outputs = model(model_inputs, training=False)
-            role = roles.setdefault(name, role_of(outputs, len(model_classes)))
+            outputs[name] = model(model_inputs, training=False)
+            roles.setdefault(name, role_of(outputs[name], len(model_classes)))
+        for name, model in models.items():
+            role, output = roles[name], outputs[name]
+            if role == "encoder" and "autoencoder" in roles.values():
+                continue  # a run's encoder.keras repeats the latents of its autoencoder
+            model_inputs = {key: inputs[key] for key in _model_input_dims(model) or inputs}
             if role == "classifier":
-                keep(f"probabilities/{name}", _probabilities(outputs))
+                keep(f"probabilities/{name}", _probabilities(output))
+                mistakes[name] = _worst_mistakes(
+                    mistakes.get(name, []), _probabilities(output), mapped[chosen], inputs,
+                    ids.get("candid"), chosen, mistakes_per_model,
+                )  # fmt: skip
                 if sequences:
                     steps = inputs["detection_mask"].shape[1]
                     by_step = [
@@ -300,11 +320,13 @@ def collect(
                         for t in range(1, steps + 1)
                     ]
                     keep(f"by_detections/{name}", np.stack([p.argmax(1) for p in by_step], 1))
-            else:
-                keep(f"z_mean/{name}", _z_mean(outputs))
+                continue
+            keep(f"z_mean/{name}", _z_mean(output))
+            if isinstance(output, Mapping) and "cluster_probabilities" in output:
+                keep(f"clusters/{name}", np.asarray(output["cluster_probabilities"]).argmax(1))
             if role == "autoencoder":
-                target, mask = (np.asarray(v) for v in model.target_and_mask(model_inputs))
-                reconstruction = np.asarray(outputs["reconstruction"])
+                target, mask = reconstruction_target(model, model_inputs)
+                reconstruction = np.asarray(output["reconstruction"])
                 axes = tuple(range(1, target.ndim))
                 mask = np.broadcast_to(mask, target.shape)
                 error = ((target - reconstruction) ** 2 * mask).sum(axis=axes)
@@ -330,9 +352,34 @@ def collect(
         num_detections=joined.get("num_detections"),
         z_mean=group("z_mean"),
         reconstruction_error=group("error"),
+        clusters=group("clusters"),
+        mistake_stamps={
+            name: {candid: (stamps, mask) for _, candid, stamps, mask in rows}
+            for name, rows in mistakes.items()
+        },
         examples={name: _finish_examples(value) for name, value in examples.items()},
         excluded={name: count for name, count in excluded.items() if count},
     )
+
+
+def reconstruction_target(model, inputs: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """What an autoencoder reconstructs: its own preprocessing of the crop, and the crop's mask.
+
+    A run saves the autoencoder as a functional view without ``target_and_mask``; the target is
+    then rebuilt from the model's ``StampPreprocessing`` layer, so both use the same settings.
+    """
+    from stampnet.layers.preprocessing import StampPreprocessing, center_crop_bounds
+
+    if hasattr(model, "target_and_mask"):
+        return tuple(np.asarray(value) for value in model.target_and_mask(inputs))
+    layer = next((item for item in _layers(model) if isinstance(item, StampPreprocessing)), None)
+    if layer is None:
+        raise ValueError(f"Autoencoder {model.name!r} has no StampPreprocessing layer to rebuild "
+                         "its reconstruction target from")  # fmt: skip
+    stamps, stamp_mask = np.asarray(inputs["stamps"]), np.asarray(inputs["stamp_mask"])
+    target = StampPreprocessing(layer.crop_size, layer.normalisation)(stamps, stamp_mask)
+    start, stop = center_crop_bounds(layer.crop_size, stamps.shape[-2])
+    return np.asarray(target), stamp_mask[..., start:stop, start:stop, :].astype(np.float32)
 
 
 def _keep_examples(store, labels, target, reconstruction, class_names, per_class):
@@ -355,27 +402,31 @@ def _finish_examples(store: dict) -> dict:
     return {"captions": captions, "target": np.stack(targets), "reconstruction": np.stack(outputs)}
 
 
-def gather_stamps(batches: Iterable, candids: Sequence[int]) -> dict[int, tuple]:
-    """Second pass over the split: raw (stamps, stamp_mask) of the alerts ``candids``.
+def _row_candids(candid, chosen) -> np.ndarray:
+    if candid is None:
+        return np.full(int(chosen.sum()), -1)
+    candid = candid[chosen]
+    return candid.max(axis=1) if candid.ndim == 2 else candid
 
-    For sequences the last used detection of the object is returned.
-    """
-    wanted = {int(candid) for candid in candids}
-    found = {}
-    for batch in batches:
-        inputs = batch[0]
-        ids = np.asarray(inputs["candid"])
-        if ids.ndim == 2:
-            ids = ids.max(axis=1)  # a sequence: any of its candids identifies the object row
-        for row in np.nonzero(np.isin(ids, list(wanted)))[0]:
-            stamps, mask = np.asarray(inputs["stamps"][row]), np.asarray(inputs["stamp_mask"][row])
-            if stamps.ndim == 4:
-                last = int(np.asarray(inputs["detection_mask"][row]).sum()) - 1
-                stamps, mask = stamps[max(last, 0)], mask[max(last, 0)]
-            found[int(ids[row])] = (stamps, mask)
-        if len(found) == len(wanted):
-            break
-    return found
+
+def _worst_mistakes(kept, probabilities, labels, inputs, candid, chosen, count) -> list:
+    """``kept`` merged with this batch's mistakes: the ``count`` most confident, with stamps."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.nonzero(predicted != labels)[0]
+    if count <= 0 or wrong.size == 0:
+        return kept
+    candids = _row_candids(candid, chosen)
+    confidence = probabilities[wrong, predicted[wrong]]
+    rows = []
+    for row, value in zip(wrong, confidence, strict=True):
+        stamps, mask = inputs["stamps"][row], inputs["stamp_mask"][row]
+        if stamps.ndim == 4:  # a sequence: its last real detection
+            last = max(int(inputs["detection_mask"][row].sum()) - 1, 0)
+            stamps, mask = stamps[last], mask[last]
+        rows.append((float(value), int(candids[row]), stamps.copy(), mask.copy()))
+    # A stable sort keeps earlier examples first among equal confidences, as
+    # metrics.most_confident_mistakes does.
+    return sorted(kept + rows, key=lambda item: -item[0])[:count]
 
 
 def resolve_data_dir(loaded: LoadedRun, data_dir=None) -> Path:
