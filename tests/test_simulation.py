@@ -168,3 +168,16 @@ def test_builtin_dataset_builds_once_and_rebuilds_for_a_new_simulator(tmp_path, 
     monkeypatch.setattr(builtin, "SIMULATOR_VERSION", "test-version")
     builtin.ensure_builtin_dataset(tmp_path, size=10, seed=1)
     assert "test-version" in load_card(data_dir)["generator"]
+
+
+def test_sky_rotations_agree_with_the_feature_code():
+    from stampnet.features import sky_coordinates
+    from stampnet.simulation import classes
+
+    rng = np.random.default_rng(0)
+    for label in ("asteroid", "VS", "SN"):
+        ra, dec, gal_lat = classes.sky_position(rng, label)
+        reference = sky_coordinates(ra, dec)
+        assert abs(float(reference["gal_lat"]) - gal_lat) < 1e-3
+    ra, dec = classes._from_frame(classes.ECLIPTIC, 120.0, 3.0)
+    assert abs(float(sky_coordinates(ra, dec)["ecl_lat"]) - 3.0) < 1e-3

@@ -12,12 +12,31 @@ import dataclasses
 
 import numpy as np
 
-from stampnet.features import _rotation_matrices
 from stampnet.simulation import lightcurves, physics
 from stampnet.simulation.physics import CENTER
 from stampnet.simulation.scenes import Galaxy, Scene, Star, field_sources, random_galaxy
 
 CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+
+# ICRS -> frame rotations as constants, so that simulator workers need not import astropy
+# (stampnet.features derives the same matrices with astropy; tests check they agree):
+# galactic from the Hipparcos definition (ESA 1997), mean ecliptic J2000 from the IAU 1976
+# obliquity 23.4392911 deg (frame bias, ~20 mas, is far below what a position here needs).
+GALACTIC = np.array(
+    [
+        [-0.0548755604, -0.8734370902, -0.4838350155],
+        [0.4941094279, -0.4448296300, 0.7469822445],
+        [-0.8676661490, -0.1980763734, 0.4559837762],
+    ]
+)
+_OBLIQUITY = np.radians(23.4392911)
+ECLIPTIC = np.array(
+    [
+        [1.0, 0.0, 0.0],
+        [0.0, np.cos(_OBLIQUITY), np.sin(_OBLIQUITY)],
+        [0.0, -np.sin(_OBLIQUITY), np.cos(_OBLIQUITY)],
+    ]
+)
 
 
 @dataclasses.dataclass
@@ -44,7 +63,7 @@ def _from_frame(matrix, lon_deg, lat_deg):
 
 def sky_position(rng, label: str) -> tuple[float, float, float]:
     """(ra, dec, galactic latitude) of an object of ``label`` in the ZTF sky (dec > -30)."""
-    ecliptic, galactic = _rotation_matrices()
+    ecliptic, galactic = ECLIPTIC, GALACTIC
     while True:
         if label == "asteroid":  # main-belt inclinations: |beta| mostly below ~10 degrees
             ra, dec = _from_frame(ecliptic, rng.uniform(0, 360), rng.normal(0.0, 6.0))
@@ -81,7 +100,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
     prior_det = 0
     coverage = int(rng.integers(20, 1500))
     if label == "SN":
-        peak = rng.uniform(16.8, 19.6) + faint
+        peak = rng.uniform(16.3, 19.6) + faint
         t_peak = rng.uniform(5.0, 30.0)
         if rng.random() < 0.92:  # a few SNe are hostless (host below the template's depth)
             radius = rng.uniform(1.2, 5.0)
@@ -96,7 +115,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(50.0, 90.0)
     elif label == "AGN":
-        mean = rng.uniform(17.0, 19.3) + 0.6 * faint
+        mean = rng.uniform(16.0, 19.3) + 0.6 * faint
         host = random_galaxy(rng, x, y, rng.uniform(17.0, 20.5), 1.5, 5.0)
         galaxies.append(host)
         kind = "nucleus"
@@ -107,7 +126,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(60.0, 150.0)
     elif label == "VS":
-        mean = rng.uniform(14.5, 19.0) + 0.6 * faint
+        mean = rng.uniform(13.5, 19.0) + 0.6 * faint
         kind = "star"
         prior_det = int(rng.integers(5, 500))
 
@@ -116,7 +135,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(30.0, 80.0)
     elif label == "asteroid":
-        mag = rng.uniform(17.0, 20.2) + 0.5 * faint
+        mag = rng.uniform(16.0, 20.2) + 0.5 * faint
 
         def curve(rng, times, fids, mag=mag):
             return np.full(len(times), 10 ** (-0.4 * mag)), {1: 0.0, 2: 0.0}

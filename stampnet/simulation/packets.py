@@ -156,12 +156,26 @@ def night_name(jd: float) -> str:
     return moment.strftime("%Y%m%d")
 
 
+def _deflate_chunk(data: bytes, level: int, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+    """Raw deflate of ``data``, flushed to a byte boundary without a final block: such chunks
+    concatenate into ONE valid deflate stream (the trick of pigz), so worker processes can
+    compress alerts in parallel and ``NightlyArchive`` writes a single gzip member, which
+    streaming tar readers (``tarfile`` mode ``r|gz``) need."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9, strategy)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+@functools.cache
+def _schema_chunk() -> bytes:
+    # Every alert file starts with the same 39 kB schema: compress it once.
+    return _deflate_chunk(_container_header_prefix(), 6)
+
+
 def tar_member(jd: float, candid: int, payload: bytes) -> tuple[bytes, bytes]:
     """One ``<candid>.avro`` tar member: (raw tar blocks, the same as a raw-deflate chunk).
 
-    The chunk is flushed to a byte boundary without a final block, so chunks compressed in
-    separate worker processes concatenate into ONE valid deflate stream (the trick of pigz);
-    ``NightlyArchive`` wraps them in a single gzip member, which streaming tar readers need.
+    The member's schema text compresses well and is compressed once; the rest is mostly
+    gzipped cutouts, which deflate cannot shrink, so it is stored (deflate level 0).
     """
     info = tarfile.TarInfo(f"{candid}.avro")
     info.size = len(payload)
@@ -169,10 +183,13 @@ def tar_member(jd: float, candid: int, payload: bytes) -> tuple[bytes, bytes]:
     info.mode = 0o644
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    block = info.tobuf(format=tarfile.GNU_FORMAT) + payload
-    block += b"\0" * (-len(block) % tarfile.BLOCKSIZE)
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return block, compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    header = info.tobuf(format=tarfile.GNU_FORMAT)
+    prefix = _container_header_prefix()
+    if not payload.startswith(prefix):
+        raise ValueError(f"alert {candid}: payload is not an Avro file written by avro_bytes")
+    rest = payload[len(prefix) :] + b"\0" * (-len(payload) % tarfile.BLOCKSIZE)
+    chunk = _deflate_chunk(header, 1) + _schema_chunk() + _deflate_chunk(rest, 0)
+    return header + payload + rest[len(payload) - len(prefix) :], chunk
 
 
 #: gzip member header: magic, deflate, no flags, mtime 0, no extra flags, OS unknown (255).

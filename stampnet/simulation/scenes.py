@@ -88,7 +88,7 @@ class Scene:
         key = ("noise", fid)
         if key not in self._cache:
             rng = np.random.default_rng([self.rng_seed, fid])
-            field = rng.standard_normal((GRID, GRID)) / np.sqrt(self.nframes_ref[fid])
+            field = physics.resampled_noise(rng, (GRID, GRID)) / np.sqrt(self.nframes_ref[fid])
             self._cache[key] = (field, np.fft.rfft2(field))
         field, spectrum = self._cache[key]
         return field * sky_sigma, spectrum * sky_sigma
@@ -146,7 +146,7 @@ class Scene:
         band = physics.CALIBRATION[fid]
         science_model = self._image(fid, seeing, variable_flux) * scale + exposure.sky
         sigma = physics.pixel_noise_sigma(science_model, band)
-        science = science_model + rng.standard_normal(science_model.shape) * sigma
+        science = science_model + physics.resampled_noise(rng, science_model.shape) * sigma
 
         sky_sigma = float(physics.pixel_noise_sigma(exposure.sky, band))
         noise_field, noise_spectrum = self._template_noise(fid, sky_sigma)
@@ -159,7 +159,7 @@ class Scene:
         t_seeing = self.template_seeing[fid]
         matched_seeing = seeing * (1.0 + exposure.seeing_error)
         kernel_sigma = np.sqrt(max(matched_seeing**2 - t_seeing**2, 0.0)) * physics.FWHM_TO_SIGMA
-        kernel = np.exp(-2.0 * np.pi**2 * kernel_sigma**2 * physics._FREQ2)
+        kernel = physics._gaussian_transfer(kernel_sigma)
         galaxies = self._galaxy_fft(fid)
         spectrum = noise_spectrum * kernel
         if galaxies is not None:

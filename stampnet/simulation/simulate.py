@@ -94,7 +94,12 @@ def _candidate(model, epoch, rng, difficulty, index, number, detections, history
     pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
     rcid = int(rng.integers(0, 64))
     candid = pid * 10**6 + rcid * 1000 + 15
-    images, xpos, ypos = observe.finish_stamps(rng, epoch.stamps, model.label, model.artefact)
+    stamps = epoch.stamps
+    if epoch.candidate["isdiffpos"] == "f":
+        # ZTF cuts negative candidates out of the negative (ref - sci) difference image, so the
+        # source is positive in cutoutDifference (true of all 509 such real alerts measured).
+        stamps = (stamps[0], stamps[1], -stamps[2], stamps[3])
+    images, xpos, ypos = observe.finish_stamps(rng, stamps, model.label, model.artefact)
     measured = epoch.candidate
     # The VS star or AGN nucleus at the candidate is itself in the reference catalogues.
     ref_flux = epoch.reference_flux if model.label in ("VS", "AGN") else 0.0
