@@ -11,6 +11,7 @@ Usage: python benchmarks/read.py [--source ../shared/data/ztf] [--repeats 3]
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def best_of(repeats, function):
     return result, min(run[1] for run in runs), min(run[2] for run in runs)
 
 
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def rate_line(label, count, wall, cpu, unit="alerts"):
     return (
         f"{label:<34} {count:>6} {unit}  {count / wall:>8.0f} {unit}/s wall  "
@@ -57,8 +62,14 @@ def main(argv=None):
     # The first pass pays one-off costs (imports, astropy's coordinate frames): shown apart.
     (count, rejected), wall, cpu = timed(read_all)
     print(rate_line("iter_alerts, first pass", count, wall, cpu) + f"  ({rejected} rejected)")
+    peak_after_first = peak_rss_mib()
     (count, _), wall, cpu = best_of(args.repeats, read_all)
     print(rate_line("iter_alerts, warm (best)", count, wall, cpu))
+    # Streaming: the peak memory must not grow with the number of alerts read.
+    print(
+        f"peak RSS after 1 pass: {peak_after_first:.0f} MiB; after {1 + args.repeats} passes "
+        f"({(1 + args.repeats) * count} alerts): {peak_rss_mib():.0f} MiB"
+    )
     for folder in sorted(path for path in source.iterdir() if path.is_dir()):
         (count, _), wall, cpu = best_of(args.repeats, lambda folder=folder: read_all(folder))
         print(rate_line(f"  {folder.name}", count, wall, cpu))
