@@ -5,7 +5,7 @@ multi-record Avro of every ZTF schema (1.7 to 4.02, and Spark's ``topLevelRecord
 re-serialisations with nullable unions and the snappy codec), nightly ``.tar.gz`` archives of the
 ZTF public archive (streamed member by member, never extracted), and Fink parquet dumps (read in
 row batches). The format is told by the file's first bytes, not its name. Memory stays flat: at
-most one tar member or one parquet row batch is held at a time.
+most one tar member, Avro data block or parquet row batch is held at a time.
 
 Bad input never crashes a reader: a corrupt file, member or packet is recorded in the
 ``RejectionLog`` (source, candid if known, reason), and reading goes on with the next one.
@@ -33,7 +33,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 #: Files in a directory with one of these suffixes are alert files even if their bytes say not.
 DATA_SUFFIXES = (".avro", ".parquet", ".tar.gz", ".tgz", ".tar")
-#: Parquet columns an Alert needs; the others (prv_candidates, broker values) are not decoded.
+#: Packet fields an Alert needs; the others (prv_candidates, fp_hists, broker values) are skipped.
 ALERT_COLUMNS = ("objectId", "candid", "schemavsn", "candidate", *CUTOUT_FIELDS)
 #: Rows decoded at a time from a parquet file (each row holds three stamps, ~15 KB).
 PARQUET_BATCH_ROWS = 64
