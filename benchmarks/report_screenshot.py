@@ -77,8 +77,10 @@ def main(argv=None) -> int:
     for report in args.reports:
         if not report.is_file():
             raise SystemExit(f"No report at {report}")
-        # Report folders are named after the split (<run>/evaluation/<data>-<split>/report.html).
-        name = "_".join(part for part in report.resolve().parts[-3:-1]).replace("+", "_")
+        # <run>/evaluation/<data>-<split>/report.html, or <out>/report.html for a comparison.
+        parts = report.resolve().parts
+        name = f"{parts[-4]}_{parts[-2]}" if parts[-3] == "evaluation" else parts[-2]
+        name = name.replace("+", "_")
         output = args.out / f"{name}.png"
         seconds = screenshot(browser, report, output, args.width, args.height)
         print(f"{report}: {output} ({output.stat().st_size / 1024:.0f} KiB, {seconds:.1f} s)")
