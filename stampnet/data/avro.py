@@ -61,6 +61,10 @@ def _encode_long(value: int) -> bytes:
     return bytes(out)
 
 
+#: Avro encodings of every possible cutout-name length, looked up while locating the cutouts.
+_LENGTH_PREFIXES = tuple(_encode_long(length) for length in range(MAX_NAME_LENGTH))
+
+
 def _read_bytes(buffer: bytes, position: int) -> tuple[bytes, int]:
     size, position = _read_long(buffer, position)
     if size < 0 or position + size > len(buffer):
@@ -204,7 +208,7 @@ class AvroDecoder:
     @staticmethod
     def _tail_at(block: bytes, stream, name_end: int, tail_schema) -> dict | None:
         for length in range(len(CUTOUT_NAME_SUFFIX), MAX_NAME_LENGTH):
-            encoded = _encode_long(length)
+            encoded = _LENGTH_PREFIXES[length]
             length_at = name_end - length - len(encoded)
             if length_at < 0:
                 return None
