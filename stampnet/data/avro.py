@@ -24,6 +24,8 @@ AVRO_MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
 #: Bytes read at once for the header (the ZTF schema is ~20 KB) and while resyncing.
 HEADER_CHUNK = 65536
+#: A header (schema and metadata) beyond this is taken as corrupt rather than read on.
+MAX_HEADER = 1 << 24
 #: The first field after an alert's history; cutout file names end with CUTOUT_NAME_SUFFIX.
 TAIL_START = "cutoutScience"
 CUTOUT_NAME_SUFFIX = b".fits.gz"
@@ -249,7 +251,7 @@ class AvroDecoder:
                 metadata, sync, position = read_header(head)
                 break
             except AvroFormatError:
-                if len(head) >= end:
+                if len(head) >= min(end, MAX_HEADER):
                     raise
                 head += handle.read(len(head))  # a header larger than the first chunk
         if "avro.schema" not in metadata:
