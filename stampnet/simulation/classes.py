@@ -84,6 +84,13 @@ def _latitude(matrix, ra, dec):
     return float(np.degrees(np.arcsin(np.clip((matrix @ unit)[2], -1, 1))))
 
 
+def counts_magnitude(rng, bright: float, faint: float, slope: float = 0.3) -> float:
+    """A magnitude with number counts dN/dm ~ 10^(slope m) between ``bright`` and ``faint``:
+    faint sources outnumber bright ones, so real alerts pile up near the detection limit."""
+    low = 10.0 ** (-slope * (faint - bright))
+    return float(faint + np.log10(rng.uniform(low, 1.0)) / slope)
+
+
 def _mag_flux(mag, colour):
     return {1: 10 ** (-0.4 * (mag + colour)), 2: 10 ** (-0.4 * mag)}
 
@@ -100,7 +107,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
     prior_det = 0
     coverage = int(rng.integers(20, 1500))
     if label == "SN":
-        peak = rng.uniform(16.3, 19.6) + faint
+        peak = counts_magnitude(rng, 16.0, 20.0) + 0.5 * faint
         t_peak = rng.uniform(5.0, 30.0)
         if rng.random() < 0.92:  # a few SNe are hostless (host below the template's depth)
             radius = rng.uniform(1.2, 5.0)
@@ -115,7 +122,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(50.0, 90.0)
     elif label == "AGN":
-        mean = rng.uniform(16.0, 19.3) + 0.6 * faint
+        mean = counts_magnitude(rng, 15.5, 19.8) + 0.4 * faint
         host = random_galaxy(rng, x, y, rng.uniform(17.0, 20.5), 1.5, 5.0)
         galaxies.append(host)
         kind = "nucleus"
@@ -126,7 +133,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(60.0, 150.0)
     elif label == "VS":
-        mean = rng.uniform(13.5, 19.0) + 0.6 * faint
+        mean = counts_magnitude(rng, 13.0, 19.8, 0.2) + 0.4 * faint
         kind = "star"
         prior_det = int(rng.integers(5, 500))
 
@@ -135,7 +142,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(30.0, 80.0)
     elif label == "asteroid":
-        mag = rng.uniform(16.0, 20.2) + 0.5 * faint
+        mag = counts_magnitude(rng, 15.5, 20.6) + 0.4 * faint
 
         def curve(rng, times, fids, mag=mag):
             return np.full(len(times), 10 ** (-0.4 * mag)), {1: 0.0, 2: 0.0}
