@@ -333,3 +333,17 @@ def test_unusual_cutout_names_still_decode_exactly(ztf_dir, tmp_path, file_name,
     fastavro.writer(buffer, schema, [record])
     (decoded,) = AvroDecoder(ALERT_COLUMNS).records_of_bytes(buffer.getvalue())
     assert decoded == {name: record[name] for name in ALERT_COLUMNS if name in record}
+
+
+def test_format_is_told_by_bytes_not_by_name(ztf_dir, tmp_path):
+    shutil.copy(ztf_dir / SMALL_PARQUET, tmp_path / "looks_like.avro")
+    shutil.copy(ztf_dir / SMALL_AVRO, tmp_path / "looks_like.parquet")
+    shutil.copy(ztf_dir / SMALL_TARBALL, tmp_path / "night.bin")
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    (tmp_path / ".hidden.avro").write_bytes(b"junk")
+    (tmp_path / "notes.txt").write_text("not alert data")
+    log = RejectionLog(warn=False)
+    alerts = list(iter_alerts(tmp_path, rejections=log))
+    assert len(log) == 0 and len(alerts) == 2 + 3 + 5
+    kinds = {Path(alert.source.split("::")[0].split("#")[0]).name for alert in alerts}
+    assert kinds == {"looks_like.avro", "looks_like.parquet", "night.bin"}
