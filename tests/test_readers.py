@@ -261,6 +261,8 @@ def test_one_corrupt_block_costs_only_its_records(ztf_dir, tmp_path, codec):
     expected = [record["candid"] for record in records * 2]
     assert [alert.candid for alert in alerts] == expected[:1] + expected[2:]
     assert len(log) == 1 and log.rejections[0].source == f"{path}#1", log.rejections
+    # Records keep their index in the file after the skipped one.
+    assert [alert.source for alert in alerts] == [f"{path}#{i}" for i in (0, 2, 3, 4, 5)]
 
 
 def test_broken_sync_marker_resumes_at_the_next_marker(ztf_dir, tmp_path):

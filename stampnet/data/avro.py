@@ -259,15 +259,17 @@ class AvroDecoder:
         writer, reader, split = self._parsed(metadata["avro.schema"])
         codec = metadata.get("avro.codec", b"null")
         handle.seek(position)
-        decoded = 0
+        decoded = 0  # index in the file of the next record
         while position < end:
             try:
                 count, block = _read_block(handle, sync, end)
             except AvroFormatError as error:
-                yield SkippedBlock(decoded, str(error))
+                # The block's record count is unknown: later records are numbered as if none.
+                yield SkippedBlock(decoded, decoded, str(error))
                 position = _seek_past(handle, sync, position + 1)
                 continue
             position = handle.tell()
+            block_start = decoded
             try:
                 data = _decompress(block, codec)
                 if count == 1 and split is not None:
@@ -282,14 +284,18 @@ class AvroDecoder:
                     decoded += 1
                     yield record
             except Exception as error:  # fastavro/cramjam raise many types on corrupt data
-                yield SkippedBlock(decoded, f"{type(error).__name__}: {str(error)[:200]}")
+                first = decoded
+                decoded = max(decoded, block_start + min(count, len(block)))
+                yield SkippedBlock(first, decoded, f"{type(error).__name__}: {str(error)[:200]}")
 
 
 @dataclasses.dataclass(frozen=True)
 class SkippedBlock:
-    """A data block that could not be decoded: records from ``first_record`` on were skipped."""
+    """Records ``first_record`` to ``next_record - 1`` of a file, in a block that could not be
+    decoded (``next_record == first_record`` where the block's record count is unreadable)."""
 
     first_record: int
+    next_record: int
     reason: str
 
 

@@ -101,30 +101,33 @@ def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple
     ``records`` is a zero-argument callable returning ``AvroDecoder.records``, so that errors in
     the header are caught here too. Undecodable blocks are rejected and reading goes on.
     """
-    previous = None
-    index = skipped = 0
+    previous = None  # (index in the file, record), yielded once the next one is known
+    index = 0
+    skipped = False
     try:
         for record in records():
             if isinstance(record, SkippedBlock):
-                skipped += 1
+                skipped = True
                 rejections.add(
                     f"{source}#{record.first_record}",
                     None,
                     f"corrupt Avro data block from record {record.first_record}; its records "
                     f"were skipped ({record.reason})",
                 )
+                index = record.next_record
                 continue
             if previous is not None:
-                yield f"{source}#{index - 1}", previous
-            previous = record
+                yield f"{source}#{previous[0]}", previous[1]
+            previous = (index, record)
             index += 1
     except _DECODE_ERRORS as error:
         if previous is not None:
-            yield f"{source}#{index - 1}", previous
+            yield f"{source}#{previous[0]}", previous[1]
         rejections.add(source, None, f"not a readable Avro file ({_describe(error)})")
         return
     if previous is not None:
-        yield (source if index == 1 else f"{source}#{index - 1}"), previous
+        alone = index == 1 and not skipped  # a one-alert file is named by its path alone
+        yield (source if alone else f"{source}#{previous[0]}"), previous[1]
     elif not skipped:
         rejections.add(source, None, "Avro file holds no records")
 
