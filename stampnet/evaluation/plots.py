@@ -1,8 +1,9 @@
-"""Figures of an evaluation, drawn with matplotlib's Agg backend (no display needed).
+"""Figures of an evaluation, as standalone matplotlib ``Figure`` objects.
 
-Every function takes plain arrays and returns a ``matplotlib.figure.Figure``; ``figure_png``
-turns one into PNG bytes for the report, and closes it so that long evaluations do not pile up
-open figures.
+Every function takes plain arrays and returns a ``matplotlib.figure.Figure`` built without
+pyplot: no backend is chosen and no global figure registry fills up, so the same code serves
+the command line (no display), tests and notebooks (``IPython.display.Image(figure_png(f))``).
+``figure_png`` turns a figure into PNG bytes for the report.
 """
 
 from __future__ import annotations
@@ -11,25 +12,20 @@ import io
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from stampnet.constants import CHANNELS  # noqa: E402
-from stampnet.evaluation.metrics import binary_precision_recall, binary_roc  # noqa: E402
+from stampnet.constants import CHANNELS
+from stampnet.evaluation.metrics import binary_precision_recall, binary_roc
 
 #: Colours per class index: tab10 is distinguishable for the five ALeRCE classes and "other".
-CLASS_COLOURS = plt.get_cmap("tab10").colors
+CLASS_COLOURS = matplotlib.colormaps["tab10"].colors
 
 
 def figure_png(figure: Figure, dpi: int = 110) -> bytes:
-    """PNG bytes of ``figure``, which is closed afterwards."""
+    """PNG bytes of ``figure``."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -55,7 +51,8 @@ def plot_confusion_matrices(counts, class_names: Sequence[str], title: str = "")
     totals = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     size = 1.0 + 0.75 * len(class_names)
-    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    figure = Figure(figsize=(2 * size + 1.5, size))
+    axes = figure.subplots(1, 2)
     for axis, values, subtitle, text in (
         (axes[0], counts, "counts", lambda i, j: f"{counts[i, j]:d}"),
         (
@@ -86,7 +83,8 @@ def plot_roc_pr(labels, probabilities, class_names: Sequence[str]) -> Figure:
     """One-vs-rest ROC and precision-recall curves, one line per class present in ``labels``."""
     labels = np.asarray(labels)
     probabilities = np.asarray(probabilities)
-    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(10, 4.2))
+    figure = Figure(figsize=(10, 4.2))
+    roc_axis, pr_axis = figure.subplots(1, 2)
     for index, name in enumerate(class_names):
         positives = labels == index
         if not positives.any() or positives.all():
@@ -114,7 +112,8 @@ def plot_roc_pr(labels, probabilities, class_names: Sequence[str]) -> Figure:
 
 def plot_accuracy_vs_detections(curves: Mapping[str, Mapping[int, Mapping]]) -> Figure:
     """Accuracy against number of detections used; ``curves[name][n] = {"accuracy", "count"}``."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
     for name, curve in curves.items():
         steps = sorted(int(n) for n in curve)
         accuracy = [curve[n]["accuracy"] for n in steps]
@@ -138,8 +137,9 @@ def plot_stamp_gallery(stamps, captions: Sequence[str], masks=None, title: str =
     """
     stamps = np.asarray(stamps)
     rows = max(len(stamps), 1)
-    figure, axes = plt.subplots(
-        rows, 4, figsize=(8.0, 1.9 * rows + 0.3), squeeze=False,
+    figure = Figure(figsize=(8.0, 1.9 * rows + 0.3))
+    axes = figure.subplots(
+        rows, 4, squeeze=False,
         gridspec_kw={"width_ratios": [1.1, 1, 1, 1], "wspace": 0.04, "hspace": 0.08},
     )  # fmt: skip
     for row in range(rows):
@@ -175,8 +175,9 @@ def plot_reconstructions(inputs, reconstructions, captions: Sequence[str]) -> Fi
     names = CHANNELS if channels == len(CHANNELS) else [f"ch{c}" for c in range(channels)]
     rows = len(inputs)
     # Pairs sit close together and channels a little apart, so the eye reads input -> output.
-    figure, axes = plt.subplots(
-        rows, 2 * channels, figsize=(1.35 * 2 * channels + 0.8, 1.4 * rows + 0.5), squeeze=False,
+    figure = Figure(figsize=(1.35 * 2 * channels + 0.8, 1.4 * rows + 0.5))
+    axes = figure.subplots(
+        rows, 2 * channels, squeeze=False,
         gridspec_kw={"wspace": 0.05, "hspace": 0.08},
     )  # fmt: skip
     for row in range(rows):
@@ -209,7 +210,8 @@ def plot_embedding(points, values, *, class_names: Sequence[str] | None = None,
     """
     points = np.asarray(points)
     values = np.asarray(values)
-    figure, axis = plt.subplots(figsize=(6.2, 5))
+    figure = Figure(figsize=(6.2, 5))
+    axis = figure.subplots()
     if class_names is not None:
         order = [(-1, "unlabelled")] + list(enumerate(class_names))
         for index, name in order:

@@ -183,7 +183,8 @@ def _probabilities(outputs) -> np.ndarray:
     return np.asarray(outputs, np.float32)
 
 
-def _z_mean(outputs) -> np.ndarray:
+def latent_mean(outputs) -> np.ndarray:
+    """z_mean from an encoder's or autoencoder's outputs (dict, list or single tensor)."""
     if isinstance(outputs, Mapping):
         return np.asarray(outputs["z_mean"], np.float32)
     if isinstance(outputs, list | tuple):
@@ -321,7 +322,7 @@ def collect(
                     ]
                     keep(f"by_detections/{name}", np.stack([p.argmax(1) for p in by_step], 1))
                 continue
-            keep(f"z_mean/{name}", _z_mean(output))
+            keep(f"z_mean/{name}", latent_mean(output))
             if isinstance(output, Mapping) and "cluster_probabilities" in output:
                 keep(f"clusters/{name}", np.asarray(output["cluster_probabilities"]).argmax(1))
             if role == "autoencoder":

@@ -1,0 +1,71 @@
+"""notebooks/latent_space.ipynb runs top to bottom (nbclient) on a tiny VAE run over real alerts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.test_evaluation import build_tiny_dataset, make_vae_run
+
+NOTEBOOK = REPO_ROOT / "notebooks" / "latent_space.ipynb"
+
+
+def _images(notebook) -> int:
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+@pytest.mark.slow
+def test_latent_space_notebook_runs_top_to_bottom(ztf_dir, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    data_dir = tmp_path / "tiny"
+    card = build_tiny_dataset(ztf_dir, data_dir)
+    run = make_vae_run(tmp_path / "vae-1", card, data_dir)
+    # The kernel inherits these: the notebook's parameters.
+    monkeypatch.setenv("STAMPNET_RUN", str(run))
+    monkeypatch.setenv("STAMPNET_SPLIT", "train+validation+test")
+    monkeypatch.setenv("STAMPNET_MAX_EXAMPLES", "300")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={
+        "metadata": {"path": str(REPO_ROOT)}
+    }).execute()  # fmt: skip
+
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
+    assert not errors
+    # UMAP, one gallery per class present, interpolation, traversal, decision regions
+    present = sum(count > 0 for count in _class_totals(card).values())
+    assert _images(notebook) == 1 + present + 3
+    text = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    assert "'random_state': 0" in text and f"run {run}" in text
+
+
+def _class_totals(card) -> dict:
+    counts = card["counts"]["alerts"]
+    return {name: sum(counts[s].get(name, 0) for s in counts) for name in card["class_names"]}
+
+
+def test_notebook_is_valid_and_has_no_stored_outputs():
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(not cell.outputs for cell in code)
+    assert "STAMPNET_RUN" in json.dumps(notebook)
