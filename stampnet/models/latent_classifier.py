@@ -42,7 +42,11 @@ def load_encoder(path: str | Path) -> keras.Model:
     model = keras.saving.load_model(path)
     if any(layer.name == "encoder" for layer in model.layers):
         model = model.get_layer("encoder")
-    if not isinstance(model.input, dict) or set(model.input) != set(STAMP_KEYS):
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a model never called has no symbolic input
+        inputs = None
+    if not isinstance(inputs, dict) or set(inputs) != set(STAMP_KEYS):
         raise ValueError(
             f"{path} does not hold a stamp encoder taking {STAMP_KEYS}; found model "
             f"{model.name!r} with inputs {model.inputs}"
