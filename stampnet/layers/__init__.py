@@ -1,6 +1,7 @@
 """Serialisable Keras layers shared by the stampnet models."""
 
 from stampnet.layers.augmentation import StampAugmentation
+from stampnet.layers.latent import GaussianMixturePrior, Sampling
 from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
 from stampnet.layers.sequence import (
@@ -18,9 +19,11 @@ __all__ = [
     "DetectionMask",
     "FeatureNormalization",
     "FoldedTimeDistributed",
+    "GaussianMixturePrior",
     "MaskedPooling",
     "RepeatOverTime",
     "RotationStack",
+    "Sampling",
     "StampAugmentation",
     "StampPreprocessing",
     "ZeroPadding",
