@@ -374,34 +374,29 @@ def write_comparison(results: list[dict], out_dir: str | Path) -> Path:
             "cross-matches, not ground truth.",
             "note",
         )
-    rows = []
+    rows, latent_rows = [], []
     for result in results:
+        unit = "objects" if result["dataset_kind"] == "sequences" else "alerts"
         for name, scores in result["models"].items():
+            label = f"{result['run']} / {name}"
             if scores["role"] == "classifier":
                 excluded = sum(result["excluded"].values())
-                rows.append(
-                    [
-                        f"{result['run']} / {name}",
-                        scores["num_examples"],
-                        excluded,
-                        scores["accuracy"],
-                        scores["macro_f1"],
-                        scores["macro_recall"],
-                        ", ".join(result["class_names"]),
-                    ]
-                )
-    report.heading("Our runs, on this split")
+                rows.append([label, f"{scores['num_examples']} {unit}", excluded,
+                             scores["accuracy"], scores["macro_f1"], scores["macro_recall"],
+                             ", ".join(result["class_names"])])  # fmt: skip
+                continue
+            clusters = scores.get("clustering") or {}
+            error = (scores.get("reconstruction_error") or {}).get("mean")
+            latent_rows.append([label, f"{result['num_examples']} {unit}", scores["latent_dim"],
+                                clusters.get("unsupervised_accuracy"), clusters.get("nmi"),
+                                clusters.get("ari"), error])  # fmt: skip
+    report.heading("Classifiers on this split")
+    header = ["run / model", "examples", "excluded", "accuracy", "macro-F1", "balanced accuracy"]
     report.table(
-        [
-            "run / model",
-            "examples",
-            "excluded",
-            "accuracy",
-            "macro-F1",
-            "balanced accuracy",
-            "classes",
-        ],
+        [*header, "classes"],
         rows,
+        caption="Sequence models are scored per object (its first detections), the others per "
+        "alert; 'excluded': examples of classes the model does not have.",
     )
     common = _common_class_accuracy(results)
     if common:
@@ -412,6 +407,14 @@ def write_comparison(results: list[dict], out_dir: str | Path) -> Path:
             "meta",
         )
         report.table(["run / model", "examples", "accuracy"], common["rows"])
+    if latent_rows:
+        report.heading("Latent spaces on this split")
+        report.table(
+            ["run / model", "examples", "latent dim", "unsup. accuracy", "NMI", "ARI",
+             "reconstruction MSE"],
+            latent_rows,
+            caption="k-means (k = number of classes) on the latent means.",
+        )  # fmt: skip
     report.heading("Published results (other data)")
     report.paragraph(anchors.CAVEAT, "note")
     report.table(

@@ -9,6 +9,7 @@ small test split does not look worse than it is.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -236,7 +237,11 @@ def umap_embedding(
         n_components=2, n_neighbors=neighbours, min_dist=min_dist, random_state=seed,
         init="spectral" if indices.size > neighbours + 2 else "random",
     )  # fmt: skip
-    points = reducer.fit_transform(latents[indices])
+    with warnings.catch_warnings():
+        # Seeding makes UMAP single-threaded, which it announces on every call; that is the
+        # price of a reproducible figure, not news.
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        points = reducer.fit_transform(latents[indices])
     parameters = {
         "n_neighbors": neighbours,
         "min_dist": float(min_dist),
