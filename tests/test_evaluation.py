@@ -435,3 +435,35 @@ def test_sequence_classifier_gets_accuracy_against_detections(tiny_data, tmp_pat
     full = by_step[np.arange(len(labels)), np.minimum(detections, 3) - 1]
     np.testing.assert_array_equal(full, saved["probabilities/model"].argmax(axis=1))
     assert "accuracy_vs_detections_model.png" in result["figures"]
+
+
+@pytest.mark.slow
+def test_alerce_import_on_the_real_sample_reproduces_the_original_graph(
+    ztf_dir, alerce_2020_dir, tmp_path
+):
+    """A bare .keras (no run folder) on every labelled real alert: "other" is excluded and
+    counted, and where ALeRCE classified an alert, our probabilities are its TF1 graph's."""
+    import pandas as pd
+
+    from stampnet.data.build import build_dataset
+    from stampnet.models.alerce_import import import_alerce_checkpoint
+
+    data_dir = tmp_path / "ztf_sample"
+    card = build_dataset([str(ztf_dir)], data_dir, labels=ztf_dir / "labels.csv")
+    model_path = tmp_path / "alerce_2020.keras"
+    import_alerce_checkpoint(alerce_2020_dir / "tf1_checkpoint").save(model_path)
+
+    result = _evaluate(model_path, data_dir)
+    assert result["class_names"] == list(CLASSES)
+    assert result["excluded"] == {"other": _labelled(card, names=["other"])}
+    folder = tmp_path / "alerce_2020-evaluation" / f"ztf_sample-{ALL_SPLITS}"
+    saved = np.load(folder / "predictions.npz")
+    expected = pd.read_csv(alerce_2020_dir / "expected_probabilities.csv").set_index("candid")
+    expected = expected.loc[saved["candid"]]
+    classified = (expected["skipped"] == 0).to_numpy()
+    ours = saved["probabilities/alerce_2020"][classified]
+    theirs = expected.loc[classified, [f"p_{name}" for name in CLASSES]].to_numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # the README's count: 381 of the 664 labelled alerts ALeRCE classifies agree with the labels
+    agree = ours.argmax(axis=1) == saved["labels"][classified]
+    assert (agree.sum(), classified.sum()) == (381, 664)
