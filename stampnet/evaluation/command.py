@@ -4,7 +4,8 @@
 (``runs/<model>-<timestamp>/``) or a bare ``.keras`` file such as an ALeRCE import. Each run gets
 ``metrics.json``, ``predictions.npz`` and ``report.html`` in ``<run>/evaluation/<dataset>-<split>/``
 (for a ``.keras`` file: beside it, or under ``--out``); several runs also get a comparison report in
-``--out``, next to the published results (numbers from other data, labelled as such).
+``--out`` (default ``runs/comparison-<timestamp>/``), next to the published results (numbers from
+other data, labelled as such).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result['run']}: {result['report']}")
     if len(results) > 1 or args.out:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out_dir = Path(args.out) if args.out else Path("evaluations") / f"comparison-{stamp}"
+        out_dir = Path(args.out) if args.out else Path("runs") / f"comparison-{stamp}"
         print(f"comparison: {write_comparison(results, out_dir)}")
     return 0
 
