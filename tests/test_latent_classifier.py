@@ -92,7 +92,7 @@ def _arrays(rng, count, informative_latent):
 def test_baselines_tell_what_the_latent_adds():
     rng = np.random.default_rng(0)
     train, test = _arrays(rng, 300, True), _arrays(rng, 150, True)
-    results = fit_baselines(train, test, 3, max_iter=50)
+    results = fit_baselines(train, test, 3, max_iter=20)
     assert set(results) == {"latent+features", "latent", "features"}
     assert results["latent"]["accuracy"] > 0.9
     assert results["features"]["accuracy"] < 0.6
