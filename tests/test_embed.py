@@ -92,3 +92,21 @@ def test_train_vae_then_latent_classifier_from_its_encoder(data_dir, tmp_path):
     classifier = keras.saving.load_model(result.run_dir / "model.keras")
     assert classifier.get_layer("probabilities").class_names == ("asteroid", "bogus")
     assert "accuracy" in result.metrics["test"]
+
+
+def test_latent_report_compares_with_the_mean_stamp_and_the_baselines(data_dir, tmp_path):
+    from stampnet.evaluation.latent_report import latent_report
+    from stampnet.models.vade import build_vade
+
+    vade = build_vade(**TINY, num_clusters=2, seed=0)
+    vade.functional_model(name="vade_autoencoder").save(tmp_path / "model.keras")
+    report = latent_report(tmp_path, data_dir=data_dir)
+    reconstruction = report["reconstruction_test"]
+    assert reconstruction["mse_ratio_to_mean_stamp"] == pytest.approx(
+        reconstruction["model_mse"] / reconstruction["mean_stamp_mse"]
+    )
+    assert report["active_units_test"]["latent_dim"] == 3
+    assert {"kmeans", "vade_prior"} <= set(report["clustering_test"])
+    assert set(report["baselines_test"]) == {"latent+features", "latent", "features"}
+    assert (tmp_path / "latent_report.json").exists()
+    assert (tmp_path / "reconstructions.png").stat().st_size > 0
