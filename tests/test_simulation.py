@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import tarfile
 import warnings
@@ -43,7 +44,13 @@ def _stamp(packet, field):
 
 
 def _tree_bytes(root):
-    return {path.relative_to(root): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    """sha256 of every file under root: equal digests mean byte-identical files, and a failure
+    names the files that differ instead of diffing megabytes."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
