@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib
-import pkgutil
 import queue
 import sys
 import threading
@@ -29,24 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from stampnet.features import metadata_indices
+from stampnet.saving import load_model
 
 DEFAULT_BATCH_SIZE = 256
 #: Batches decoded ahead of the model by the reader thread (bounds memory).
 PREFETCH_BATCHES = 2
-
-
-def _register_custom_objects() -> None:
-    """Imports every stampnet layer and model module, so that their registered classes are known
-    to ``keras.saving.load_model`` whatever model the file holds."""
-    import stampnet.layers
-    import stampnet.models
-
-    for package in (stampnet.layers, stampnet.models):
-        for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-            try:
-                importlib.import_module(module.name)
-            except ImportError:
-                continue  # a model needing an optional dependency; only its own files fail
 
 
 @dataclasses.dataclass
@@ -92,16 +77,11 @@ class Classifier:
 
 def load_classifier(model) -> Classifier:
     """A ``Classifier`` from a ``.keras`` path or a Keras model."""
-    import keras
 
     from stampnet.layers.preprocessing import FeatureNormalization
 
     if isinstance(model, str | Path):
-        path = Path(model)
-        if not path.exists():
-            raise FileNotFoundError(f"Model file {path} does not exist")
-        _register_custom_objects()
-        model = keras.saving.load_model(path)
+        model = load_model(model)
     try:
         output_layer = model.get_layer("probabilities")
     except ValueError:

@@ -110,9 +110,8 @@ def _class_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
 
 def load_run(path: str | Path) -> LoadedRun:
     """Loads every ``*.keras`` of a run folder (or one ``.keras`` file) with its card."""
-    import keras
+    from stampnet.saving import load_model
 
-    _import_model_modules()
     path = Path(path)
     if path.is_file() and path.suffix == ".keras":
         files, card = [path], {}
@@ -123,7 +122,7 @@ def load_run(path: str | Path) -> LoadedRun:
             raise ValueError(f"Run folder {path} holds no .keras model (expected model.keras)")
     else:
         raise ValueError(f"RUN must be a run folder or a .keras file, received {str(path)!r}")
-    models = {file.stem: keras.saving.load_model(file, compile=False) for file in files}
+    models = {file.stem: load_model(file) for file in files}
     uses_sequences = any("detection_mask" in _model_input_dims(m) for m in models.values())
     data_dir = (card.get("data") or {}).get("data_dir")
     return LoadedRun(
@@ -136,19 +135,6 @@ def load_run(path: str | Path) -> LoadedRun:
         dataset_kind="sequences" if uses_sequences else "alerts",
         data_dir=Path(data_dir) if data_dir else None,
     )
-
-
-def _import_model_modules():
-    """Imports stampnet's layer and model modules so that their registered classes deserialise."""
-    import importlib
-    import pkgutil
-
-    import stampnet.layers
-    import stampnet.models
-
-    for package in (stampnet.layers, stampnet.models):
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def _single_output(model) -> bool:

@@ -23,6 +23,7 @@ from stampnet.layers.sequence import (
     ZeroPadding,
 )
 from stampnet.models.conv_autoencoder import build_conv_trunk
+from stampnet.saving import load_model
 
 RECURRENT_KINDS = ("lstm", "gru", "conv1d")
 INPUT_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
@@ -98,27 +99,13 @@ def transfer_encoder_weights(encoder: keras.Model, source: keras.Model) -> list[
     return filled
 
 
-def _import_registered_classes() -> None:
-    """Imports every stampnet layer and model module, so that any run's classes deserialise."""
-    import importlib
-    import pkgutil
-
-    import stampnet.layers
-    import stampnet.models
-
-    for package in (stampnet.layers, stampnet.models):
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{module.name}")
-
-
 def initialise_encoder_from_run(encoder: keras.Model, run_dir: str | Path) -> list[str]:
     """Loads ``run_dir/model.keras`` (a stamp classifier or VAE run) and copies its trunk."""
     path = Path(run_dir)
     path = path if path.suffix == ".keras" else path / "model.keras"
     if not path.exists():
         raise ValueError(f"No model.keras at {path}: pass a run folder of a trained model")
-    _import_registered_classes()
-    source = keras.saving.load_model(path, compile=False)
+    source = load_model(path)
     filled = transfer_encoder_weights(encoder, source)
     if not filled:
         raise ValueError(
