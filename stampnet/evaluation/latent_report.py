@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from stampnet.evaluation import clustering
@@ -21,6 +20,7 @@ from stampnet.losses import elbo
 from stampnet.models.baselines import classification_scores, fit_baselines
 from stampnet.models.conv_autoencoder import STAMP_KEYS
 from stampnet.models.latent_classifier import load_encoder
+from stampnet.saving import load_model
 
 
 def _dataset(data_dir, split, feature_names, batch_size=256):
@@ -100,7 +100,7 @@ def latent_report(run_dir, *, data_dir=None, classifier_run=None, feature_names=
 
     run_dir = Path(run_dir)
     data_dir = data_dir or _data_dir_of_run(run_dir)
-    autoencoder = keras.saving.load_model(run_dir / "model.keras")
+    autoencoder = load_model(run_dir / "model.keras")
     encoder = load_encoder(run_dir)
     preprocessing = encoder.get_layer("preprocessing")
     class_names = list(load_card(data_dir)["class_names"])
@@ -136,7 +136,7 @@ def latent_report(run_dir, *, data_dir=None, classifier_run=None, feature_names=
         report["clustering_test"]["vade_prior"] = clustering.clustering_scores(labels, clusters)
     report["baselines_test"] = fit_baselines(train, test, len(class_names))
     if classifier_run is not None:
-        classifier = keras.saving.load_model(Path(classifier_run) / "model.keras")
+        classifier = load_model(Path(classifier_run) / "model.keras")
         predictions = []
         for inputs, *_ in _dataset(data_dir, "test", feature_names):
             keys = [key for key in classifier.input if key in inputs]

@@ -17,6 +17,7 @@ from stampnet.features import FeatureStats
 from stampnet.layers.preprocessing import FeatureNormalization
 from stampnet.models.conv_autoencoder import STAMP_KEYS, stamp_inputs
 from stampnet.models.stamp_classifier import ClassProbabilities
+from stampnet.saving import load_model
 
 #: Files of a run folder that may hold the encoder, in the order they are tried.
 ENCODER_FILES = ("encoder.keras", "model.keras")
@@ -39,7 +40,7 @@ def load_encoder(path: str | Path) -> keras.Model:
         path = found[0]
     if not path.exists():
         raise ValueError(f"Encoder file {path} does not exist")
-    model = keras.saving.load_model(path)
+    model = load_model(path)
     if any(layer.name == "encoder" for layer in model.layers):
         model = model.get_layer("encoder")
     try:
