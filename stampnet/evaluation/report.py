@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stampnet.jsonable import json_ready
+
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 1100px; padding: 0 1.5em; color: #1d2330; line-height: 1.45; }
@@ -35,25 +37,6 @@ figcaption { font-size: .88em; color: #5b6573; }
 .meta { color: #5b6573; font-size: .9em; }
 code { background: #f2f4f7; padding: 0 .25em; }
 """
-
-
-def json_ready(value):
-    """``value`` with numpy types turned into Python ones and NaN/inf into None (valid JSON)."""
-    if isinstance(value, Mapping):
-        return {str(key): json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
 
 
 def write_metrics(metrics: Mapping, path: str | Path) -> Path:

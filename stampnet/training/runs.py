@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from stampnet import __version__
 from stampnet.data.card import card_path, file_sha256
+from stampnet.jsonable import json_ready
 from stampnet.training.config import RunConfig
 
 CONFIG_NAME = "config.json"
@@ -71,25 +71,9 @@ def new_run_dir(config: RunConfig, now: datetime.datetime | None = None) -> Path
 def write_json(path: Path, data: Mapping) -> Path:
     """JSON with NaN/inf written as null (strict JSON readers reject NaN), atomically."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
+    temporary.write_text(json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
     temporary.replace(path)
     return path
-
-
-def _plain(value):
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_config(run_dir: Path, config: RunConfig) -> Path:
