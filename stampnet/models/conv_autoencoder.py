@@ -20,6 +20,7 @@ from stampnet.layers.latent import Sampling
 from stampnet.layers.preprocessing import StampPreprocessing, center_crop_bounds
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
 from stampnet.losses import elbo
+from stampnet.models.trunk import apply_conv_trunk
 
 STAMP_KEYS = ("stamps", "stamp_mask")
 
@@ -29,23 +30,11 @@ def stamp_inputs() -> dict:
 
 
 def build_conv_trunk(image_shape, conv_filters=(32, 64), kernel_size=3, name="conv_trunk"):
-    """The convolutional part of the encoder: images (B, H, W, C) -> flat features.
-
-    The layers of ``stampnet.models.stamp_classifier``'s trunk (ALeRCE pads 21x21 crops by 3 so the
-    4x4 valid convolution keeps 24x24), with configurable widths so that test models stay tiny.
-    """
-    if len(conv_filters) != 2 or min(conv_filters) < 1:
-        raise ValueError(f"conv_filters must be (first, second) > 0, received {conv_filters!r}")
-    first, second = conv_filters
+    """The stamp classifier's convolutional trunk (``stampnet.models.trunk``) as a model:
+    images (B, H, W, C) -> flat features, with configurable widths so test models stay tiny."""
     images = keras.Input(image_shape, name="images")
-    x = keras.layers.ZeroPadding2D(3)(images)
-    x = keras.layers.Conv2D(first, 4, padding="valid", activation="relu")(x)
-    x = keras.layers.Conv2D(first, kernel_size, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D(2)(x)
-    for _ in range(3):
-        x = keras.layers.Conv2D(second, kernel_size, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D(2)(x)
-    return keras.Model(images, keras.layers.Flatten()(x), name=name)
+    features = apply_conv_trunk(images, conv_filters=tuple(conv_filters), kernel_size=kernel_size)
+    return keras.Model(images, features, name=name)
 
 
 def build_encoder(

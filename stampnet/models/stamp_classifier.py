@@ -27,11 +27,10 @@ from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE, STAMP_SHAPE
 from stampnet.features import FeatureStats
 from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
+from stampnet.models.trunk import apply_conv_trunk
 
 CROP_SIZES = (21, 41, 63)
 POOL_POSITIONS = ("dense_1", "dense_2")
-#: (layer name, filters) of the convolutional trunk; "down_*" are 2x2 max-pooling layers.
-TRUNK = (("conv_2", 32), ("down_1", None), ("conv_3", 64), ("conv_4", 64), ("conv_5", 64))
 HIDDEN_UNITS = 64
 #: Keras' default, and the epsilon of ALeRCE's graph (batchnorm/add/y = 0.001).
 BATCHNORM_EPSILON = 1e-3
@@ -107,22 +106,9 @@ def _dense(tensor, units, name, dropout_rate):
     return tensor
 
 
-def _conv(tensor, filters, kernel_size, padding, name):
-    tensor = keras.layers.Conv2D(filters, kernel_size, padding=padding, name=name)(tensor)
-    return keras.layers.ReLU(name=f"{name}_relu")(tensor)
-
-
 def _image_trunk(images, kernel_size, dropout_rate, pool_after):
     """The shared Deep-HiTS trunk on the 4B stacked rotations; returns the pooled (B, 64)."""
-    tensor = keras.layers.ZeroPadding2D(3, name="padding")(images)
-    tensor = _conv(tensor, 32, 4, "valid", "conv_1")
-    for name, filters in TRUNK:
-        if filters is None:
-            tensor = keras.layers.MaxPooling2D(2, name=name)(tensor)
-        else:
-            tensor = _conv(tensor, filters, kernel_size, "same", name)
-    tensor = keras.layers.MaxPooling2D(2, name="down_2")(tensor)
-    tensor = keras.layers.Flatten(name="flatten")(tensor)  # row-major (H, W, C), as ALeRCE
+    tensor = apply_conv_trunk(images, conv_filters=(32, 64), kernel_size=kernel_size)
     tensor = _dense(tensor, HIDDEN_UNITS, "dense_1", dropout_rate)
     if pool_after == "dense_2":
         tensor = _dense(tensor, HIDDEN_UNITS, "dense_2", dropout_rate)
