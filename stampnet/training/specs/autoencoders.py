@@ -159,35 +159,31 @@ _MODEL = ModelConfig(
 )
 _TRAIN = TrainConfig(epochs=30, batch_size=64, learning_rate=1e-3, patience=5)
 
-CAE = ModelSpec(
-    name="cae",
-    dataset="alerts",
-    needs_labels=False,
-    description="convolutional autoencoder of the first alert's stamps",
-    build=build_cae_bundle,
-    data_config=_DATA,
-    model_config=_MODEL,
-    train_config=_TRAIN,
+
+def _autoencoder_spec(name: str, description: str, build) -> ModelSpec:
+    """The first-alert autoencoders share their data, model and training presets."""
+    return ModelSpec(
+        name=name,
+        dataset="alerts",
+        needs_labels=False,
+        description=description,
+        build=build,
+        data_config=_DATA,
+        model_config=_MODEL,
+        train_config=_TRAIN,
+    )
+
+
+CAE = _autoencoder_spec(
+    "cae", "convolutional autoencoder of the first alert's stamps", build_cae_bundle
 )
-VAE = ModelSpec(
-    name="vae",
-    dataset="alerts",
-    needs_labels=False,
-    description="convolutional VAE of the first alert's stamps (annealed beta * KL)",
-    build=build_vae_bundle,
-    data_config=_DATA,
-    model_config=_MODEL,
-    train_config=_TRAIN,
+VAE = _autoencoder_spec(
+    "vae", "convolutional VAE of the first alert's stamps (annealed beta * KL)", build_vae_bundle
 )
-VADE = ModelSpec(
-    name="vade",
-    dataset="alerts",
-    needs_labels=False,
-    description="VaDE: VAE with a Gaussian-mixture prior, clusters read directly (Jiang 2017)",
-    build=build_vade_bundle,
-    data_config=_DATA,
-    model_config=_MODEL,
-    train_config=_TRAIN,
+VADE = _autoencoder_spec(
+    "vade",
+    "VaDE: VAE with a Gaussian-mixture prior, clusters read directly (Jiang 2017)",
+    build_vade_bundle,
 )
 LATENT_CLASSIFIER = ModelSpec(
     name="latent_classifier",
