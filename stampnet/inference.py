@@ -32,6 +32,8 @@ from stampnet.saving import load_model
 DEFAULT_BATCH_SIZE = 256
 #: Batches decoded ahead of the model by the reader thread (bounds memory).
 PREFETCH_BATCHES = 2
+#: Rejections held before their rows are written without waiting for the next batch.
+MAX_PENDING_REJECTIONS = 1024
 
 
 @dataclasses.dataclass
@@ -184,34 +186,54 @@ def classify(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, received {batch_size}")
     classifier = model if isinstance(model, Classifier) else load_classifier(model)
-    # Rejections are written as rows (and summarised), not raised as one warning each.
-    rejections = RejectionLog(warn=False)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     header = ["candid", "objectId", *(f"p_{name}" for name in classifier.class_names)]
     header += ["predicted_class", "model_name", "model_version", "source", "rejected"]
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
-    start, classified, written_rejections = time.perf_counter(), 0, 0
-    batches = _batches(sources, batch_size, rejections)
-    if prefetch:
-        batches = _prefetch(batches, prefetch)
+    start, classified = time.perf_counter(), 0
     with open(out_csv, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for batch in batches:
-            probabilities = classifier.predict(classifier.inputs(batch))
-            predicted = np.argmax(probabilities, axis=1)
-            for alert, row, label in zip(batch, probabilities, predicted, strict=True):
-                writer.writerow(
-                    [alert.candid, alert.object_id, *(f"{p:.9g}" for p in row)]
-                    + [classifier.class_names[label], *identity, alert.source, ""]
-                )
-            classified += len(batch)
-            written_rejections = _write_rejections(
-                writer, rejections, written_rejections, empty, identity
-            )
-        _write_rejections(writer, rejections, written_rejections, empty, identity)
+        # The reader (thread) hands each rejection over under a lock; rows of rejections are
+        # written after the rows of each batch, so that every counted rejection is a row and the
+        # order does not depend on timing. A long run of bad input without a batch is written by
+        # the reader itself once MAX_PENDING_REJECTIONS wait: memory stays bounded.
+        lock = threading.Lock()
+        pending = []
+
+        def write_pending() -> None:  # with the lock held
+            for rejection in pending:
+                candid = "" if rejection.candid is None else rejection.candid
+                writer.writerow([candid, "", *empty, *identity, rejection.source, rejection.reason])
+            pending.clear()
+
+        def write_rejection(rejection) -> None:
+            with lock:
+                pending.append(rejection)
+                if len(pending) >= MAX_PENDING_REJECTIONS:
+                    write_pending()
+
+        rejections = RejectionLog(warn=False, on_reject=write_rejection)
+        batches = _batches(sources, batch_size, rejections)
+        if prefetch:
+            batches = _prefetch(batches, prefetch)
+        try:
+            for batch in batches:
+                probabilities = classifier.predict(classifier.inputs(batch))
+                predicted = np.argmax(probabilities, axis=1)
+                with lock:
+                    for alert, row, label in zip(batch, probabilities, predicted, strict=True):
+                        writer.writerow(
+                            [alert.candid, alert.object_id, *(f"{p:.9g}" for p in row)]
+                            + [classifier.class_names[label], *identity, alert.source, ""]
+                        )
+                    write_pending()
+                classified += len(batch)
+        finally:
+            batches.close()  # stops and joins the reader thread before the file closes
+        write_pending()
     seconds = time.perf_counter() - start
     return {
         "classified": classified,
@@ -223,13 +245,6 @@ def classify(
         "model_version": classifier.version,
         "out": str(out_csv),
     }
-
-
-def _write_rejections(writer, rejections, start: int, empty: list, identity: list) -> int:
-    for rejection in rejections.rejections[start:]:
-        candid = "" if rejection.candid is None else rejection.candid
-        writer.writerow([candid, "", *empty, *identity, rejection.source, rejection.reason])
-    return len(rejections)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import io
 import json
 import warnings
@@ -15,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from stampnet.constants import ALERCE_CLASSES, UNLABELLED
 from stampnet.data import splits
-from stampnet.data.alert import RejectionWarning
+from stampnet.data.alert import REJECTIONS_FILE, RejectionWarning
 from stampnet.data.build import build_dataset
 from stampnet.data.builder import ZtfAlerts, load_builder, version_dir
 from stampnet.data.card import FeatureAccumulator, feature_stats_for, load_card
@@ -98,7 +99,7 @@ def test_duplicate_candid_kept_once_newest_schema(small_build):
     assert [r["candid"] for r in duplicates] == [DUPLICATED_CANDID] * 3
     kept = [ex for _, ex in examples(data_dir, "alerts") if ex["candid"] == DUPLICATED_CANDID]
     assert len(kept) == 1 and kept[0]["source"].decode().endswith("v3.3_schema_3.3.avro")
-    assert any(str(DUPLICATED_CANDID) in str(w.message) for w in caught)
+    assert "3 x duplicate candid" in str(caught[0].message)
 
 
 def test_label_for_unseen_object_is_a_rejection(small_build):
@@ -107,7 +108,16 @@ def test_label_for_unseen_object_is_a_rejection(small_build):
     assert unseen == [
         {"source": unseen[0]["source"], "candid": None, "reason": "label for an object never seen"}
     ]
-    assert any(UNSEEN_OBJECT in str(w.message) for w in caught)
+    assert "1 x label for an object never seen" in str(caught[0].message)
+
+
+def test_one_rejection_warning_and_every_rejection_in_the_file_beside_the_card(small_build):
+    data_dir, card, caught = small_build
+    assert len(caught) == 1 and REJECTIONS_FILE in str(caught[0].message)
+    with gzip.open(data_dir / card["rejections_file"], "rt") as handle:
+        listed = [json.loads(line) for line in handle]
+    assert len(listed) == card["num_rejections"] == sum(card["rejection_counts"].values()) == 4
+    assert listed[: len(card["rejections"])] == card["rejections"]
 
 
 def test_every_alert_read_is_kept_or_rejected(small_build):

@@ -115,3 +115,45 @@ def test_reader_thread_errors_reach_the_caller_and_early_stops_do_not_hang():
     stream = _prefetch(iter(range(1000)), depth=1)
     assert next(stream) == 0
     stream.close()  # joins the reader thread: must return although it still has items
+
+
+def test_every_counted_rejection_is_a_row_when_rejections_arrive_while_rows_are_written(
+    model, ztf_dir, tmp_path, monkeypatch
+):
+    # Good alert files each followed by junk files, one alert per batch, a slow CSV writer and
+    # slow rejections: the reader thread keeps adding rejections while the main thread writes
+    # rows. Before the fix, rejections added between the copy of the list and its length were
+    # counted but never written.
+    import csv
+    import time
+
+    junk = []
+    for index in range(24):
+        path = tmp_path / f"junk{index:02d}.avro"
+        path.write_bytes(b"not an alert packet %d" % index)
+        junk.append(path)
+    good = sorted((ztf_dir / "schema_versions").glob("*.avro"))
+    sources = [item for i, path in enumerate(good) for item in (path, *junk[3 * i : 3 * i + 3])]
+    real_writer = csv.writer
+
+    class SlowWriter:
+        def __init__(self, handle):
+            self._writer = real_writer(handle)
+
+        def writerow(self, row):
+            time.sleep(0.003)
+            return self._writer.writerow(row)
+
+    real_add = RejectionLog.add
+
+    def slow_add(self, *args, **kwargs):
+        time.sleep(0.003)
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(csv, "writer", SlowWriter)
+    monkeypatch.setattr(RejectionLog, "add", slow_add)
+    summary = classify(model, sources, tmp_path / "p.csv", batch_size=1, prefetch=2)
+    table = pd.read_csv(tmp_path / "p.csv", dtype={"rejected": str, "candid": str})
+    assert summary["classified"] == 8 and summary["rejected"] == 24
+    assert table["rejected"].notna().sum() == summary["rejected"]
+    assert sorted(table.loc[table["rejected"].notna(), "source"]) == sorted(map(str, junk))

@@ -182,11 +182,13 @@ def test_rejections_warn_and_reading_goes_on(ztf_dir, tmp_path):
     shutil.copy(ztf_dir / SMALL_AVRO, tmp_path / "good.avro")
     (tmp_path / "bad.avro").write_bytes(b"Obj\x01 this is not avro")
     log = RejectionLog()
-    with pytest.warns(RejectionWarning, match="bad.avro"):
-        alerts = list(iter_alerts(tmp_path, rejections=log))
+    alerts = list(iter_alerts(tmp_path, rejections=log))  # the log's owner warns
     assert len(alerts) == 3
     assert [Path(r.source).name for r in log.rejections] == ["bad.avro"]
     assert len(log.counts()) == 1
+    with pytest.warns(RejectionWarning, match="bad.avro") as caught:
+        assert len(list(iter_alerts(tmp_path))) == 3  # no log given: one summary warning
+    assert len(caught) == 1 and "1 input(s) skipped" in str(caught[0].message)
 
 
 def test_tarball_member_that_is_not_avro_is_rejected(ztf_dir, tmp_path):

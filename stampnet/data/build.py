@@ -17,6 +17,7 @@ from pathlib import Path
 import stampnet
 from stampnet.constants import CHANNELS, STAMP_SHAPE, UNLABELLED
 from stampnet.data import card as card_lib
+from stampnet.data.alert import REJECTIONS_FILE
 from stampnet.data.builder import (
     BUILDER_NAME,
     CONFIGS,
@@ -82,8 +83,10 @@ def build_dataset(
                     staging=staging,
                 ).download_and_prepare(download_dir=str(Path(scratch) / "downloads"))
             card = _card(staging, files, label_table, seed, max_detections, fractions, generator)
+            rejections_file = staging.rejections.save(data_dir / REJECTIONS_FILE)
     card["build_seconds"] = round(time.perf_counter() - started, 2)
     card_lib.write_card(data_dir, card)
+    staging.rejections.warn_summary(f"building {data_dir}", saved=rejections_file)
     return card
 
 
@@ -136,5 +139,8 @@ def _card(
         "num_objects": staging.num_objects(),
         "counts": staging.counts(),
         "rejection_counts": rejections.counts(),
+        "num_rejections": len(rejections),
+        # The first rejections only: all of them are in the file beside the card.
         "rejections": rejections.to_list(),
+        "rejections_file": REJECTIONS_FILE,
     }

@@ -46,7 +46,8 @@ def summary(card: dict, data_dir: str) -> str:
     lines = [
         f"Built {card['name']} in {data_dir} ({card.get('build_seconds', '?')} s): "
         f"{card['num_alerts']} alerts of {card['num_objects']} objects "
-        f"({card['num_alerts_read']} read, {len(card['rejections'])} rejections).",
+        f"({card['num_alerts_read']} read, {card.get('num_rejections', len(card['rejections']))} "
+        "rejections).",
         f"Classes: {', '.join(card['class_names']) or '(none: all unlabelled)'}",
     ]
     for config, splits in card["counts"].items():

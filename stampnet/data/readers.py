@@ -201,8 +201,8 @@ def iter_packets(
 
     Args:
         sources: a path, a directory (searched recursively), a glob, or a list of these.
-        rejections: where unreadable files and members are recorded (a warning is emitted for
-            each); a fresh ``RejectionLog`` if None.
+        rejections: where unreadable files and members are recorded; a fresh ``RejectionLog``
+            if None.
         columns: top-level packet fields to decode (all if None); the others are skipped, which
             saves decoding each alert's history (``prv_candidates``, ``fp_hists``).
     """
@@ -311,10 +311,11 @@ def alert_from_packet(packet: Mapping, source: str) -> Alert:
 def iter_alerts(sources, *, rejections: RejectionLog | None = None) -> Iterator[Alert]:
     """Decoded ``Alert`` records from every file of ``sources`` (see ``iter_packets``).
 
-    Packets that cannot be decoded are recorded in ``rejections`` (with a warning naming the
-    file and candid) and skipped; reading always goes on.
+    Packets that cannot be decoded are recorded in ``rejections`` and skipped; reading always goes
+    on. Without a ``rejections`` log, one ``RejectionWarning`` sums them up at the end.
     """
-    rejections = RejectionLog() if rejections is None else rejections
+    owned = rejections is None  # then its summary warning is ours to give, at the end
+    rejections = RejectionLog() if owned else rejections
     for source, packet in iter_packets(sources, rejections, columns=ALERT_COLUMNS):
         try:
             yield alert_from_packet(packet, source)
@@ -324,3 +325,5 @@ def iter_alerts(sources, *, rejections: RejectionLog | None = None) -> Iterator[
             candid = packet.get("candid") if isinstance(packet, Mapping) else None
             candid = candid if isinstance(candid, int) else None
             rejections.add(source, candid, f"cannot decode the packet ({_describe(error)})")
+    if owned:
+        rejections.warn_summary(f"reading {sources}")
