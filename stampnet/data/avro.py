@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 
 import fastavro
 
+from stampnet.data.errors import CORRUPT_INPUT_ERRORS
+
 AVRO_MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
 #: Bytes read at once for the header (the ZTF schema is ~20 KB) and while resyncing.
@@ -159,7 +161,7 @@ class AvroDecoder:
         try:
             # A kept field may use a named type defined inside a dropped one: decode it all.
             fastavro.parse_schema(reader)
-        except Exception:  # fastavro raises several types for unknown named types
+        except CORRUPT_INPUT_ERRORS:  # fastavro raises several types for unknown named types
             return None
         return reader if len(reader["fields"]) < len(writer["fields"]) else None
 
@@ -178,7 +180,7 @@ class AvroDecoder:
         try:
             prefix = fastavro.parse_schema({**writer, "fields": writer["fields"][:prefix_end]})
             tail = fastavro.parse_schema({**writer, "fields": writer["fields"][tail_at:]})
-        except Exception:  # a tail type defined in the skipped fields: no shortcut
+        except CORRUPT_INPUT_ERRORS:  # a tail type defined in the skipped fields: no shortcut
             return None
         return prefix, tail
 
@@ -220,7 +222,7 @@ class AvroDecoder:
                 stream.seek(length_at - union_bytes)
                 try:
                     tail = fastavro.schemaless_reader(stream, tail_schema)
-                except Exception:  # not the start of the cutouts
+                except CORRUPT_INPUT_ERRORS:  # not the start of the cutouts
                     continue
                 first = tail.get(TAIL_START)
                 if (
@@ -283,7 +285,7 @@ class AvroDecoder:
                     record = fastavro.schemaless_reader(stream, writer, reader)
                     decoded += 1
                     yield record
-            except Exception as error:  # fastavro/cramjam raise many types on corrupt data
+            except CORRUPT_INPUT_ERRORS as error:  # fastavro/cramjam: many types on corrupt data
                 first = decoded
                 decoded = max(decoded, block_start + min(count, len(block)))
                 yield SkippedBlock(first, decoded, f"{type(error).__name__}: {str(error)[:200]}")

@@ -17,6 +17,8 @@ import zlib
 
 import numpy as np
 
+from stampnet.data.errors import CORRUPT_INPUT_ERRORS
+
 FITS_BLOCK = 2880
 CARD = 80
 GZIP_MAGIC = b"\x1f\x8b"
@@ -128,7 +130,7 @@ def _fast_decode(raw: bytes) -> np.ndarray | None:
 
 def _astropy_decode(raw: bytes) -> np.ndarray:
     from astropy.io import fits
-    from astropy.io.fits.verify import VerifyWarning
+    from astropy.io.fits.verify import VerifyError, VerifyWarning
 
     try:
         with warnings.catch_warnings():
@@ -141,7 +143,7 @@ def _astropy_decode(raw: bytes) -> np.ndarray:
                 data = None if data is None else np.array(data, dtype=np.float32)
     except FitsError:
         raise
-    except Exception as error:  # astropy raises many types for malformed files
+    except (*CORRUPT_INPUT_ERRORS, VerifyError, Warning) as error:  # astropy: many types
         raise FitsError(
             f"astropy cannot read the FITS data ({type(error).__name__}: {error})"
         ) from None

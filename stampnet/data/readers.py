@@ -25,6 +25,7 @@ import numpy as np
 from stampnet.constants import CUTOUT_FIELDS
 from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
+from stampnet.data.errors import CORRUPT_INPUT_ERRORS, parquet_errors
 from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
@@ -37,11 +38,9 @@ DATA_SUFFIXES = (".avro", ".parquet", ".tar.gz", ".tgz", ".tar")
 ALERT_COLUMNS = ("objectId", "candid", "schemavsn", "candidate", *CUTOUT_FIELDS)
 #: Rows decoded at a time from a parquet file (each row holds three stamps, ~15 KB).
 PARQUET_BATCH_ROWS = 64
-# The third-party decoders (fastavro, cramjam's snappy, zlib, tarfile, pyarrow) raise many
-# unrelated exception types on corrupt bytes (DecompressionError, EOFError, UnicodeDecodeError,
-# ArrowInvalid, ...). Any of them while decoding a file means "corrupt input", so the file or
-# packet is rejected instead of ending the whole read.
-_DECODE_ERRORS = (Exception,)
+# What corrupt input raises (zlib, gzip, tarfile, fastavro, cramjam, pyarrow): a rejection of the
+# file or packet. Other errors are bugs or resource problems (MemoryError) and surface.
+_DECODE_ERRORS = CORRUPT_INPUT_ERRORS
 
 
 def _file_format(path: Path) -> str | None:
@@ -181,7 +180,7 @@ def _iter_parquet(path: Path, rejections: RejectionLog, columns) -> Iterator[tup
             for packet in batch.to_pylist():
                 yield f"{path}#{row}", packet
                 row += 1
-    except _DECODE_ERRORS as error:
+    except parquet_errors() as error:
         rejections.add(
             f"{path}#{row}",
             None,
