@@ -36,6 +36,8 @@ PARQUET_MAGIC = b"PAR1"
 DATA_SUFFIXES = (".avro", ".parquet", ".tar.gz", ".tgz", ".tar")
 #: Packet fields an Alert needs; the others (prv_candidates, fp_hists, broker values) are skipped.
 ALERT_COLUMNS = ("objectId", "candid", "schemavsn", "candidate", *CUTOUT_FIELDS)
+#: Tar members are read whole (one alert packet each): a larger member is rejected unread.
+MAX_TAR_MEMBER_BYTES = 64 << 20
 #: Rows decoded at a time from a parquet file (each row holds three stamps, ~15 KB).
 PARQUET_BATCH_ROWS = 64
 # What corrupt input raises (zlib, gzip, tarfile, fastavro, cramjam, pyarrow): a rejection of the
@@ -148,6 +150,15 @@ def _iter_tar(
                     continue
                 last = member.name
                 source = f"{path}::{member.name}"
+                if member.size > MAX_TAR_MEMBER_BYTES:  # skipped unread: the stream moves past
+                    rejections.add(
+                        source,
+                        _candid_from_member(member.name),
+                        f"tar member of {member.size} bytes exceeds the limit of "
+                        f"{MAX_TAR_MEMBER_BYTES} bytes (stampnet.data.readers."
+                        "MAX_TAR_MEMBER_BYTES); a ZTF alert packet is < 1 MB",
+                    )
+                    continue
                 data = archive.extractfile(member).read()
                 if not data.startswith(AVRO_MAGIC):
                     rejections.add(
