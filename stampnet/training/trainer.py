@@ -6,7 +6,7 @@
 3. find the data (``--data`` or the built-in simulated dataset), read its card, fill ``DataInfo``;
 4. ``ModelSpec.build`` -> ``Bundle``; tf.data pipelines from ``stampnet.data.pipeline``;
 5. ``fit`` with progress output, TensorBoard, a checkpoint every epoch, the best checkpoint,
-   early stopping, CSV history and ``BackupAndRestore`` (the resume mechanism);
+   early stopping, CSV history and ``resume.EpochBackup`` (the exact-resume mechanism);
 6. restore the best weights (from ``checkpoints/best.weights.h5``, which survives a resume,
    unlike ``EarlyStopping(restore_best_weights=True)``'s in-memory copy), save the exports
    (``model.keras``, ``saved_model/``), evaluate on validation and test, write the model card.
@@ -18,6 +18,7 @@ the split's examples), so oversampling (an endless stream) and plain shuffling b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import time
@@ -31,7 +32,7 @@ import tensorflow as tf
 from stampnet.constants import UNLABELLED
 from stampnet.data.card import feature_stats_for, load_card
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
-from stampnet.training import runs
+from stampnet.training import resume, runs
 from stampnet.training.config import RunConfig, resolve_features
 from stampnet.training.export import export_saved_model
 from stampnet.training.registry import get_spec
@@ -172,12 +173,15 @@ def _callbacks(run_dir: Path, config: RunConfig, bundle: Bundle, monitor: str, h
     ]
     if config.train.patience > 0 and has_validation:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=config.train.patience, mode="min"
+            resume.ResumableEarlyStopping(
+                functools.partial(runs.read_history, run_dir),
+                monitor=monitor,
+                patience=config.train.patience,
+                mode="min",
             )
         )
     # Last of ours: the backup is taken only after the epoch's row and checkpoints are written.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    callbacks.append(resume.EpochBackup(run_dir))
     return callbacks + list(bundle.callbacks)
 
 
@@ -189,6 +193,7 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     keras.utils.set_random_seed(config.train.seed)
     data_dir = resolve_data_dir(config)
     card = load_card(data_dir)
+    resume.check_dataset(run_dir, card, data_dir, resuming=bool(config.train.resume))
     info = data_info(config, spec, data_dir, card)
     if info.train_size == 0:
         raise ValueError(
@@ -211,11 +216,15 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         else None
     )
     ensure_built(bundle.model, train_data)
+    # Resume at the last finished epoch, on the batches an uninterrupted run would see next.
+    initial_epoch = resume.restore(bundle.model, run_dir)
+    train_data = train_data.skip(initial_epoch * steps)
     started = time.perf_counter()
     try:
         bundle.model.fit(
             train_data,
             epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             validation_data=val_data,
             validation_steps=config.train.validation_steps,
