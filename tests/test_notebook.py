@@ -69,3 +69,27 @@ def test_notebook_is_valid_and_has_no_stored_outputs():
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code and all(not cell.outputs for cell in code)
     assert "STAMPNET_RUN" in json.dumps(notebook)
+
+
+@pytest.mark.slow
+def test_notebook_trains_a_tiny_vae_when_no_run_is_given(tmp_path, monkeypatch):
+    # As the README says: no STAMPNET_RUN and no run under runs/ -> a tiny VAE is trained on the
+    # built-in data (in the kernel's working folder, here tmp_path) and the notebook goes on.
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("STAMPNET_RUN", raising=False)
+    monkeypatch.setenv("STAMPNET_SPLIT", "train+validation+test")
+    monkeypatch.setenv("STAMPNET_MAX_EXAMPLES", "200")
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    resources = {"metadata": {"path": str(tmp_path)}}  # the kernel's working folder
+    NotebookClient(notebook, timeout=900, kernel_name="python3", resources=resources).execute()
+    text = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    assert "No autoencoder run found: training a tiny VAE" in text
+    assert (tmp_path / "runs" / "vae-tiny" / "model.keras").is_file()
+    assert (tmp_path / "tfrecords" / "builtin-tiny" / "dataset_card.json").is_file()
+    assert _images(notebook) >= 4  # UMAP, galleries, interpolation, traversal, regions
