@@ -23,6 +23,9 @@ from stampnet.constants import NUM_CHANNELS, STAMP_SIZE
 QUADRANT_WIDTH = 3072
 QUADRANT_HEIGHT = 3080
 _HALF = STAMP_SIZE // 2
+#: Pixels beyond this magnitude are corrupt, not light: ZTF counts stay below ~1e7, and
+#: normalising float32 stamps squares pixel values (3969 squares of 1e15 still fit in float32).
+MAX_ABS_PIXEL = 1e15
 
 
 class StampError(ValueError):
@@ -81,8 +84,9 @@ def stack_stamps(
             stamps, to pad them on the side of the CCD edge.
 
     Returns:
-        ``(stamps, mask, original_shape)``: float32 stamps with invalid pixels (NaN, inf, padding)
-        set to 0.0, a bool mask that is True on valid pixels, and the cutouts' shape.
+        ``(stamps, mask, original_shape)``: float32 stamps with invalid pixels (NaN, inf, beyond
+        ``MAX_ABS_PIXEL``, padding) set to 0.0, a bool mask that is True on valid pixels, and
+        the cutouts' shape.
 
     Raises:
         StampError: wrong number of cutouts, not 2-D, mismatched or too large shapes, a truncated
@@ -90,12 +94,15 @@ def stack_stamps(
     """
     height, width = _check_shapes(cutouts)
     stacked = np.stack(cutouts, axis=-1).astype(np.float32, copy=False)
-    valid = np.isfinite(stacked)
+    with np.errstate(invalid="ignore"):
+        valid = np.abs(stacked) <= MAX_ABS_PIXEL  # False for NaN and inf too
     if not valid.all():
         stacked[~valid] = 0.0
         empty = [index for index in range(NUM_CHANNELS) if not valid[..., index].any()]
         if empty:
-            raise StampError(f"channel(s) {empty} hold no valid (finite) pixel")
+            raise StampError(
+                f"channel(s) {empty} hold no valid pixel (finite, |value| <= {MAX_ABS_PIXEL:g})"
+            )
     if (height, width) == (STAMP_SIZE, STAMP_SIZE):
         return stacked, valid, (height, width)
 
