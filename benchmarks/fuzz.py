@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument(
         "--sample-every", type=int, default=25, help="check the model inputs of every n-th case"
     )
+    parser.add_argument("--case", type=int, action="append", help="replay only this case")
     args = parser.parse_args()
 
     def progress(report):
@@ -44,6 +45,7 @@ def main() -> int:
         timeout=args.timeout,
         sample_every=args.sample_every,
         progress=progress,
+        indices=args.case,
     )
     print(report.summary())
     return 0 if report.clean else 1

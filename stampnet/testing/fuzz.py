@@ -37,8 +37,10 @@ import numpy as np
 
 from stampnet.constants import STAMP_SHAPE
 
-#: Seconds one case may take before it counts as a hang (a case takes ~10-50 ms).
+#: Seconds reading one case may take before it counts as a hang (it takes ~10-50 ms).
 DEFAULT_TIMEOUT = 20.0
+#: Seconds the worker may take to make a case (up to a few seconds on a busy machine).
+MAKING_TIMEOUT = 300.0
 
 
 @dataclasses.dataclass
@@ -160,6 +162,10 @@ def worker_main(ztf_dir: str, seed: int, sample_every: int) -> None:
         for line in sys.stdin:
             index = int(line)
             case = make_case(corpus, seed, index)
+            # Making a case (astropy, fastavro) may be slow on a busy machine: the timeout is
+            # for the reader alone, so say when reading starts.
+            answers.write(json.dumps({"reading": index}) + "\n")
+            answers.flush()
             path = Path(scratch) / case.filename
             path.write_bytes(case.data)
             result = check_file(path, sample=sample_every > 0 and index % sample_every == 0)
@@ -188,14 +194,17 @@ class _Worker:
             self.close()
             raise RuntimeError(f"fuzz worker did not start (answered {ready!r})")
 
-    def ask(self, index: int, timeout: float) -> dict | None:
-        """The worker's findings for case ``index``; None if it hung or died."""
+    def ask(self, index: int, timeout: float) -> tuple[str, dict | None]:
+        """(stage, findings) for case ``index``: findings None if the worker hung or died while
+        making the case (stage "making") or reading it (stage "reading")."""
         try:
             self.process.stdin.write(f"{index}\n".encode())
             self.process.stdin.flush()
         except BrokenPipeError:
-            return None
-        return self.answer(timeout)
+            return "making", None
+        if self.answer(MAKING_TIMEOUT) is None:
+            return "making", None
+        return "reading", self.answer(timeout)
 
     def answer(self, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
@@ -231,6 +240,7 @@ def run_fuzz(
     timeout: float = DEFAULT_TIMEOUT,
     sample_every: int = 25,
     progress=None,
+    indices=None,
 ) -> FuzzReport:
     """Runs ``cases`` mutated inputs through the readers; returns the totals and failures.
 
@@ -241,20 +251,21 @@ def run_fuzz(
         timeout: seconds a case may take before it counts as a hang.
         sample_every: every n-th case's alerts also go through the model input layers (0: none).
         progress: called with the report every 500 cases (e.g. to print).
+        indices: run only these cases (e.g. to replay failures) instead of ``range(cases)``.
     """
     report = FuzzReport()
     started = time.perf_counter()
     samples = []
     worker = _Worker(ztf_dir, seed, sample_every)
     try:
-        for index in range(cases):
-            result = worker.ask(index, timeout)
+        for index in range(cases) if indices is None else indices:
+            stage, result = worker.ask(index, timeout)
             if result is None:
                 code = worker.process.poll()
                 kind = "hang" if code is None else "crash"
                 report.hangs += kind == "hang"
                 report.crashes += kind == "crash"
-                report.failures.append(f"{kind}: case {index} (worker exit code {code})")
+                report.failures.append(f"{kind}: case {index} while {stage} it (exit code {code})")
                 worker.close()
                 worker = _Worker(ztf_dir, seed, sample_every)
                 report.cases += 1

@@ -217,8 +217,9 @@ def _stamp_bytes(rng, original: bytes) -> bytes:
         picks = rng.integers(0, flat.size, size=int(rng.integers(1, flat.size + 1)))
         flat[picks] = rng.choice(ODD_PIXELS, size=picks.size)
         return _gzip(_fits(flat.reshape(63, 63), -32))
-    if choice == 5:  # other shapes and BITPIX
-        shape = tuple(int(side) for side in rng.integers(0, 80, size=int(rng.integers(1, 4))))
+    if choice == 5:  # other shapes (1-D to 3-D, empty axes) and BITPIX
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(side) for side in rng.integers(0, 80 if ndim < 3 else 12, size=ndim))
         bitpix = int(rng.choice([8, 16, 32, 64, -32, -64]))
         return _gzip(_fits(rng.normal(100, 30, size=shape), bitpix))
     return rng.bytes(int(rng.integers(0, 64)))  # not FITS at all
