@@ -55,13 +55,34 @@ class Classifier:
         import tensorflow as tf
 
         self._feature_indices = metadata_indices(self.feature_names)
+        self._record = None  # stampnet.compat.ModelRecord, read on the first batch
         # One traced graph for every batch size: far faster per batch than model.predict.
         self._forward = tf.function(
             lambda inputs: self.model(inputs, training=False), reduce_retracing=True
         )
 
+    def check(self, alerts: list) -> None:
+        """Refuses alerts whose stamps the model was not built for, saying what differs."""
+        from stampnet import compat
+
+        if self._record is None:
+            self._record = compat.model_record(self.model)
+        seen = {}
+        for alert in alerts:
+            channels = tuple(getattr(alert, "channels", None) or ())
+            seen.setdefault((alert.stamps.shape, channels), alert.source)
+        for (shape, channels), source in seen.items():
+            compat.check(
+                self._record,
+                compat.data_record_of_stamps(shape, channels),
+                what=f"model {self.name!r}",
+                against=f"the alert {source}",
+                classes="ignore",
+            )
+
     def inputs(self, alerts: list) -> dict[str, np.ndarray]:
-        """The raw model inputs of a list of ``Alert`` records."""
+        """The raw model inputs of a list of ``Alert`` records (checked with ``check``)."""
+        self.check(alerts)
         inputs = {
             "stamps": np.stack([alert.stamps for alert in alerts]).astype(np.float32, copy=False),
             "stamp_mask": np.stack([alert.stamp_mask for alert in alerts]).astype(np.float32),
