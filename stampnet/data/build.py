@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import stampnet
-from stampnet.constants import CHANNELS, STAMP_SHAPE, UNLABELLED
+from stampnet.constants import UNLABELLED
 from stampnet.data import card as card_lib
 from stampnet.data.builder import (
     BUILDER_NAME,
@@ -41,6 +41,8 @@ def build_dataset(
     generator: str | None = None,
     overwrite: bool = False,
     scratch_dir: str | Path | None = None,
+    reader=None,
+    reading: dict | None = None,
 ) -> dict:
     """Builds the ``alerts`` and ``sequences`` configs of ``ztf_alerts`` and the dataset card.
 
@@ -54,6 +56,11 @@ def build_dataset(
         generator: what produced the alerts when not real data (the simulator's version).
         overwrite: replace a finished dataset in ``data_dir`` (otherwise that is an error).
         scratch_dir: where to spill decoded alerts (a temporary directory by default).
+        reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; ZTF packets
+            (``readers.iter_alerts``) by default, ``stampnet.data.own.OwnDataReader`` for a
+            user's arrays, tables and HDF5 files. The stamp geometry (size, channel names) is
+            the data's and is recorded in the card.
+        reading: how the input was read (mapping, options), recorded in the card as ``reading``.
 
     Returns:
         The dataset card, as written to ``<data_dir>/dataset_card.json``.
@@ -71,7 +78,7 @@ def build_dataset(
     data_dir.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="stampnet-build-", dir=scratch_dir) as scratch:
-        with staged(scratch, sources, label_table, fractions, seed) as staging:
+        with staged(scratch, sources, label_table, fractions, seed, reader) as staging:
             for config in CONFIGS:
                 ZtfAlerts(
                     config=config,
@@ -82,6 +89,7 @@ def build_dataset(
                     staging=staging,
                 ).download_and_prepare(download_dir=str(Path(scratch) / "downloads"))
             card = _card(staging, files, label_table, seed, max_detections, fractions, generator)
+            card["reading"] = reading
     card["build_seconds"] = round(time.perf_counter() - started, 2)
     card_lib.write_card(data_dir, card)
     return card
@@ -124,8 +132,7 @@ def _card(
         "seed": int(seed),
         "split_fractions": list(fractions),
         "max_detections": int(max_detections),
-        "stamp_shape": list(STAMP_SHAPE),
-        "channels": list(CHANNELS),
+        **staging.geometry.to_dict(),  # stamp_shape, channels: the data's
         "class_names": class_names_for(staging.labels()),
         "unlabelled": UNLABELLED,
         "metadata_fields": list(METADATA_FIELDS),
