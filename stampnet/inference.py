@@ -1,7 +1,8 @@
 """Classify alert files with a saved stampnet classifier: ``stampnet classify``.
 
 ``stampnet classify --model MODEL.keras --source ALERTS... --out predictions.csv`` streams alerts
-from any mix of Avro files, ZTF tarballs and Fink parquet (``stampnet.data.readers``), in
+from any mix of Avro files, ZTF tarballs and Fink parquet, and a user's own arrays, tables and
+HDF5 files (``stampnet.data.own``, with ``--preset``/``--mapping`` as for ``stampnet build``), in
 batches, through the model, and writes one CSV row per alert:
 ``candid, objectId, p_<class>..., predicted_class, model_name, model_version, source, rejected``.
 An alert that cannot be read is not dropped silently: it gets a row with empty probabilities and
@@ -104,11 +105,12 @@ def load_classifier(model) -> Classifier:
     )
 
 
-def _batches(sources, batch_size: int, rejections) -> Iterator[list]:
-    from stampnet.data.readers import iter_alerts
+def _batches(sources, batch_size: int, rejections, reader=None) -> Iterator[list]:
+    from stampnet.data.own import AlertReader
 
+    reader = AlertReader() if reader is None else reader
     batch = []
-    for alert in iter_alerts(sources, rejections=rejections):
+    for alert in reader(sources, rejections=rejections):
         batch.append(alert)
         if len(batch) == batch_size:
             yield batch
@@ -164,6 +166,7 @@ def classify(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     prefetch: int = PREFETCH_BATCHES,
+    reader=None,
 ) -> dict:
     """Classifies every alert of ``sources`` and writes one CSV row per alert to ``out_csv``.
 
@@ -174,6 +177,8 @@ def classify(
             in the ``rejected`` column.
         batch_size: alerts per model call.
         prefetch: batches decoded ahead in a reader thread (0 reads in the calling thread).
+        reader: what reads ``sources`` (``stampnet.data.own.AlertReader``, which reads packets
+            and a user's own arrays, tables and HDF5 files, by default).
 
     Returns:
         A summary: ``classified``, ``rejected``, ``rejections`` (counts per reason), ``seconds``,
@@ -193,7 +198,7 @@ def classify(
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
     start, classified, written_rejections = time.perf_counter(), 0, 0
-    batches = _batches(sources, batch_size, rejections)
+    batches = _batches(sources, batch_size, rejections, reader)
     if prefetch:
         batches = _prefetch(batches, prefetch)
     with open(out_csv, "w", newline="") as handle:
@@ -239,11 +244,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="CSV to write, one row per alert")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    from stampnet.data.command import add_reading_arguments
+
+    add_reading_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from stampnet.data.command import reader_from_args
+
     try:
-        summary = classify(args.model, args.source, args.out, batch_size=args.batch_size)
+        summary = classify(
+            args.model,
+            args.source,
+            args.out,
+            batch_size=args.batch_size,
+            reader=reader_from_args(args),
+        )
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"stampnet classify: {error}") from error
     print(

@@ -24,6 +24,7 @@ from stampnet.data.builder import (
     ZtfAlerts,
 )
 from stampnet.data.labels import LabelTable
+from stampnet.data.own import AlertReader
 from stampnet.data.readers import resolve_sources
 from stampnet.data.splits import DEFAULT_SPLIT_FRACTIONS, check_fractions, class_names_for
 from stampnet.data.staging import Staging, staged
@@ -42,7 +43,6 @@ def build_dataset(
     overwrite: bool = False,
     scratch_dir: str | Path | None = None,
     reader=None,
-    reading: dict | None = None,
 ) -> dict:
     """Builds the ``alerts`` and ``sequences`` configs of ``ztf_alerts`` and the dataset card.
 
@@ -56,11 +56,11 @@ def build_dataset(
         generator: what produced the alerts when not real data (the simulator's version).
         overwrite: replace a finished dataset in ``data_dir`` (otherwise that is an error).
         scratch_dir: where to spill decoded alerts (a temporary directory by default).
-        reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; ZTF packets
-            (``readers.iter_alerts``) by default, ``stampnet.data.own.OwnDataReader`` for a
-            user's arrays, tables and HDF5 files. The stamp geometry (size, channel names) is
-            the data's and is recorded in the card.
-        reading: how the input was read (mapping, options), recorded in the card as ``reading``.
+        reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
+            ``stampnet.data.own.AlertReader()``, which reads ZTF packets and a user's own
+            arrays, tables and HDF5 files (give it a mapping, a preset, ``allow_pickle`` or
+            ``derive_snr``). The stamp geometry (size, channel names) is the data's and is
+            recorded in the card, with ``reader.reading()`` as ``reading``.
 
     Returns:
         The dataset card, as written to ``<data_dir>/dataset_card.json``.
@@ -70,7 +70,8 @@ def build_dataset(
     fractions = check_fractions(split_fractions)
     if int(max_detections) < 1:
         raise ValueError(f"max_detections must be >= 1, received {max_detections}")
-    files = resolve_sources(sources)
+    reader = AlertReader() if reader is None else reader
+    files = getattr(reader, "resolve_sources", resolve_sources)(sources)
     if not files:
         raise ValueError(f"No alert files found in {sources!r}: nothing to build.")
     label_table = LabelTable.from_csv(labels) if isinstance(labels, str | Path) else labels
@@ -89,7 +90,7 @@ def build_dataset(
                     staging=staging,
                 ).download_and_prepare(download_dir=str(Path(scratch) / "downloads"))
             card = _card(staging, files, label_table, seed, max_detections, fractions, generator)
-            card["reading"] = reading
+            card["reading"] = reader.reading() if hasattr(reader, "reading") else None
     card["build_seconds"] = round(time.perf_counter() - started, 2)
     card_lib.write_card(data_dir, card)
     return card
