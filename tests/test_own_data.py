@@ -5,6 +5,8 @@ splits as the packet build, and classify to the same probabilities with the ALeR
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import warnings
 
 import numpy as np
@@ -204,3 +206,42 @@ def test_csv_and_array_of_different_lengths_is_a_file_rejection(exported, tmp_pa
     list(reader(tmp_path / "b", rejections=log))
     (rejection,) = log
     assert "same candidates in the same order" in rejection.reason
+
+
+def test_deep_hits_like_pickles_build_as_21x21x4_real_bogus_with_given_splits(
+    ztf_dir, tmp_path, capsys
+):
+    """Real alerts as Deep-HiTS chunks (21x21 crops, 1 = real, protocol-2 pickles in split
+    folders): `stampnet build --allow-pickle` guesses the preset, keeps the folders' splits."""
+    from stampnet.cli import main
+
+    summary = quietly(
+        export_alerts,
+        subset(ztf_dir),
+        tmp_path / "flat",
+        "deep-hits-pickle",
+        labels=ztf_dir / "labels.csv",
+        chunk_rows=8,
+        crop=21,
+        real_bogus=True,
+    )
+    files = sorted(summary["files"])
+    assert len(files) >= 3
+    chunks = {}
+    for index, path in enumerate(files):
+        split = ("train", "validation", "test")[min(index, 2)] if index < 3 else "train"
+        target = tmp_path / "deep_hits" / split / f"chunk{index}.pkl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+        chunks[split] = chunks.get(split, 0) + len(np.load(path, allow_pickle=True)["labels"])
+    out = tmp_path / "built"
+    argv = ["build", "--source", str(tmp_path / "deep_hits"), "--out", str(out)]
+    with pytest.warns(PickleWarning):
+        assert main([*argv, "--allow-pickle"]) == 0
+    card = json.loads((out / "dataset_card.json").read_text())
+    assert card["stamp_shape"] == [21, 21, 4] and card["class_names"] == ["bogus", "real"]
+    assert card["channels"] == ["template", "science", "difference", "snr_difference"]
+    assert card["reading"]["allow_pickle"] is True
+    counts = {split: sum(per.values()) for split, per in card["counts"]["alerts"].items()}
+    assert counts == chunks
+    assert "21x21x4" in capsys.readouterr().out

@@ -25,6 +25,7 @@ stays flat. Alerts are exported as read: duplicated candids stay duplicated.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pickle
 from collections.abc import Iterator, Mapping
@@ -37,6 +38,7 @@ from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.derived import DerivationError, snr_difference
 from stampnet.data.labels import LabelTable
 from stampnet.data.readers import ALERT_COLUMNS, alert_from_packet, iter_packets
+from stampnet.data.stamps import fit_to_shape
 from stampnet.features import DERIVED_FIELDS, METADATA_FIELDS
 
 LAYOUTS = ("deep-hits-npz", "deep-hits-pickle", "alerce-table", "btsbot", "hdf5")
@@ -45,9 +47,11 @@ DEFAULT_CHUNK_ROWS = 1000
 #: as galactic coordinates are recomputed by the reader, as for packets).
 CANDIDATE_COLUMNS = tuple(name for name in METADATA_FIELDS if name not in DERIVED_FIELDS)
 MAPPING_NAME = "mapping.json"
+#: Class names of the binary real/bogus task, in Deep-HiTS' label order (0 bogus, 1 real).
+REAL_BOGUS = ("bogus", "real")
 
 
-def _mapping(layout: str) -> dict:
+def _mapping(layout: str, size: int, real_bogus: bool) -> dict:
     ids = {"object_id": "object_ids", "candid": "candids", "jd": "jd", "fid": "fid"}
     if layout.startswith("deep-hits"):
         return {
@@ -55,14 +59,14 @@ def _mapping(layout: str) -> dict:
             **ids,
             "features": "features",
             "feature_names": list(METADATA_FIELDS),
-            "label_names": {},
-            "image_shape": [63, 63],
-            "stamp_size": [63, 63],
+            **({} if real_bogus else {"label_names": {}}),
+            "image_shape": [size, size],
+            "stamp_size": [size, size],
         }
     if layout == "alerce-table":
         return {"preset": "alerce-table"}
     if layout == "btsbot":
-        return {"preset": "btsbot", "array_file": "{stem}.npy"}
+        return {"preset": "btsbot", "array_file": "{stem}.npy", "stamp_size": [size, size]}
     return {
         "channels": {name: name for name in ("science", "template", "difference")},
         "object_id": "object_id",
@@ -72,7 +76,7 @@ def _mapping(layout: str) -> dict:
         "fid": "fid",
         "features": "metadata",
         "feature_names": list(METADATA_FIELDS),
-        "stamp_size": [63, 63],
+        "stamp_size": [size, size],
     }
 
 
@@ -109,7 +113,7 @@ def _deep_hits_chunk(rows: list) -> dict:
         "sci_images": stamps[..., 0].reshape(count, -1),
         "diff_images": stamps[..., 2].reshape(count, -1),
         "SNR_images": snr.reshape(count, -1).astype(np.float32),
-        "labels": np.array([label for _, _, label in rows], dtype=str),
+        "labels": _deep_hits_labels([label for _, _, label in rows]),
         # Deep-HiTS' SNRs: the candidate's; 1.0857 / sigmapsf is its SNR from the magnitude error.
         "SNRs": 2.5 / np.log(10) / sigmapsf,
         "features": np.stack([alert.metadata for alert in alerts]),
@@ -118,6 +122,40 @@ def _deep_hits_chunk(rows: list) -> dict:
         "jd": np.array([alert.jd for alert in alerts], np.float64),
         "fid": np.array([alert.fid for alert in alerts], np.int64),
     }
+
+
+def write_deep_hits_chunk(path: Path, arrays: Mapping[str, np.ndarray], fmt: str = "npz") -> Path:
+    """Writes one Deep-HiTS chunk (a dict of arrays) as ``.npz``, a protocol-2 pickle (as Python
+    2 wrote the originals; ``.pkl``) or HDF5 (``.h5``, one dataset per key); returns its path."""
+    path = Path(path)
+    if fmt == "npz":
+        path = path.with_suffix(".npz")
+        np.savez(path, **arrays)
+    elif fmt == "pickle":
+        path = path.with_suffix(".pkl")
+        with open(path, "wb") as handle:
+            pickle.dump(dict(arrays), handle, protocol=2)
+    elif fmt == "hdf5":
+        import h5py
+
+        path = path.with_suffix(".h5")
+        with h5py.File(path, "w") as handle:
+            for key, value in arrays.items():
+                value = np.asarray(value)
+                if value.dtype.kind == "U":
+                    handle.create_dataset(key, data=value.tolist(), dtype=h5py.string_dtype())
+                else:
+                    handle.create_dataset(key, data=value)
+    else:
+        raise ValueError(f"fmt must be npz, pickle or hdf5, received {fmt!r}")
+    return path
+
+
+def _deep_hits_labels(labels: list[str]) -> np.ndarray:
+    """Deep-HiTS' int labels (1 real, 0 bogus) for real/bogus exports, else the class names."""
+    if set(labels) <= set(REAL_BOGUS):
+        return np.array([REAL_BOGUS.index(label) for label in labels], np.int64)
+    return np.array(labels, dtype=str)
 
 
 def _candidate_columns(rows: list) -> dict:
@@ -140,15 +178,9 @@ def _stamp_bytes(packet: Mapping, field: str) -> bytes:
 def _write_chunk(layout: str, rows: list, out_dir: Path, part: int) -> list[Path]:
     name = f"part-{part:05d}"
     alerts = [alert for alert, _, _ in rows]
-    if layout == "deep-hits-npz":
-        path = out_dir / f"{name}.npz"
-        np.savez(path, **_deep_hits_chunk(rows))
-        return [path]
-    if layout == "deep-hits-pickle":
-        path = out_dir / f"{name}.pkl"
-        with open(path, "wb") as handle:
-            pickle.dump(_deep_hits_chunk(rows), handle, protocol=2)
-        return [path]
+    if layout in ("deep-hits-npz", "deep-hits-pickle"):
+        fmt = layout.rsplit("-", 1)[1]
+        return [write_deep_hits_chunk(out_dir / name, _deep_hits_chunk(rows), fmt)]
     if layout == "alerce-table":
         import pyarrow
         import pyarrow.parquet as parquet
@@ -203,8 +235,16 @@ def export_alerts(
     labels: str | Path | LabelTable | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     rejections: RejectionLog | None = None,
+    crop: int | None = None,
+    real_bogus: bool = False,
 ) -> dict:
     """Writes the alerts of ``sources`` to ``out_dir`` in ``layout`` (see the module docstring).
+
+    Args:
+        crop: centre-crop stamps to ``crop`` x ``crop`` pixels (Deep-HiTS: 21); not for
+            ``alerce-table``, which keeps the packets' FITS bytes.
+        real_bogus: the binary task: "bogus" stays bogus, every other label becomes "real"
+            (1 in Deep-HiTS layouts), and unlabelled alerts are left out.
 
     Returns:
         ``{"layout", "rows", "files", "mapping", "rejections"}``; ``mapping`` is the path of the
@@ -214,14 +254,25 @@ def export_alerts(
         raise ValueError(f"layout must be one of {LAYOUTS}, received {layout!r}")
     if int(chunk_rows) < 1:
         raise ValueError(f"chunk_rows must be >= 1, received {chunk_rows}")
+    if crop is not None and (layout == "alerce-table" or not 1 <= int(crop) <= 63):
+        raise ValueError(f"crop must be in [1, 63] and not for alerce-table, received {crop}")
+    size = 63 if crop is None else int(crop)
     label_table = LabelTable.from_csv(labels) if isinstance(labels, str | Path) else labels
     rejections = RejectionLog() if rejections is None else rejections
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files, rows, count = [], [], 0
-    for row in iter_labelled(sources, label_table, rejections):
-        if layout.startswith("deep-hits") and not _has_noise(row[0], rejections):
+    for alert, packet, label in iter_labelled(sources, label_table, rejections):
+        if real_bogus:
+            if label == UNLABELLED:
+                continue
+            label = "bogus" if label == "bogus" else "real"
+        if crop is not None:
+            stamps, mask = fit_to_shape(alert.stamps, alert.stamp_mask, size, size)
+            alert = dataclasses.replace(alert, stamps=stamps, stamp_mask=mask)
+        if layout.startswith("deep-hits") and not _has_noise(alert, rejections):
             continue
+        row = (alert, packet, label)
         rows.append(row)
         if len(rows) == chunk_rows:
             files += _write_chunk(layout, rows, out_dir, len(files))
@@ -230,7 +281,7 @@ def export_alerts(
         files += _write_chunk(layout, rows, out_dir, len(files))
         count += len(rows)
     mapping_path = out_dir / MAPPING_NAME
-    mapping_path.write_text(json.dumps(_mapping(layout), indent=2) + "\n")
+    mapping_path.write_text(json.dumps(_mapping(layout, size, real_bogus), indent=2) + "\n")
     return {
         "layout": layout,
         "rows": count,
@@ -255,11 +306,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory to write")
     parser.add_argument("--labels", help="labels CSV (objectId[,candid],label)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    parser.add_argument("--crop", type=int, help="centre-crop stamps to this size (e.g. 21)")
+    parser.add_argument(
+        "--real-bogus", action="store_true", help="binary labels: bogus vs real (all others)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     summary = export_alerts(
-        args.source, args.out, args.layout, labels=args.labels, chunk_rows=args.chunk_rows
+        args.source,
+        args.out,
+        args.layout,
+        labels=args.labels,
+        chunk_rows=args.chunk_rows,
+        crop=args.crop,
+        real_bogus=args.real_bogus,
     )
     print(
         f"Exported {summary['rows']} alerts as {summary['layout']} to {args.out} "
