@@ -6,7 +6,11 @@ HDF5 files (``stampnet.data.own``, with ``--preset``/``--mapping`` as for ``stam
 batches, through the model, and writes one CSV row per alert:
 ``candid, objectId, p_<class>..., predicted_class, model_name, model_version, source, rejected``.
 An alert that cannot be read is not dropped silently: it gets a row with empty probabilities and
-the reason in ``rejected`` (empty for classified alerts). Memory stays flat: one batch in flight.
+the reason in ``rejected`` (empty for classified alerts). Rows of a user's own data may lack
+metadata: a model with a feature branch still classifies them (missing features are normalised
+to the training mean, 0), and the last column, ``missing_features``, says how many of the model's
+features the row lacked (empty for images-only models), so such rows are never silently mixed
+with complete ones. Memory stays flat: one batch in flight.
 
 The model carries everything needed (the preprocessing layers, the feature names and statistics
 in ``FeatureNormalization``, the class names and version in its ``probabilities`` layer), so any
@@ -195,6 +199,7 @@ def classify(
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     header = ["candid", "objectId", *(f"p_{name}" for name in classifier.class_names)]
     header += ["predicted_class", "model_name", "model_version", "source", "rejected"]
+    header += ["missing_features"]
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
     start, classified, written_rejections = time.perf_counter(), 0, 0
@@ -205,12 +210,20 @@ def classify(
         writer = csv.writer(handle)
         writer.writerow(header)
         for batch in batches:
-            probabilities = classifier.predict(classifier.inputs(batch))
+            inputs = classifier.inputs(batch)
+            probabilities = classifier.predict(inputs)
             predicted = np.argmax(probabilities, axis=1)
-            for alert, row, label in zip(batch, probabilities, predicted, strict=True):
+            missing = (
+                np.isnan(inputs["features"]).sum(axis=1)
+                if "features" in inputs
+                else [""] * len(batch)
+            )
+            for alert, row, label, lacking in zip(
+                batch, probabilities, predicted, missing, strict=True
+            ):
                 writer.writerow(
                     [alert.candid, alert.object_id, *(f"{p:.9g}" for p in row)]
-                    + [classifier.class_names[label], *identity, alert.source, ""]
+                    + [classifier.class_names[label], *identity, alert.source, "", lacking]
                 )
             classified += len(batch)
             written_rejections = _write_rejections(
@@ -233,7 +246,7 @@ def classify(
 def _write_rejections(writer, rejections, start: int, empty: list, identity: list) -> int:
     for rejection in rejections.rejections[start:]:
         candid = "" if rejection.candid is None else rejection.candid
-        writer.writerow([candid, "", *empty, *identity, rejection.source, rejection.reason])
+        writer.writerow([candid, "", *empty, *identity, rejection.source, rejection.reason, ""])
     return len(rejections)
 
 

@@ -245,3 +245,26 @@ def test_deep_hits_like_pickles_build_as_21x21x4_real_bogus_with_given_splits(
     counts = {split: sum(per.values()) for split, per in card["counts"]["alerts"].items()}
     assert counts == chunks
     assert "21x21x4" in capsys.readouterr().out
+
+
+def test_stamps_only_table_classifies_with_missing_features_marked(
+    exported, alerce_2020_model, tmp_path
+):
+    """ALeRCE test tables often carry stamps only: no flag needed (the preset is guessed from
+    the columns), and every row says the model's 26 features were missing."""
+    import pyarrow.parquet as parquet
+
+    from stampnet.cli import main
+
+    root, summaries = exported
+    path = summaries["alerce-table"]["files"][0]
+    columns = ["oid", "class", "cutoutScience", "cutoutTemplate", "cutoutDifference"]
+    (tmp_path / "table").mkdir()
+    parquet.write_table(parquet.read_table(path, columns=columns), tmp_path / "table" / "t.parquet")
+    out = tmp_path / "p.csv"
+    argv = ["classify", "--model", str(alerce_2020_model), "--source", str(tmp_path / "table")]
+    assert main([*argv, "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == parquet.ParquetFile(path).metadata.num_rows
+    assert table["rejected"].isna().all() and (table["missing_features"] == 26).all()
+    assert table["source"].str.contains("t.parquet#").all()
