@@ -58,6 +58,7 @@ def test_card_records_the_datas_geometry_and_binary_classes(small_geometry_build
     assert card["channels"] == ["science", "template", "difference", "snr_difference"]
     assert card["class_names"] == ["bogus", "real"]
     assert StampGeometry.from_card(card).shape == (21, 21, 4)
+    assert card["storage"]["stamps"] == "float32" and card["storage"]["record_compression"] is None
     (rejection,) = card["rejections"]
     assert "channels" in rejection["reason"] and rejection["source"].endswith("#1")
 

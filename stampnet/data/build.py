@@ -21,6 +21,7 @@ from stampnet.data.builder import (
     BUILDER_NAME,
     CONFIGS,
     DEFAULT_STORED_DETECTIONS,
+    STORAGE,
     ZtfAlerts,
 )
 from stampnet.data.labels import LabelTable
@@ -134,6 +135,7 @@ def _card(
         "split_fractions": list(fractions),
         "max_detections": int(max_detections),
         **staging.geometry.to_dict(),  # stamp_shape, channels: the data's
+        "storage": dict(STORAGE),
         "class_names": class_names_for(staging.labels()),
         "unlabelled": UNLABELLED,
         "metadata_fields": list(METADATA_FIELDS),
