@@ -268,3 +268,16 @@ def test_stamps_only_table_classifies_with_missing_features_marked(
     assert len(table) == parquet.ParquetFile(path).metadata.num_rows
     assert table["rejected"].isna().all() and (table["missing_features"] == 26).all()
     assert table["source"].str.contains("t.parquet#").all()
+
+
+def test_a_preset_does_not_turn_fink_packets_into_table_rows(exported, ztf_dir):
+    from stampnet.data.mapping import preset
+
+    root, summaries = exported
+    fink = ztf_dir / SUBSET[-1]
+    log = RejectionLog(warn=False)
+    reader = AlertReader(mapping=preset("alerce-table"))
+    alerts = list(reader([fink, root / "alerce-table"], rejections=log))
+    from_fink = [a for a in alerts if a.source.startswith(str(fink))]
+    assert len(log) == 0 and len(alerts) == len(from_fink) + summaries["alerce-table"]["rows"]
+    assert from_fink and all(a.schema_version for a in from_fink)  # read as packets

@@ -141,8 +141,9 @@ class AlertReader:
             opened = None
             if packets == "parquet":
                 opened = chunk_lib.ArrowTable(path, "parquet")
-                if "candidate" in opened.keys() and self.mapping is None:
-                    opened, kind = None, None  # a Fink alert-packet parquet
+                if "candidate" in opened.keys():
+                    # Alert packets (Fink): a nested candidate record, which tables flatten.
+                    opened, kind = None, None
                 else:
                     kind = "parquet"
         except Exception as error:  # noqa: BLE001 (any decoder error: a corrupt file)
