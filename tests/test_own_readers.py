@@ -122,3 +122,20 @@ def test_array_without_mapping_is_rejected_with_what_to_do(real, tmp_path):
     assert list(AlertReader()(tmp_path, rejections=log)) == []
     (rejection,) = log
     assert rejection.source == str(tmp_path / "x.npy") and "--preset" in rejection.reason
+
+
+def test_export_cli_writes_files_and_the_mapping_that_reads_them(ztf_dir, tmp_path, capsys):
+    from stampnet.cli import main
+
+    out = tmp_path / "bts"
+    argv = ["export", "--source", str(ztf_dir / SOURCE), "--layout", "btsbot", "--out", str(out)]
+    assert main([*argv, "--crop", "31"]) == 0
+    assert "read back with --mapping" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mapping.json",
+        "part-00000_cand.csv",
+        "part-00000_triplets.npy",
+    ]
+    read = list(AlertReader(mapping=load_mapping(out / "mapping.json"))(out))
+    assert len(read) == 8 and read[0].stamps.shape == (31, 31, 3)
+    assert read[0].label == "unknown" and np.isfinite(read[0].metadata).sum() > 20
