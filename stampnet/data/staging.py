@@ -27,12 +27,13 @@ from stampnet.data.labels import LabelTable
 from stampnet.data.readers import iter_alerts
 from stampnet.data.splits import SPLITS, check_fractions, object_label, split_key, split_sizes
 from stampnet.features import METADATA_FIELDS
+from stampnet.geometry import StampGeometry, geometry_of
 
 _SCHEMA = """
 CREATE TABLE alerts (
     candid INTEGER PRIMARY KEY, object_id TEXT NOT NULL, jd REAL NOT NULL, label TEXT NOT NULL,
     schema_version TEXT NOT NULL, source TEXT NOT NULL, offset INTEGER NOT NULL,
-    length INTEGER NOT NULL, metadata BLOB NOT NULL);
+    length INTEGER NOT NULL, metadata BLOB NOT NULL, given_split TEXT);
 CREATE TABLE objects (
     object_id TEXT PRIMARY KEY, label TEXT NOT NULL, split_key INTEGER NOT NULL, split TEXT);
 """
@@ -67,6 +68,8 @@ class Staging:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.rejections = RejectionLog()
         self.alerts_read = 0
+        #: Shape and channel names of the stamps, taken from the first alert kept.
+        self.geometry: StampGeometry | None = None
         self._spill_path = self.directory / "alerts.spill"
         self._spill = open(self._spill_path, "w+b")  # noqa: SIM115 (closed in close())
         self._db = sqlite3.connect(self.directory / "index.sqlite", check_same_thread=False)
@@ -86,17 +89,45 @@ class Staging:
         self.close()
 
     # ----------------------------------------------------------------------------- ingestion
-    def ingest(self, sources, labels: LabelTable | None = None) -> int:
-        """Reads, decodes and spills every alert of ``sources``; returns the alerts read."""
-        for alert in iter_alerts(sources, rejections=self.rejections):
+    def ingest(self, sources, labels: LabelTable | None = None, reader=None) -> int:
+        """Reads, decodes and spills every alert of ``sources``; returns the alerts read.
+
+        Args:
+            sources: what ``reader`` reads (files, directories, globs).
+            labels: labels by object/candid; where it has none, the label the alert itself
+                carries (a label column of a table), else "unknown".
+            reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
+                ``readers.iter_alerts`` (ZTF packets). Every alert must share the first one's
+                stamp geometry: the others are rejected, saying what differs.
+        """
+        reader = iter_alerts if reader is None else reader
+        for alert in reader(sources, rejections=self.rejections):
             self.alerts_read += 1
+            if not self._same_geometry(alert):
+                continue
             label = labels.label_for(alert.object_id, alert.candid) if labels else UNLABELLED
+            if label == UNLABELLED and alert.label is not None:
+                label = alert.label
             self._add(alert, label)
         self._db.execute("CREATE INDEX alerts_by_object ON alerts (object_id, jd, candid)")
         self._db.commit()
         if labels is not None:
             self._reject_unused_labels(labels)
         return self.alerts_read
+
+    def _same_geometry(self, alert: Alert) -> bool:
+        geometry = geometry_of(alert.channels, alert.stamps.shape)
+        if self.geometry is None:
+            self.geometry = geometry
+            return True
+        found = self.geometry.differences(geometry)
+        if found:
+            self.rejections.add(
+                alert.source,
+                alert.candid,
+                f"stamps differ from the dataset's (first alert first): {'; '.join(found)}",
+            )
+        return not found
 
     def _add(self, alert: Alert, label: str) -> None:
         row = self._db.execute(
@@ -128,7 +159,7 @@ class Staging:
         offset = self._spill.tell()
         self._spill.write(record)
         self._db.execute(
-            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 alert.candid,
                 alert.object_id,
@@ -139,6 +170,7 @@ class Staging:
                 offset,
                 len(record),
                 np.asarray(alert.metadata, np.float64).tobytes(),
+                alert.split,
             ),
         )
 
@@ -159,7 +191,13 @@ class Staging:
 
     # ------------------------------------------------------------------------------- splits
     def assign_splits(self, fractions: Sequence[float], seed: int) -> None:
-        """Labels every object (majority of its labelled alerts) and splits objects per label."""
+        """Labels every object (majority of its labelled alerts) and splits objects per label.
+
+        Splits the input gives (``Alert.split``: a split column, train/validation/test folders)
+        are kept as given; only the other objects are drawn, per label, at ``fractions``. An
+        object whose alerts were given different splits goes to the first of them in
+        ``SPLITS`` order (train, validation, test), so it never straddles two.
+        """
         fractions = check_fractions(fractions)
         rows = self._db.execute(
             "SELECT object_id, label, COUNT(*) FROM alerts GROUP BY object_id, label "
@@ -174,11 +212,20 @@ class Staging:
             if len(objects) >= _CHUNK_ROWS:
                 self._insert_objects(objects)
         self._insert_objects(objects)
-        # Rank objects within their label by hash, then cut each label at the fractions.
+        self._db.execute(
+            f"""UPDATE objects SET split = given.split
+            FROM (SELECT object_id, CASE MIN(CASE given_split WHEN '{SPLITS[0]}' THEN 0
+                    WHEN '{SPLITS[1]}' THEN 1 ELSE 2 END)
+                  WHEN 0 THEN '{SPLITS[0]}' WHEN 1 THEN '{SPLITS[1]}' ELSE '{SPLITS[2]}' END
+                  AS split
+                  FROM alerts WHERE given_split IS NOT NULL GROUP BY object_id) AS given
+            WHERE objects.object_id = given.object_id"""
+        )
+        # Rank the other objects within their label by hash, then cut each label at the fractions.
         sizes = [
             (label, *split_sizes(count, fractions))
             for label, count in self._db.execute(
-                "SELECT label, COUNT(*) FROM objects GROUP BY label"
+                "SELECT label, COUNT(*) FROM objects WHERE split IS NULL GROUP BY label"
             ).fetchall()
         ]
         self._db.execute("CREATE TEMP TABLE label_sizes (label TEXT, train INT, validation INT)")
@@ -190,7 +237,8 @@ class Staging:
                 ELSE '{SPLITS[2]}' END
             FROM (SELECT object_id, train, validation, ROW_NUMBER() OVER (
                     PARTITION BY objects.label ORDER BY split_key, object_id) - 1 AS rank
-                  FROM objects JOIN label_sizes USING (label)) AS ranked
+                  FROM objects JOIN label_sizes USING (label)
+                  WHERE objects.split IS NULL) AS ranked
             WHERE objects.object_id = ranked.object_id"""
         )
         self._db.execute("CREATE INDEX objects_by_split ON objects (split, object_id)")
@@ -305,15 +353,19 @@ class Staging:
 
 
 @contextlib.contextmanager
-def staged(directory: str | Path, sources, labels, fractions, seed) -> Iterator[Staging]:
-    """A ``Staging`` that has read ``sources`` and assigned splits; closed on exit."""
+def staged(
+    directory: str | Path, sources, labels, fractions, seed, reader=None
+) -> Iterator[Staging]:
+    """A ``Staging`` that has read ``sources`` (with ``reader``) and assigned splits; closed on
+    exit."""
     with Staging(directory) as staging:
-        staging.ingest(sources, labels)
+        staging.ingest(sources, labels, reader)
         if staging.num_alerts() == 0:
             raise ValueError(
                 f"No usable alert in {sources!r}: {staging.alerts_read} alert(s) read, "
                 f"{len(staging.rejections)} rejected ({staging.rejections.counts()}). Point "
-                "--source at Avro files, ZTF-archive .tar.gz files or Fink parquet files."
+                "--source at Avro files, ZTF-archive .tar.gz files or Fink parquet files, or "
+                "give --preset/--mapping for your own tables, arrays or HDF5 files."
             )
         staging.assign_splits(fractions, seed)
         yield staging
