@@ -27,13 +27,15 @@ def test_seeded_fuzz_finds_no_crash_hang_nan_or_lost_input(ztf_dir):
     assert report.clean, report.summary()
     assert report.alerts > 0 and report.rejections > 0 and report.model_inputs_checked > 0
     assert {"damage_packet", "damage_member", "damage_row", "truncate"} <= set(report.mutators)
+    assert {"damage_arrays", "damage_table", "damage_csv"} <= set(report.mutators)
 
 
 def test_cases_are_reproducible_and_cover_every_kind(corpus):
     first = [mutators.make_case(corpus, 7, index) for index in range(40)]
     again = [mutators.make_case(corpus, 7, index) for index in range(40)]
     assert [case.data for case in first] == [case.data for case in again]
-    assert {case.filename.split(".", 1)[1] for case in first} == {"avro", "tar.gz", "parquet"}
+    kinds = {case.filename.split(".", 1)[1] for case in first}
+    assert kinds == {"avro", "tar.gz", "parquet", "npz", "h5", "csv"}
     assert {seed.kind for seed in corpus} == set(mutators.MUTATORS)
 
 

@@ -23,6 +23,14 @@ UNSAFE = re.compile(
 )
 
 
+#: The only pickle in stampnet: own Deep-HiTS chunks, read only with ``--allow-pickle`` (refused
+#: and not unpickled by default, see test_own_data) and written by ``stampnet export``.
+ALLOWED = {
+    "stampnet/data/chunks.py: allow_pickle=True",
+    "stampnet/data/export.py: import pickle",
+}
+
+
 class _Payload:
     """Unpickling this creates a file: proof that a pickle was executed."""
 
@@ -43,7 +51,7 @@ def test_no_pickle_or_unsafe_loading_in_the_code():
         if path.exists()
         for match in UNSAFE.finditer(path.read_text())
     ]
-    assert len(files) > 50 and offending == []
+    assert len(files) > 50 and set(offending) == ALLOWED
 
 
 def test_staging_spill_is_raw_arrays_and_a_pickle_in_it_is_not_executed(ztf_dir, tmp_path):

@@ -14,16 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import stampnet
-from stampnet.constants import CHANNELS, STAMP_SHAPE, UNLABELLED
+from stampnet.constants import UNLABELLED
 from stampnet.data import card as card_lib
 from stampnet.data import output
 from stampnet.data.builder import (
     BUILDER_NAME,
     CONFIGS,
     DEFAULT_STORED_DETECTIONS,
+    STORAGE,
     ZtfAlerts,
 )
 from stampnet.data.labels import LabelTable
+from stampnet.data.own import AlertReader
 from stampnet.data.readers import resolve_sources
 from stampnet.data.splits import DEFAULT_SPLIT_FRACTIONS, check_fractions, class_names_for
 from stampnet.data.staging import Staging, staged
@@ -41,6 +43,7 @@ def build_dataset(
     generator: str | None = None,
     overwrite: bool = False,
     scratch_dir: str | Path | None = None,
+    reader=None,
 ) -> dict:
     """Builds the ``alerts`` and ``sequences`` configs of ``ztf_alerts`` and the dataset card.
 
@@ -56,6 +59,11 @@ def build_dataset(
             earlier dataset stays in place until the new one is complete.
         scratch_dir: where to spill decoded alerts (by default ``.<data_dir name>.staging`` beside
             ``data_dir``); kept after a failure, so that the next build resumes it.
+        reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
+            ``stampnet.data.own.AlertReader()``, which reads ZTF packets and a user's own
+            arrays, tables and HDF5 files (give it a mapping, a preset, ``allow_pickle`` or
+            ``derive_snr``). The stamp geometry (size, channel names) is the data's and is
+            recorded in the card, with ``reader.reading()`` as ``reading``.
 
     Returns:
         The dataset card, as written to ``<data_dir>/dataset_card.json``.
@@ -65,13 +73,14 @@ def build_dataset(
     fractions = check_fractions(split_fractions)
     if int(max_detections) < 1:
         raise ValueError(f"max_detections must be >= 1, received {max_detections}")
-    files = resolve_sources(sources)
+    reader = AlertReader() if reader is None else reader
+    files = getattr(reader, "resolve_sources", resolve_sources)(sources)
     if not files:
         raise ValueError(f"No alert files found in {sources!r}: nothing to build.")
     label_table = LabelTable.from_csv(labels) if isinstance(labels, str | Path) else labels
 
     with output.building(data_dir, files, overwrite=overwrite, scratch_dir=scratch_dir) as paths:
-        with staged(paths.staging, sources, label_table, fractions, seed) as staging:
+        with staged(paths.staging, sources, label_table, fractions, seed, reader) as staging:
             for config in CONFIGS:
                 ZtfAlerts(
                     config=config,
@@ -82,6 +91,7 @@ def build_dataset(
                     staging=staging,
                 ).download_and_prepare(download_dir=str(paths.staging / "downloads"))
             card = _card(staging, files, label_table, seed, max_detections, fractions, generator)
+            card["reading"] = reader.reading() if hasattr(reader, "reading") else None
             card["staging"] = output.staging_summary(staging)
         card["build_seconds"] = round(time.perf_counter() - started, 2)
         card_lib.write_card(paths.partial, card)
@@ -112,8 +122,8 @@ def _card(
         "seed": int(seed),
         "split_fractions": list(fractions),
         "max_detections": int(max_detections),
-        "stamp_shape": list(STAMP_SHAPE),
-        "channels": list(CHANNELS),
+        **staging.geometry.to_dict(),  # stamp_shape, channels: the data's
+        "storage": dict(STORAGE),
         "class_names": class_names_for(staging.labels()),
         "unlabelled": UNLABELLED,
         "metadata_fields": list(METADATA_FIELDS),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
 import warnings
@@ -35,12 +36,13 @@ from stampnet.data.labels import LabelTable
 from stampnet.data.readers import iter_alerts, resolve_sources
 from stampnet.data.splits import SPLITS, check_fractions, object_label, split_key, split_sizes
 from stampnet.features import METADATA_FIELDS
+from stampnet.geometry import StampGeometry, geometry_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     candid INTEGER PRIMARY KEY, object_id TEXT NOT NULL, jd REAL NOT NULL, fid INTEGER NOT NULL,
     label TEXT NOT NULL, schema_version TEXT NOT NULL, source TEXT NOT NULL,
-    offset INTEGER NOT NULL, metadata BLOB NOT NULL);
+    offset INTEGER NOT NULL, metadata BLOB NOT NULL, given_split TEXT);
 CREATE TABLE IF NOT EXISTS files (
     position INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, alerts_read INTEGER NOT NULL, spill_end INTEGER NOT NULL);
@@ -55,10 +57,16 @@ CREATE TABLE objects (
 DROP TABLE IF EXISTS temp.label_sizes;
 """
 #: Bumped when the spill or index layout changes: a staging of another layout is not resumed.
-STAGING_FORMAT = "2"
-_STAMP_VALUES = int(np.prod(STAMP_SHAPE))
-#: Bytes of one spilled alert: float32 stamps, then uint8 masks.
-RECORD_BYTES = _STAMP_VALUES * 5
+STAGING_FORMAT = "3"
+
+
+def record_bytes(shape) -> int:
+    """Bytes of one spilled alert of stamp ``shape``: float32 stamps, then uint8 masks."""
+    return int(np.prod(shape)) * 5
+
+
+#: Bytes of one spilled ZTF alert (63 x 63 x 3).
+RECORD_BYTES = record_bytes(STAMP_SHAPE)
 #: Rows read at once when streaming metadata into the feature statistics.
 _CHUNK_ROWS = 4096
 
@@ -116,6 +124,8 @@ class Staging:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.rejections = _RecordedLog()
         self.alerts_read = 0
+        #: Shape and channel names of the stamps, taken from the first alert kept.
+        self.geometry: StampGeometry | None = None
         #: Source files read by this ``ingest``, and files taken over from an interrupted one.
         self.files_staged = 0
         self.files_resumed = 0
@@ -139,16 +149,26 @@ class Staging:
         self.close()
 
     # ----------------------------------------------------------------------------- ingestion
-    def ingest(self, sources, labels: LabelTable | None = None) -> int:
+    def ingest(self, sources, labels: LabelTable | None = None, reader=None) -> int:
         """Reads, decodes and spills every alert of ``sources``; returns the alerts read.
 
         Files staged by an interrupted ingest of the same sources and labels are not read again
         (their alerts and rejections are already here); the others are staged one per commit.
+
+        Args:
+            sources: what ``reader`` reads (files, directories, globs).
+            labels: labels by object/candid; where it has none, the label the alert itself
+                carries (a label column of a table), else "unknown".
+            reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
+                ``readers.iter_alerts`` (ZTF packets). Every alert must share the first one's
+                stamp geometry: the others are rejected, saying what differs.
         """
-        files = resolve_sources(sources)
-        start = self._resume(files, labels_fingerprint(labels))
+        reader = iter_alerts if reader is None else reader
+        files = getattr(reader, "resolve_sources", resolve_sources)(sources)
+        reading = reader.reading() if hasattr(reader, "reading") else None
+        start = self._resume(files, labels_fingerprint(labels), json.dumps(reading, sort_keys=True))
         for position, path in enumerate(files[start:], start=start):
-            self._ingest_file(position, path, labels)
+            self._ingest_file(position, path, labels, reader)
         self._db.execute(
             "CREATE INDEX IF NOT EXISTS alerts_by_object ON alerts (object_id, jd, candid)"
         )
@@ -158,11 +178,15 @@ class Staging:
             self._reject_unused_labels(labels)
         return self.alerts_read
 
-    def _ingest_file(self, position: int, path: Path, labels: LabelTable | None) -> None:
+    def _ingest_file(self, position: int, path: Path, labels: LabelTable | None, reader) -> None:
         read = 0
-        for alert in iter_alerts([path], rejections=self.rejections):
+        for alert in reader([path], rejections=self.rejections):
             read += 1
+            if not self._same_geometry(alert):
+                continue
             label = labels.label_for(alert.object_id, alert.candid) if labels else UNLABELLED
+            if label == UNLABELLED and alert.label is not None:
+                label = alert.label
             self._add(alert, label)
         # The spill bytes reach the disk before the index rows that point at them.
         self._spill.flush()
@@ -181,12 +205,13 @@ class Staging:
         self.alerts_read += read
         self.files_staged += 1
 
-    def _resume(self, files: list[Path], labels_digest: str) -> int:
+    def _resume(self, files: list[Path], labels_digest: str, reading: str) -> int:
         """How many of ``files`` an interrupted ingest staged; a staging that does not match
-        (other files, changed files, other labels or layout) is emptied instead."""
+        (other files, changed files, other labels, reader settings or layout) is emptied."""
         self._db.rollback()
         settings = dict(self._db.execute("SELECT key, value FROM settings"))
-        wanted = {"format": STAGING_FORMAT, "labels": labels_digest}
+        wanted = {"format": STAGING_FORMAT, "labels": labels_digest, "reading": reading}
+        geometry = settings.pop("geometry", None)
         done = self._db.execute(
             "SELECT path, size, mtime_ns, alerts_read, spill_end FROM files ORDER BY position"
         ).fetchall()
@@ -198,7 +223,8 @@ class Staging:
             )
             self._db.executemany("INSERT INTO settings VALUES (?, ?)", sorted(wanted.items()))
             self._db.commit()
-            done = []
+            done, geometry = [], None
+        self.geometry = None if geometry is None else StampGeometry.from_dict(json.loads(geometry))
         self._spill.truncate(done[-1][4] if done else 0)
         self._spill.seek(0, 2)
         with warnings.catch_warnings():  # these were reported when their files were staged
@@ -211,6 +237,24 @@ class Staging:
         self.alerts_read = sum(row[3] for row in done)
         self.files_resumed = len(done)
         return len(done)
+
+    def _same_geometry(self, alert: Alert) -> bool:
+        geometry = geometry_of(alert.channels, alert.stamps.shape)
+        if self.geometry is None:
+            self.geometry = geometry
+            self._db.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('geometry', ?)",
+                (json.dumps(geometry.to_dict()),),
+            )
+            return True
+        found = self.geometry.differences(geometry)
+        if found:
+            self.rejections.add(
+                alert.source,
+                alert.candid,
+                f"stamps differ from the dataset's (first alert first): {'; '.join(found)}",
+            )
+        return not found
 
     def _add(self, alert: Alert, label: str) -> None:
         row = self._db.execute(
@@ -225,18 +269,20 @@ class Staging:
                 return
             self.rejections.add(kept_source, alert.candid, "duplicate candid")
             self._db.execute("DELETE FROM alerts WHERE candid = ?", (alert.candid,))
+        if self.geometry is None:  # the first alert, added without ingest (tests)
+            self._same_geometry(alert)
         stamps = np.asarray(alert.stamps, "<f4")
         mask = np.asarray(alert.stamp_mask, np.uint8)
-        if stamps.shape != STAMP_SHAPE or mask.shape != STAMP_SHAPE:
+        if stamps.shape != self.geometry.shape or mask.shape != self.geometry.shape:
             raise ValueError(
                 f"{alert.source} (candid {alert.candid}): stamps {stamps.shape} and mask "
-                f"{mask.shape}, expected {STAMP_SHAPE}"
+                f"{mask.shape}, expected {self.geometry.shape}"
             )
         self._spill.seek(0, 2)
         offset = self._spill.tell()
         self._spill.write(stamps.tobytes() + mask.tobytes())
         self._db.execute(
-            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 alert.candid,
                 alert.object_id,
@@ -247,6 +293,7 @@ class Staging:
                 alert.source,
                 offset,
                 np.asarray(alert.metadata, "<f8").tobytes(),
+                alert.split,
             ),
         )
 
@@ -267,7 +314,13 @@ class Staging:
 
     # ------------------------------------------------------------------------------- splits
     def assign_splits(self, fractions: Sequence[float], seed: int) -> None:
-        """Labels every object (majority of its labelled alerts) and splits objects per label."""
+        """Labels every object (majority of its labelled alerts) and splits objects per label.
+
+        Splits the input gives (``Alert.split``: a split column, train/validation/test folders)
+        are kept as given; only the other objects are drawn, per label, at ``fractions``. An
+        object whose alerts were given different splits goes to the first of them in
+        ``SPLITS`` order (train, validation, test), so it never straddles two.
+        """
         fractions = check_fractions(fractions)
         self._db.executescript(_OBJECTS)  # a resumed staging assigns its splits afresh
         rows = self._db.execute(
@@ -283,11 +336,20 @@ class Staging:
             if len(objects) >= _CHUNK_ROWS:
                 self._insert_objects(objects)
         self._insert_objects(objects)
-        # Rank objects within their label by hash, then cut each label at the fractions.
+        self._db.execute(
+            f"""UPDATE objects SET split = given.split
+            FROM (SELECT object_id, CASE MIN(CASE given_split WHEN '{SPLITS[0]}' THEN 0
+                    WHEN '{SPLITS[1]}' THEN 1 ELSE 2 END)
+                  WHEN 0 THEN '{SPLITS[0]}' WHEN 1 THEN '{SPLITS[1]}' ELSE '{SPLITS[2]}' END
+                  AS split
+                  FROM alerts WHERE given_split IS NOT NULL GROUP BY object_id) AS given
+            WHERE objects.object_id = given.object_id"""
+        )
+        # Rank the other objects within their label by hash, then cut each label at the fractions.
         sizes = [
             (label, *split_sizes(count, fractions))
             for label, count in self._db.execute(
-                "SELECT label, COUNT(*) FROM objects GROUP BY label"
+                "SELECT label, COUNT(*) FROM objects WHERE split IS NULL GROUP BY label"
             ).fetchall()
         ]
         self._db.execute("CREATE TEMP TABLE label_sizes (label TEXT, train INT, validation INT)")
@@ -299,7 +361,8 @@ class Staging:
                 ELSE '{SPLITS[2]}' END
             FROM (SELECT object_id, train, validation, ROW_NUMBER() OVER (
                     PARTITION BY objects.label ORDER BY split_key, object_id) - 1 AS rank
-                  FROM objects JOIN label_sizes USING (label)) AS ranked
+                  FROM objects JOIN label_sizes USING (label)
+                  WHERE objects.split IS NULL) AS ranked
             WHERE objects.object_id = ranked.object_id"""
         )
         self._db.execute("CREATE INDEX objects_by_split ON objects (split, object_id)")
@@ -356,15 +419,17 @@ class Staging:
     def _read(self, offset: int) -> tuple[np.ndarray, np.ndarray]:
         """(stamps float32, mask uint8) of the alert spilled at ``offset``."""
         self._spill.seek(offset)
-        record = self._spill.read(RECORD_BYTES)
-        if len(record) != RECORD_BYTES:
+        shape = self.geometry.shape
+        values = int(np.prod(shape))
+        record = self._spill.read(record_bytes(shape))
+        if len(record) != record_bytes(shape):
             raise OSError(
                 f"{self._spill_path} ends inside the alert at byte {offset}: the staging is "
                 "damaged; delete it and build again"
             )
-        stamps = np.frombuffer(record, "<f4", _STAMP_VALUES).reshape(STAMP_SHAPE)
-        mask = np.frombuffer(record, np.uint8, _STAMP_VALUES, 4 * _STAMP_VALUES)
-        return stamps.astype(np.float32), mask.reshape(STAMP_SHAPE).copy()
+        stamps = np.frombuffer(record, "<f4", values).reshape(shape)
+        mask = np.frombuffer(record, np.uint8, values, 4 * values)
+        return stamps.astype(np.float32), mask.reshape(shape).copy()
 
     def alert_examples(self, split: str) -> Iterator[tuple[int, dict]]:
         """(key, example) of every alert of ``split``, in spill-file order."""
@@ -430,15 +495,19 @@ def _size_and_mtime(path: Path) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def staged(directory: str | Path, sources, labels, fractions, seed) -> Iterator[Staging]:
-    """A ``Staging`` that has read ``sources`` and assigned splits; closed on exit."""
+def staged(
+    directory: str | Path, sources, labels, fractions, seed, reader=None
+) -> Iterator[Staging]:
+    """A ``Staging`` that has read ``sources`` (with ``reader``) and assigned splits; closed on
+    exit."""
     with Staging(directory) as staging:
-        staging.ingest(sources, labels)
+        staging.ingest(sources, labels, reader)
         if staging.num_alerts() == 0:
             raise ValueError(
                 f"No usable alert in {sources!r}: {staging.alerts_read} alert(s) read, "
                 f"{len(staging.rejections)} rejected ({staging.rejections.counts()}). Point "
-                "--source at Avro files, ZTF-archive .tar.gz files or Fink parquet files."
+                "--source at Avro files, ZTF-archive .tar.gz files or Fink parquet files, or "
+                "give --preset/--mapping for your own tables, arrays or HDF5 files."
             )
         staging.assign_splits(fractions, seed)
         yield staging

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from stampnet.constants import STAMP_SHAPE
+from stampnet.features import METADATA_FIELDS
 
 #: Seconds reading one case may take before it counts as a hang (it takes ~10-50 ms).
 DEFAULT_TIMEOUT = 20.0
@@ -90,11 +92,12 @@ def tensor_problems(alert) -> list[str]:
     """What is wrong with the arrays of one yielded ``Alert`` (empty when all is well)."""
     problems = []
     stamps, mask, metadata = alert.stamps, alert.stamp_mask, alert.metadata
-    if stamps.shape != STAMP_SHAPE or stamps.dtype != np.float32:
+    expected = STAMP_SHAPE if len(alert.channels) == 3 else stamps.shape  # own data: its own
+    if stamps.ndim != 3 or stamps.shape != expected or stamps.dtype != np.float32:
         problems.append(f"stamps {stamps.dtype}{stamps.shape}")
     elif not np.isfinite(stamps).all():
         problems.append("non-finite stamp pixels")
-    if mask.shape != STAMP_SHAPE or mask.dtype != bool:
+    if mask.shape != stamps.shape or mask.dtype != bool:
         problems.append(f"mask {mask.dtype}{mask.shape}")
     elif stamps.shape == mask.shape and np.any(stamps[~mask] != 0):
         problems.append("invalid pixels not zeroed")
@@ -103,17 +106,25 @@ def tensor_problems(alert) -> list[str]:
     return problems
 
 
-def check_file(path: Path, sample: bool) -> dict:
-    """Reads one fuzz file with ``iter_alerts``; returns the findings as a JSON-ready dict."""
+def check_file(path: Path, sample: bool, mapping: dict | None = None) -> dict:
+    """Reads one fuzz file (``iter_alerts``; own data: ``AlertReader`` with its ``mapping``);
+    returns the findings as a JSON-ready dict. Rejections must name the file or its folder."""
     from stampnet.data.alert import RejectionLog, RejectionWarning
     from stampnet.data.readers import iter_alerts
 
+    if mapping is not None:
+        from stampnet.data.mapping import DataMapping
+        from stampnet.data.own import AlertReader
+
+        read = AlertReader(mapping=DataMapping.from_dict(mapping))
+    else:
+        read = iter_alerts
     rejections = RejectionLog(warn=False)
     result = {"alerts": 0, "crash": None, "tensors": [], "sample": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RejectionWarning)
         try:
-            for alert in iter_alerts([str(path)], rejections=rejections):
+            for alert in read([str(path)], rejections=rejections):
                 result["alerts"] += 1
                 result["tensors"].extend(tensor_problems(alert))
                 if sample and len(result["sample"]) < 2 and not result["tensors"]:
@@ -121,13 +132,14 @@ def check_file(path: Path, sample: bool) -> dict:
         except Exception:  # the finding itself: an exception escaped the reader
             result["crash"] = traceback.format_exc(limit=-3)[-1500:]
     result["rejections"] = len(rejections)
-    named = any(str(rejection.source).startswith(str(path)) for rejection in rejections)
+    where = str(path if mapping is None else path.parent)
+    named = any(str(rejection.source).startswith(where) for rejection in rejections)
     result["lost"] = result["alerts"] == 0 and not named
     return result
 
 
 def _encode_arrays(alert) -> dict:
-    return {
+    encoded = {
         name: base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()
         for name, value in (
             ("stamps", alert.stamps.astype(np.float32)),
@@ -135,15 +147,17 @@ def _encode_arrays(alert) -> dict:
             ("metadata", alert.metadata.astype(np.float64)),
         )
     }
+    return {**encoded, "shape": list(alert.stamps.shape)}
 
 
 def _decode_arrays(encoded: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def array(name, dtype):
         return np.frombuffer(base64.b64decode(encoded[name]), dtype)
 
+    shape = tuple(encoded["shape"])
     return (
-        array("stamps", np.float32).reshape(STAMP_SHAPE),
-        array("mask", np.float32).reshape(STAMP_SHAPE),
+        array("stamps", np.float32).reshape(shape),
+        array("mask", np.float32).reshape(shape),
         array("metadata", np.float64),
     )
 
@@ -166,10 +180,15 @@ def worker_main(ztf_dir: str, seed: int, sample_every: int) -> None:
             # for the reader alone, so say when reading starts.
             answers.write(json.dumps({"reading": index}) + "\n")
             answers.flush()
-            path = Path(scratch) / case.filename
+            folder = Path(scratch) / f"case{index:06d}"
+            folder.mkdir()
+            path = folder / case.filename
             path.write_bytes(case.data)
-            result = check_file(path, sample=sample_every > 0 and index % sample_every == 0)
-            path.unlink()
+            for name, data in case.extras:
+                (folder / name).write_bytes(data)
+            sample = sample_every > 0 and index % sample_every == 0
+            result = check_file(path, sample=sample, mapping=case.mapping)
+            shutil.rmtree(folder)
             result.update(index=index, mutator=case.mutator, seed=case.seed, file=case.filename)
             answers.write(json.dumps(result) + "\n")
             answers.flush()
@@ -305,10 +324,15 @@ def check_model_inputs(samples: list[dict]) -> list[tuple[int, str]]:
     """(case index, layer) of the sampled alerts whose model inputs hold NaN or inf."""
     if not samples:
         return []
-    from stampnet.features import METADATA_FIELDS, FeatureStats
+    from stampnet.features import FeatureStats
     from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
 
+    # The ZTF geometry and metadata vector (own data of other shapes: checked in the alert tensors).
+    samples = [s for s in samples if tuple(s["shape"]) == STAMP_SHAPE]
     arrays = [_decode_arrays(sample) for sample in samples]
+    arrays = [item for item in arrays if item[2].shape == (len(METADATA_FIELDS),)]
+    if not arrays:
+        return []
     stamps = np.stack([stamp for stamp, _, _ in arrays])
     masks = np.stack([mask for _, mask, _ in arrays])
     metadata = np.stack([values for _, _, values in arrays])

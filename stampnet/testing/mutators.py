@@ -9,9 +9,13 @@ from ``(seed, index)``, with one mutator of that kind:
 - packet mutators (Avro records, tar members, parquet rows): decode the record, damage a cutout
   (corrupt gzip, broken FITS header or data, other shapes and BITPIX, missing stamps) or a field
   (NaN, inf, extremes, null, wrong types), and re-encode with the packet's own schema;
-- container mutators: tarballs with foreign, empty or duplicated members, links and directories.
+- container mutators: tarballs with foreign, empty or duplicated members, links and directories;
+- own-data mutators (the same real alerts exported by ``stampnet export`` as Deep-HiTS ``.npz``,
+  HDF5, BTSbot ``.npy`` + CSV and ALeRCE-style parquet tables, read back with their mapping):
+  odd pixel values, wrong dtypes and shapes, rows missing from one array, deleted keys, null and
+  non-finite cells, corrupt cutout bytes, broken CSV lines.
 
-New input kinds (arrays, tables) plug in with ``SEED_LOADERS[kind]`` (real files -> seeds) and
+A new input kind plugs in with a seed loader in ``load_corpus`` (real files -> ``Seed``) and
 ``@mutator(kind)`` functions; ``make_case`` picks among the mutators registered for a seed's kind.
 """
 
@@ -23,6 +27,7 @@ import gzip
 import io
 import math
 import tarfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +64,8 @@ class Seed:
     schema: dict | None = None
     codec: str = "null"
     members: tuple = ()  # (name, bytes) of a tarball
+    extras: tuple = ()  # (name, bytes) of files read with the main one (a BTSbot array)
+    mapping: dict | None = None  # own data: the mapping that reads it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +77,8 @@ class Case:
     seed: str
     filename: str
     data: bytes
+    extras: tuple = ()
+    mapping: dict | None = None
 
 
 class Unencodable(ValueError):
@@ -79,6 +88,9 @@ class Unencodable(ValueError):
 MUTATORS: dict[str, list[Callable]] = {}
 SYNC = b"stampnet-fuzz-16"
 SUFFIXES = {"avro": ".avro", "tar": ".tar.gz", "parquet": ".parquet"}
+#: Own-data layouts of ``stampnet export`` and the kind of their seeds.
+OWN_LAYOUTS = {"deep-hits-npz": "npz", "hdf5": "hdf5", "btsbot": "btsbot", "alerce-table": "table"}
+BYTE_KINDS = ("avro", "tar", "parquet", *OWN_LAYOUTS.values())
 
 
 def mutator(*kinds: str):
@@ -130,6 +142,32 @@ def load_corpus(ztf_dir: str | Path) -> list[Seed]:
         seeds.extend(_avro_seed(f"{tarball.name}::{n}", data) for n, data in seed.members[:1])
     parquets = sorted((ztf_dir / "fink_parquet").glob("*.parquet"), key=lambda p: p.stat().st_size)
     seeds.extend(_parquet_seed(path) for path in parquets[:2])
+    seeds.extend(_own_seeds(ztf_dir / "schema_versions"))
+    return seeds
+
+
+def _own_seeds(source: Path) -> list[Seed]:
+    """The alerts of ``source`` exported to every own-data layout (``stampnet export``)."""
+    import json
+    import tempfile
+
+    from stampnet.data.alert import RejectionLog
+    from stampnet.data.export import export_alerts
+
+    seeds = []
+    with tempfile.TemporaryDirectory(prefix="stampnet-fuzz-own-") as scratch:
+        for layout, kind in OWN_LAYOUTS.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                summary = export_alerts(
+                    source, Path(scratch) / layout, layout, rejections=RejectionLog(warn=False)
+                )
+            files = [Path(name) for name in summary["files"]]
+            main = next((path for path in files if path.suffix == ".csv"), files[0])
+            extras = tuple((p.name, p.read_bytes()) for p in files if p != main)
+            mapping = json.loads(Path(summary["mapping"]).read_text())
+            name = f"{layout}/{main.name}"
+            seeds.append(Seed(kind, name, main.read_bytes(), extras=extras, mapping=mapping))
     return seeds
 
 
@@ -146,12 +184,12 @@ def _first_records(ztf_dir: Path, count: int = 3) -> bytes:
 
 
 # --------------------------------------------------------------------------- byte mutators
-@mutator("avro", "tar", "parquet")
+@mutator(*BYTE_KINDS)
 def truncate(rng, seed: Seed) -> bytes:
     return seed.data[: int(rng.integers(0, len(seed.data)))]
 
 
-@mutator("avro", "tar", "parquet")
+@mutator(*BYTE_KINDS)
 def flip_bits(rng, seed: Seed) -> bytes:
     data = bytearray(seed.data)
     for position in rng.integers(0, len(data) * 8, size=int(rng.integers(1, 64))):
@@ -159,14 +197,14 @@ def flip_bits(rng, seed: Seed) -> bytes:
     return bytes(data)
 
 
-@mutator("avro", "tar", "parquet")
+@mutator(*BYTE_KINDS)
 def zero_range(rng, seed: Seed) -> bytes:
     start = int(rng.integers(0, len(seed.data)))
     stop = min(len(seed.data), start + int(rng.integers(1, 4096)))
     return seed.data[:start] + bytes(stop - start) + seed.data[stop:]
 
 
-@mutator("avro", "tar", "parquet")
+@mutator(*BYTE_KINDS)
 def garbage(rng, seed: Seed) -> bytes:
     start = int(rng.integers(0, len(seed.data)))
     noise = rng.bytes(int(rng.integers(1, 2048)))
@@ -175,7 +213,7 @@ def garbage(rng, seed: Seed) -> bytes:
     return seed.data[:start] + noise + seed.data[start:]  # insert
 
 
-@mutator("avro", "tar", "parquet")
+@mutator(*BYTE_KINDS)
 def keep_magic_only(rng, seed: Seed) -> bytes:
     return seed.data[: int(rng.integers(0, 9))]
 
@@ -348,6 +386,137 @@ def odd_members(rng, seed: Seed) -> bytes:
     return _tarball([members[int(i)] for i in order], rng)
 
 
+# ------------------------------------------------------------------------- own-data mutators
+def _load_arrays(kind: str, data: bytes) -> dict[str, np.ndarray]:
+    if kind == "npz":
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    if kind == "hdf5":
+        import h5py
+
+        with h5py.File(io.BytesIO(data), "r") as handle:
+            return {key: handle[key][()] for key in handle if isinstance(handle[key], h5py.Dataset)}
+    return {"stamps": np.load(io.BytesIO(data), allow_pickle=False)}  # a BTSbot .npy
+
+
+def _save_arrays(kind: str, arrays: dict[str, np.ndarray]) -> bytes:
+    sink = io.BytesIO()
+    if kind == "npz":
+        np.savez(sink, **arrays)
+    elif kind == "hdf5":
+        import h5py
+
+        with h5py.File(sink, "w") as handle:
+            for key, value in arrays.items():
+                value = np.asarray(value)
+                if value.dtype.kind in "OU":  # strings: as fixed-length bytes
+                    value = value.astype("S")
+                handle.create_dataset(key, data=value)
+    else:
+        np.save(sink, arrays["stamps"], allow_pickle=False)
+    return sink.getvalue()
+
+
+def _damage_arrays(rng, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    arrays = dict(arrays)
+    key = sorted(arrays)[int(rng.integers(len(arrays)))]
+    value = np.array(arrays[key])
+    operation = int(rng.integers(0, 6))
+    if operation == 0 and value.dtype.kind == "f" and value.size:  # odd pixel/feature values
+        flat = value.reshape(-1)
+        picks = rng.integers(0, flat.size, size=int(rng.integers(1, min(flat.size, 5000) + 1)))
+        flat[picks] = rng.choice(ODD_PIXELS, size=picks.size)
+    elif operation == 1 and len(value.shape):  # rows missing from one array only
+        value = value[: int(rng.integers(0, len(value)))]
+    elif operation == 2:  # another dtype
+        dtype = [np.int8, np.float16, np.bool_, np.uint64, "U3"][int(rng.integers(5))]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = value.astype(dtype)
+    elif operation == 3:  # another shape
+        value = value[..., : max(1, value.shape[-1] // 2)] if value.ndim else value[None]
+    elif operation == 4:
+        del arrays[key]
+        return arrays
+    else:
+        value = value[:0]
+    arrays[key] = value
+    return arrays
+
+
+@mutator("npz", "hdf5")
+def damage_arrays(rng, seed: Seed) -> bytes:
+    return _save_arrays(seed.kind, _damage_arrays(rng, _load_arrays(seed.kind, seed.data)))
+
+
+@mutator("btsbot")
+def damage_sidecar_array(rng, seed: Seed) -> bytes:
+    """Damages the BTSbot ``.npy`` beside the CSV (the case's extra file); keeps the CSV."""
+    name, data = seed.extras[0]
+    if rng.random() < 0.3:
+        data = BYTE_MUTATORS[int(rng.integers(len(BYTE_MUTATORS)))](rng, Seed("npy", name, data))
+    else:
+        data = _save_arrays("npy", _damage_arrays(rng, _load_arrays("npy", data)))
+    raise ReplaceExtras(seed.data, ((name, data),))
+
+
+@mutator("btsbot")
+def damage_csv(rng, seed: Seed) -> bytes:
+    lines = seed.data.decode().splitlines()
+    operation = int(rng.integers(0, 4))
+    if operation == 0:  # a garbage line
+        lines.insert(
+            int(rng.integers(1, len(lines) + 1)), rng.bytes(40).hex()[: int(rng.integers(80))]
+        )
+    elif operation == 1 and len(lines) > 1:  # a row fewer than the array
+        del lines[int(rng.integers(1, len(lines)))]
+    elif operation == 2:  # an odd cell
+        row = int(rng.integers(0, len(lines)))
+        cells = lines[row].split(",")
+        cells[int(rng.integers(len(cells)))] = str(
+            rng.choice(["nan", "inf", "-inf", "", "x", "1e999"])
+        )
+        lines[row] = ",".join(cells)
+    else:  # a column gone from the header
+        cells = lines[0].split(",")
+        del cells[int(rng.integers(len(cells)))]
+        lines[0] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+@mutator("table")
+def damage_table(rng, seed: Seed) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as parquet
+
+    table = parquet.read_table(io.BytesIO(seed.data))
+    if rng.random() < 0.15:  # a column gone
+        table = table.drop_columns([table.column_names[int(rng.integers(table.num_columns))]])
+    else:
+        rows = table.to_pylist()
+        row = rows[int(rng.integers(len(rows)))]
+        key = sorted(row)[int(rng.integers(len(row)))]
+        if isinstance(row[key], bytes) and row[key][:2] == b"\x1f\x8b":
+            row[key] = _stamp_bytes(rng, row[key])
+        else:
+            row[key] = ODD_VALUES[int(rng.integers(len(ODD_VALUES)))]
+        try:
+            table = pa.Table.from_pylist(rows, schema=table.schema)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
+            raise Unencodable(str(error)[:200]) from None
+    sink = io.BytesIO()
+    parquet.write_table(table, sink)
+    return sink.getvalue()
+
+
+class ReplaceExtras(Exception):  # noqa: N818 (a result, not an error)
+    """Raised by a mutator that changes a case's extra files: (main bytes, extras)."""
+
+    def __init__(self, data: bytes, extras: tuple):
+        super().__init__("extras replaced")
+        self.data, self.extras = data, extras
+
+
 # ------------------------------------------------------------------------------- the cases
 def make_case(corpus: list[Seed], seed: int, index: int) -> Case:
     """The ``index``-th case of run ``seed``: a random seed file and one of its mutators."""
@@ -358,11 +527,17 @@ def make_case(corpus: list[Seed], seed: int, index: int) -> Case:
     mutators = structured if structured and rng.random() < 0.5 else BYTE_MUTATORS
     function = mutators[int(rng.integers(len(mutators)))]
     label = function.__name__
+    extras = chosen.extras
     try:
         data = function(rng, chosen)
+    except ReplaceExtras as replaced:
+        data, extras = replaced.data, replaced.extras
     except Unencodable:  # e.g. null in a field its schema does not allow: damage the bytes
         function = BYTE_MUTATORS[int(rng.integers(len(BYTE_MUTATORS)))]
         label = f"{label}>{function.__name__}"
         data = function(rng, chosen)
-    name = f"case{index:06d}_{function.__name__}{SUFFIXES[chosen.kind]}"
-    return Case(index, label, chosen.name, name, data)
+    if chosen.mapping is not None:  # own data: the exported names, which the mapping expects
+        name = chosen.name.split("/")[-1]
+    else:
+        name = f"case{index:06d}_{function.__name__}{SUFFIXES[chosen.kind]}"
+    return Case(index, label, chosen.name, name, data, extras, chosen.mapping)
