@@ -58,6 +58,7 @@ class FuzzReport:
     lost_inputs: int = 0
     model_inputs_checked: int = 0
     nonfinite_model_inputs: int = 0
+    fuzzer_errors: int = 0  # cases the mutators failed to make (bugs of the fuzzer)
     seconds: float = 0.0
     mutators: dict = dataclasses.field(default_factory=dict)
     failures: list = dataclasses.field(default_factory=list)
@@ -70,6 +71,7 @@ class FuzzReport:
             or self.nonfinite_tensors
             or self.lost_inputs
             or self.nonfinite_model_inputs
+            or self.fuzzer_errors
         )
 
     def summary(self) -> str:
@@ -79,7 +81,7 @@ class FuzzReport:
             f"crashes {self.crashes}  hangs {self.hangs}  NaN/inf in alert tensors "
             f"{self.nonfinite_tensors}  inputs lost without a rejection {self.lost_inputs}",
             f"model inputs checked {self.model_inputs_checked}  non-finite model inputs "
-            f"{self.nonfinite_model_inputs}",
+            f"{self.nonfinite_model_inputs}  fuzzer errors {self.fuzzer_errors}",
             "cases per mutator: "
             + ", ".join(f"{name} {count}" for name, count in sorted(self.mutators.items())),
         ]
@@ -175,7 +177,13 @@ def worker_main(ztf_dir: str, seed: int, sample_every: int) -> None:
         answers.flush()
         for line in sys.stdin:
             index = int(line)
-            case = make_case(corpus, seed, index)
+            try:
+                case = make_case(corpus, seed, index)
+            except Exception:  # a bug of the fuzzer itself: reported, not taken for a hang
+                error = traceback.format_exc(limit=-2)[-800:]
+                answers.write(json.dumps({"making_error": error, "index": index}) + "\n")
+                answers.flush()
+                continue
             # Making a case (astropy, fastavro) may be slow on a busy machine: the timeout is
             # for the reader alone, so say when reading starts.
             answers.write(json.dumps({"reading": index}) + "\n")
@@ -221,8 +229,9 @@ class _Worker:
             self.process.stdin.flush()
         except BrokenPipeError:
             return "making", None
-        if self.answer(MAKING_TIMEOUT) is None:
-            return "making", None
+        made = self.answer(MAKING_TIMEOUT)
+        if made is None or "making_error" in made:
+            return "making", made
         return "reading", self.answer(timeout)
 
     def answer(self, timeout: float) -> dict | None:
@@ -279,6 +288,12 @@ def run_fuzz(
     try:
         for index in range(cases) if indices is None else indices:
             stage, result = worker.ask(index, timeout)
+            if result is not None and "making_error" in result:
+                report.cases += 1
+                report.fuzzer_errors += 1
+                error = result["making_error"].strip().splitlines()[-1]
+                report.failures.append(f"fuzzer error: case {index}: {error}")
+                continue
             if result is None:
                 code = worker.process.poll()
                 kind = "hang" if code is None else "crash"

@@ -413,7 +413,8 @@ def _save_arrays(kind: str, arrays: dict[str, np.ndarray]) -> bytes:
                     value = value.astype("S")
                 handle.create_dataset(key, data=value)
     else:
-        np.save(sink, arrays["stamps"], allow_pickle=False)
+        stamps = arrays.get("stamps", np.zeros(0, np.float32))  # a deleted key: an empty array
+        np.save(sink, stamps, allow_pickle=False)
     return sink.getvalue()
 
 
