@@ -15,6 +15,8 @@ import sys
 COMMANDS = {
     "simulate": ("stampnet.simulation.command", "write simulated ZTF-format alerts and labels"),
     "build": ("stampnet.data.command", "build sharded TFRecord datasets from alert files"),
+    "export": ("stampnet.data.export", "write alerts as Deep-HiTS/ALeRCE/BTSbot/HDF5 stamp files"),
+    "convert": ("stampnet.data.convert", "convert pickled Deep-HiTS chunks to npz or HDF5"),
     "import-alerce": ("stampnet.models.alerce_import", "convert an ALeRCE TF1 checkpoint"),
     "classify": ("stampnet.inference", "classify alert files with a saved model"),
     "train": ("stampnet.training.command", "train a model (same as python train.py)"),

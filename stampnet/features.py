@@ -168,12 +168,15 @@ class FeatureStats:
 
 
 def _as_float(value) -> float:
+    """The value as a float; NaN (missing) when absent, not a number, or infinite (no
+    measurement is infinite: an inf is a corrupt field, and must not reach a model)."""
     if value is None:
         return math.nan
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+    return number if math.isfinite(number) else math.nan
 
 
 def isdiffpos_value(value) -> float:

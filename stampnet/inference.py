@@ -1,11 +1,16 @@
 """Classify alert files with a saved stampnet classifier: ``stampnet classify``.
 
 ``stampnet classify --model MODEL.keras --source ALERTS... --out predictions.csv`` streams alerts
-from any mix of Avro files, ZTF tarballs and Fink parquet (``stampnet.data.readers``), in
+from any mix of Avro files, ZTF tarballs and Fink parquet, and a user's own arrays, tables and
+HDF5 files (``stampnet.data.own``, with ``--preset``/``--mapping`` as for ``stampnet build``), in
 batches, through the model, and writes one CSV row per alert:
 ``candid, objectId, p_<class>..., predicted_class, model_name, model_version, source, rejected``.
 An alert that cannot be read is not dropped silently: it gets a row with empty probabilities and
-the reason in ``rejected`` (empty for classified alerts). Memory stays flat: one batch in flight.
+the reason in ``rejected`` (empty for classified alerts). Rows of a user's own data may lack
+metadata: a model with a feature branch still classifies them (missing features are normalised
+to the training mean, 0), and the last column, ``missing_features``, says how many of the model's
+features the row lacked (empty for images-only models), so such rows are never silently mixed
+with complete ones. Memory stays flat: one batch in flight.
 
 The model carries everything needed (the preprocessing layers, the feature names and statistics
 in ``FeatureNormalization``, the class names and version in its ``probabilities`` layer), so any
@@ -57,13 +62,34 @@ class Classifier:
         import tensorflow as tf
 
         self._feature_indices = metadata_indices(self.feature_names)
+        self._record = None  # stampnet.compat.ModelRecord, read on the first batch
         # One traced graph for every batch size: far faster per batch than model.predict.
         self._forward = tf.function(
             lambda inputs: self.model(inputs, training=False), reduce_retracing=True
         )
 
+    def check(self, alerts: list) -> None:
+        """Refuses alerts whose stamps the model was not built for, saying what differs."""
+        from stampnet import compat
+
+        if self._record is None:
+            self._record = compat.model_record(self.model)
+        seen = {}
+        for alert in alerts:
+            channels = tuple(getattr(alert, "channels", None) or ())
+            seen.setdefault((alert.stamps.shape, channels), alert.source)
+        for (shape, channels), source in seen.items():
+            compat.check(
+                self._record,
+                compat.data_record_of_stamps(shape, channels),
+                what=f"model {self.name!r}",
+                against=f"the alert {source}",
+                classes="ignore",
+            )
+
     def inputs(self, alerts: list) -> dict[str, np.ndarray]:
-        """The raw model inputs of a list of ``Alert`` records."""
+        """The raw model inputs of a list of ``Alert`` records (checked with ``check``)."""
+        self.check(alerts)
         inputs = {
             "stamps": np.stack([alert.stamps for alert in alerts]).astype(np.float32, copy=False),
             "stamp_mask": np.stack([alert.stamp_mask for alert in alerts]).astype(np.float32),
@@ -106,11 +132,12 @@ def load_classifier(model) -> Classifier:
     )
 
 
-def _batches(sources, batch_size: int, rejections) -> Iterator[list]:
-    from stampnet.data.readers import iter_alerts
+def _batches(sources, batch_size: int, rejections, reader=None) -> Iterator[list]:
+    from stampnet.data.own import AlertReader
 
+    reader = AlertReader() if reader is None else reader
     batch = []
-    for alert in iter_alerts(sources, rejections=rejections):
+    for alert in reader(sources, rejections=rejections):
         batch.append(alert)
         if len(batch) == batch_size:
             yield batch
@@ -166,6 +193,7 @@ def classify(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     prefetch: int = PREFETCH_BATCHES,
+    reader=None,
 ) -> dict:
     """Classifies every alert of ``sources`` and writes one CSV row per alert to ``out_csv``.
 
@@ -176,6 +204,8 @@ def classify(
             in the ``rejected`` column.
         batch_size: alerts per model call.
         prefetch: batches decoded ahead in a reader thread (0 reads in the calling thread).
+        reader: what reads ``sources`` (``stampnet.data.own.AlertReader``, which reads packets
+            and a user's own arrays, tables and HDF5 files, by default).
 
     Returns:
         A summary: ``classified``, ``rejected``, ``rejections`` (counts per reason), ``seconds``,
@@ -190,6 +220,7 @@ def classify(
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     header = ["candid", "objectId", *(f"p_{name}" for name in classifier.class_names)]
     header += ["predicted_class", "model_name", "model_version", "source", "rejected"]
+    header += ["missing_features"]
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
     start, classified = time.perf_counter(), 0
@@ -206,7 +237,9 @@ def classify(
         def write_pending() -> None:  # with the lock held
             for rejection in pending:
                 candid = "" if rejection.candid is None else rejection.candid
-                writer.writerow([candid, "", *empty, *identity, rejection.source, rejection.reason])
+                writer.writerow(
+                    [candid, "", *empty, *identity, rejection.source, rejection.reason, ""]
+                )
             pending.clear()
 
         def write_rejection(rejection) -> None:
@@ -216,18 +249,26 @@ def classify(
                     write_pending()
 
         rejections = RejectionLog(warn=False, on_reject=write_rejection)
-        batches = _batches(sources, batch_size, rejections)
+        batches = _batches(sources, batch_size, rejections, reader)
         if prefetch:
             batches = _prefetch(batches, prefetch)
         try:
             for batch in batches:
-                probabilities = classifier.predict(classifier.inputs(batch))
+                inputs = classifier.inputs(batch)
+                probabilities = classifier.predict(inputs)
                 predicted = np.argmax(probabilities, axis=1)
+                missing = (
+                    np.isnan(inputs["features"]).sum(axis=1)
+                    if "features" in inputs
+                    else [""] * len(batch)
+                )
                 with lock:
-                    for alert, row, label in zip(batch, probabilities, predicted, strict=True):
+                    for alert, row, label, lacking in zip(
+                        batch, probabilities, predicted, missing, strict=True
+                    ):
                         writer.writerow(
                             [alert.candid, alert.object_id, *(f"{p:.9g}" for p in row)]
-                            + [classifier.class_names[label], *identity, alert.source, ""]
+                            + [classifier.class_names[label], *identity, alert.source, "", lacking]
                         )
                     write_pending()
                 classified += len(batch)
@@ -254,11 +295,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="CSV to write, one row per alert")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    from stampnet.data.command import add_reading_arguments
+
+    add_reading_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from stampnet.data.command import reader_from_args
+
     try:
-        summary = classify(args.model, args.source, args.out, batch_size=args.batch_size)
+        summary = classify(
+            args.model,
+            args.source,
+            args.out,
+            batch_size=args.batch_size,
+            reader=reader_from_args(args),
+        )
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"stampnet classify: {error}") from error
     print(

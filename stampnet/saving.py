@@ -27,11 +27,15 @@ def register_stampnet_objects() -> None:
 
 def load_model(path: str | Path, *, compile: bool = False):
     """``keras.saving.load_model`` with every stampnet class registered; a clear error if the
-    file is missing."""
+    file is missing.
+
+    Always in Keras' safe mode: a file that carries code (a ``Lambda`` layer's pickled bytecode)
+    is refused rather than run. stampnet's own models use no ``Lambda`` layer, so none needs it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No saved model at {path}: expected a .keras file")
     import keras
 
     register_stampnet_objects()
-    return keras.saving.load_model(path, compile=compile)
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from stampnet.constants import ALERCE_CLASSES, UNLABELLED
 from stampnet.data import splits
-from stampnet.data.alert import REJECTIONS_FILE, RejectionWarning
+from stampnet.data.alert import REJECTIONS_FILE, Alert, RejectionWarning
 from stampnet.data.build import build_dataset
 from stampnet.data.builder import ZtfAlerts, load_builder, version_dir
 from stampnet.data.card import FeatureAccumulator, feature_stats_for, load_card
@@ -45,16 +45,54 @@ def test_split_sizes_use_largest_remainder():
         splits.check_fractions((0.7, 0.2, 0.2))
 
 
-def test_splits_are_stratified_deterministic_and_seeded():
-    labels = {f"ZTF{i:05d}": ("SN" if i % 4 == 0 else "VS") for i in range(400)}
-    first = splits.assign_splits(labels, (0.7, 0.15, 0.15), seed=0)
-    assert first == splits.assign_splits(dict(reversed(labels.items())), (0.7, 0.15, 0.15), 0)
+def _synthetic_staging(directory, object_labels):
+    """A Staging holding one tiny alert per object, ingested in the given order."""
+    staging = Staging(directory)
+    zeros = np.zeros((63, 63, 3), np.float32)
+    for candid, (object_id, label) in enumerate(object_labels, start=1):
+        alert = Alert(
+            object_id, candid, 2.46e6, 1, zeros, zeros > -1, np.zeros(len(METADATA_FIELDS)),
+            "synthetic", "4.02", (63, 63),
+        )  # fmt: skip
+        staging._add(alert, label)
+    staging._db.commit()
+    return staging
+
+
+def _objects_per_split(staging) -> dict:
+    return dict(staging._db.execute("SELECT object_id, split FROM objects").fetchall())
+
+
+def test_sql_splits_are_stratified_order_free_and_seeded(tmp_path):
+    objects = [(f"ZTF{i:05d}", "SN" if i % 4 == 0 else "VS") for i in range(400)]
+    fractions = (0.7, 0.15, 0.15)
+    with _synthetic_staging(tmp_path / "a", objects) as forward:
+        forward.assign_splits(fractions, seed=0)
+        first = _objects_per_split(forward)
+        forward.assign_splits(fractions, seed=1)  # assigning again replaces the assignment
+        other_seed = _objects_per_split(forward)
+    with _synthetic_staging(tmp_path / "b", reversed(objects)) as backward:
+        backward.assign_splits(fractions, seed=0)
+        assert _objects_per_split(backward) == first
+    labels = dict(objects)
     for label, total in Counter(labels.values()).items():
         per_split = Counter(first[name] for name, lab in labels.items() if lab == label)
         assert per_split == dict(
-            zip(splits.SPLITS, splits.split_sizes(total, (0.7, 0.15, 0.15)), strict=True)
+            zip(splits.SPLITS, splits.split_sizes(total, fractions), strict=True)
         )
-    assert first != splits.assign_splits(labels, (0.7, 0.15, 0.15), seed=1)
+    assert first != other_seed and Counter(first.values()) == Counter(other_seed.values())
+
+
+def _assert_per_label_split_sizes(card):
+    """Objects of every label are cut at the card's fractions (largest remainder), per object."""
+    per_label = {}
+    for split, counts in card["counts"]["sequences"].items():
+        for label, count in counts.items():
+            per_label.setdefault(label, Counter())[split] = count
+    assert sum(sum(c.values()) for c in per_label.values()) == card["num_objects"]
+    for label, counts in per_label.items():
+        expected = splits.split_sizes(sum(counts.values()), card["split_fractions"])
+        assert tuple(counts.get(split, 0) for split in splits.SPLITS) == expected, label
 
 
 def test_object_label_prefers_labelled_alerts_and_is_order_free():
@@ -168,6 +206,11 @@ def test_objects_never_cross_splits_and_sequences_are_time_ordered(small_build):
     np.testing.assert_array_equal(longest["jd"], all_jd[:10])
 
 
+def test_small_build_splits_every_label_at_the_fractions(small_build):
+    _, card, _ = small_build
+    _assert_per_label_split_sizes(card)
+
+
 def test_loadable_with_tfds_apis(small_build):
     data_dir, card, _ = small_build
     builder = tfds.builder("ztf_alerts/sequences", data_dir=str(data_dir))
@@ -256,6 +299,23 @@ def test_sample_counts_match_readme(sample_build, ztf_dir):
     assert card["class_names"] == sorted(readme)
     assert set(card["class_names"]) - {"other"} == set(ALERCE_CLASSES)
     assert card["rejection_counts"] == {"duplicate candid": 3}
+
+
+@pytest.mark.slow
+def test_sample_build_splits_every_label_per_object_at_the_fractions(sample_build):
+    data_dir, card, _ = sample_build
+    _assert_per_label_split_sizes(card)
+    objects = Counter()
+    for split, ex in examples(data_dir, "sequences"):
+        objects[(split, ex["label"].decode())] += 1
+    assert objects == Counter(
+        {
+            (split, label): n
+            for split, c in card["counts"]["sequences"].items()
+            for label, n in c.items()
+        }
+    )
+    assert card["counts"]["sequences"]["test"]["SN"] > 0  # every class reaches every split
 
 
 @pytest.mark.slow

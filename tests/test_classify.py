@@ -19,6 +19,7 @@ CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
 FEATURES = ("magpsf", "sgscore1", "rb", "ndethist")
 COLUMNS = ["candid", "objectId", *(f"p_{name}" for name in CLASSES)]
 COLUMNS += ["predicted_class", "model_name", "model_version", "source", "rejected"]
+COLUMNS += ["missing_features"]
 
 
 @pytest.fixture(scope="module")

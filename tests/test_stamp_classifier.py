@@ -144,7 +144,7 @@ def test_pool_positions_and_crop_sizes(crop_size, flat):
 @pytest.mark.parametrize(
     "arguments",
     [
-        {"crop_size": 30},
+        {"crop_size": 64},
         {"pool_after": "dense_3"},
         {"channels": ("science", "science")},
         {"channels": ("red",)},

@@ -181,7 +181,7 @@ def test_resume_reads_the_run_config_and_applies_new_flags(tmp_path):
 
 def test_bad_flags_fail_clearly(tmp_path):
     with pytest.raises(SystemExit):
-        parse("--model", "stamp_classifier", "--channels", "science,red")
+        parse("--model", "stamp_classifier", "--channels", "science,science")
     with pytest.raises(SystemExit):
         parse("--model", "not_a_model")
     with pytest.raises(ValueError, match="--model is required"):
@@ -192,7 +192,8 @@ def test_bad_flags_fail_clearly(tmp_path):
 
 def test_registry_names_every_model_and_loads_specs_lazily():
     assert set(REGISTRY) == {
-        "stamp_classifier", "cae", "vae", "vade", "latent_classifier", "seq_classifier", "seq_vae",
+        "stamp_classifier", "deep_hits", "cae", "vae", "vade", "latent_classifier",
+        "seq_classifier", "seq_vae",
     }  # fmt: skip
     spec = get_spec("stamp_classifier")
     assert isinstance(spec, ModelSpec) and spec.dataset == "alerts" and spec.needs_labels

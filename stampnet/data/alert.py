@@ -1,10 +1,12 @@
 """The Alert record every reader yields, and how bad input is reported.
 
-An ``Alert`` is one ZTF alert packet reduced to what stampnet learns from: the three cutouts stacked
-into a fixed (63, 63, 3) float32 array with a validity mask, the raw metadata vector of
-``stampnet.features.METADATA_FIELDS`` and where the packet came from. Bad input never stops a
-build: readers raise ``AlertError`` for a packet they cannot use, and a ``RejectionLog`` records it
-(source, candid, reason) and lets the reader go on with the next packet; one warning sums them up.
+An ``Alert`` is one ZTF alert packet (or one row of a user's own stamp database, see
+``stampnet.data.own``) reduced to what stampnet learns from: the cutouts stacked into one (H, W, C)
+float32 array with a validity mask (ZTF: (63, 63, 3)), the raw metadata vector of
+``stampnet.features.METADATA_FIELDS`` (NaN where absent) and where the packet came from. Bad
+input never stops a build: readers raise ``AlertError`` for a packet they cannot use, and a
+``RejectionLog`` records it (source, candid, reason) and lets the reader go on with the next
+packet; one warning sums them up.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stampnet.constants import CHANNELS
+
 
 @dataclasses.dataclass
 class Alert:
@@ -35,14 +39,20 @@ class Alert:
         candid: candidate id, unique per alert.
         jd: Julian date of the observation (``candidate.jd``).
         fid: filter id (1 g, 2 r, 3 i).
-        stamps: (63, 63, 3) float32 in channel order ``constants.CHANNELS``; invalid pixels are 0.0.
-        stamp_mask: (63, 63, 3) bool, True = valid pixel (False: NaN in the FITS, or padding added
+        stamps: (H, W, C) float32 in the order of ``channels``; invalid pixels are 0.0. ZTF
+            packets give (63, 63, 3) in ``constants.CHANNELS`` order.
+        stamp_mask: (H, W, C) bool, True = valid pixel (False: NaN in the FITS, or padding added
             where a stamp was truncated at the CCD edge).
         metadata: (len(METADATA_FIELDS),) float64 from ``features.metadata_vector``; NaN = missing.
         source: ``"path"``, ``"path::member"`` (tarball member) or ``"path#index"`` (record of a
             multi-record Avro file or row of a parquet file).
         schema_version: the candidate's ``schemavsn``; ``""`` when the packet has none (1.7/1.8).
         original_shape: stamp shape before padding, (63, 63) normally.
+        channels: the channel names of ``stamps``' last axis (ZTF's by default).
+        label: the label the input itself carries (a label column of a table), else None (the
+            build then takes it from a labels CSV, or "unknown").
+        split: the split the input itself assigns (a split column, a train/ folder), else None
+            (the build then draws one per object).
     """
 
     object_id: str
@@ -55,6 +65,9 @@ class Alert:
     source: str
     schema_version: str
     original_shape: tuple[int, int]
+    channels: tuple[str, ...] = CHANNELS
+    label: str | None = None
+    split: str | None = None
 
 
 class AlertError(ValueError):

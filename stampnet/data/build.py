@@ -1,30 +1,32 @@
 """``build_dataset``: alert files in, a finished data directory (TFRecords + card) out.
 
 The alerts are read and decoded once into a scratch ``Staging``; both TFDS configs are written from
-it; the dataset card is written last. A data directory with a card is a finished dataset, one
-without a card is not, and a new build clears such leftovers before starting.
+it; the dataset card is written last. Everything is written beside ``data_dir`` and swapped in when
+finished (``stampnet.data.output``): a data directory with a card is a finished dataset, a killed
+build resumes its staging, and a failed one leaves an earlier dataset untouched.
 """
 
 from __future__ import annotations
 
 import datetime
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import stampnet
-from stampnet.constants import CHANNELS, STAMP_SHAPE, UNLABELLED
+from stampnet.constants import UNLABELLED
 from stampnet.data import card as card_lib
+from stampnet.data import output
 from stampnet.data.alert import REJECTIONS_FILE
 from stampnet.data.builder import (
     BUILDER_NAME,
     CONFIGS,
     DEFAULT_STORED_DETECTIONS,
+    STORAGE,
     ZtfAlerts,
 )
 from stampnet.data.labels import LabelTable
+from stampnet.data.own import AlertReader
 from stampnet.data.readers import resolve_sources
 from stampnet.data.splits import DEFAULT_SPLIT_FRACTIONS, check_fractions, class_names_for
 from stampnet.data.staging import Staging, staged
@@ -42,6 +44,7 @@ def build_dataset(
     generator: str | None = None,
     overwrite: bool = False,
     scratch_dir: str | Path | None = None,
+    reader=None,
 ) -> dict:
     """Builds the ``alerts`` and ``sequences`` configs of ``ztf_alerts`` and the dataset card.
 
@@ -53,8 +56,15 @@ def build_dataset(
         max_detections: alerts stored per object in ``sequences`` (pipelines may use fewer).
         split_fractions: (train, validation, test) fractions of the objects of every label.
         generator: what produced the alerts when not real data (the simulator's version).
-        overwrite: replace a finished dataset in ``data_dir`` (otherwise that is an error).
-        scratch_dir: where to spill decoded alerts (a temporary directory by default).
+        overwrite: replace a finished dataset in ``data_dir`` (otherwise that is an error); the
+            earlier dataset stays in place until the new one is complete.
+        scratch_dir: where to spill decoded alerts (by default ``.<data_dir name>.staging`` beside
+            ``data_dir``); kept after a failure, so that the next build resumes it.
+        reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
+            ``stampnet.data.own.AlertReader()``, which reads ZTF packets and a user's own
+            arrays, tables and HDF5 files (give it a mapping, a preset, ``allow_pickle`` or
+            ``derive_snr``). The stamp geometry (size, channel names) is the data's and is
+            recorded in the card, with ``reader.reading()`` as ``reading``.
 
     Returns:
         The dataset card, as written to ``<data_dir>/dataset_card.json``.
@@ -64,43 +74,31 @@ def build_dataset(
     fractions = check_fractions(split_fractions)
     if int(max_detections) < 1:
         raise ValueError(f"max_detections must be >= 1, received {max_detections}")
-    files = resolve_sources(sources)
+    reader = AlertReader() if reader is None else reader
+    files = getattr(reader, "resolve_sources", resolve_sources)(sources)
     if not files:
         raise ValueError(f"No alert files found in {sources!r}: nothing to build.")
     label_table = LabelTable.from_csv(labels) if isinstance(labels, str | Path) else labels
-    _clear(data_dir, overwrite)
-    data_dir.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory(prefix="stampnet-build-", dir=scratch_dir) as scratch:
-        with staged(scratch, sources, label_table, fractions, seed) as staging:
+    with output.building(data_dir, files, overwrite=overwrite, scratch_dir=scratch_dir) as paths:
+        with staged(paths.staging, sources, label_table, fractions, seed, reader) as staging:
             for config in CONFIGS:
                 ZtfAlerts(
                     config=config,
-                    data_dir=str(data_dir),
+                    data_dir=str(paths.partial),
                     seed=seed,
                     max_detections=max_detections,
                     split_fractions=fractions,
                     staging=staging,
-                ).download_and_prepare(download_dir=str(Path(scratch) / "downloads"))
+                ).download_and_prepare(download_dir=str(paths.staging / "downloads"))
             card = _card(staging, files, label_table, seed, max_detections, fractions, generator)
-            rejections_file = staging.rejections.save(data_dir / REJECTIONS_FILE)
-    card["build_seconds"] = round(time.perf_counter() - started, 2)
-    card_lib.write_card(data_dir, card)
-    staging.rejections.warn_summary(f"building {data_dir}", saved=rejections_file)
+            card["reading"] = reader.reading() if hasattr(reader, "reading") else None
+            card["staging"] = output.staging_summary(staging)
+            staging.rejections.save(paths.partial / REJECTIONS_FILE)
+        card["build_seconds"] = round(time.perf_counter() - started, 2)
+        card_lib.write_card(paths.partial, card)
+    staging.rejections.warn_summary(f"building {data_dir}", saved=data_dir / REJECTIONS_FILE)
     return card
-
-
-def _clear(data_dir: Path, overwrite: bool) -> None:
-    """Removes what a previous build left; a finished one only with ``overwrite``."""
-    if card_lib.card_path(data_dir).exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{data_dir} already holds a finished dataset ({card_lib.CARD_NAME}); pass "
-                "overwrite=True (`stampnet build --overwrite`) or choose another --out."
-            )
-        card_lib.card_path(data_dir).unlink()  # first: from now on it is not a finished dataset
-    # Without a card whatever is here is unfinished (an interrupted build): start clean.
-    shutil.rmtree(data_dir / BUILDER_NAME, ignore_errors=True)
 
 
 def _card(
@@ -127,8 +125,8 @@ def _card(
         "seed": int(seed),
         "split_fractions": list(fractions),
         "max_detections": int(max_detections),
-        "stamp_shape": list(STAMP_SHAPE),
-        "channels": list(CHANNELS),
+        **staging.geometry.to_dict(),  # stamp_shape, channels: the data's
+        "storage": dict(STORAGE),
         "class_names": class_names_for(staging.labels()),
         "unlabelled": UNLABELLED,
         "metadata_fields": list(METADATA_FIELDS),

@@ -4,7 +4,9 @@ Two configs share one ingestion (``stampnet.data.staging``):
 - ``alerts``: one example per alert;
 - ``sequences``: one example per object, its first alerts in time order.
 
-Stamps are stored raw (float32 counts, invalid pixels 0) with their validity masks, and metadata
+Stamps are stored raw (float32 counts, invalid pixels 0) with their validity masks, at the stamp
+geometry of the data (``stampnet.geometry.StampGeometry``: ZTF's 63x63x3 by default, whatever the
+input holds otherwise, e.g. Deep-HiTS' 21x21x4), and metadata
 raw with presence flags, so every normalisation choice lives in the models and none needs a
 rebuild. TFDS writes into an ``incomplete.*`` directory and renames it when every split is done:
 an interrupted build never leaves a dataset that looks finished.
@@ -16,6 +18,7 @@ imported) or ``tfds.builder_from_directory(...)`` (no stampnet needed), or ``loa
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -23,15 +26,27 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
-from stampnet.constants import STAMP_SHAPE
 from stampnet.data.splits import DEFAULT_SPLIT_FRACTIONS
 from stampnet.data.staging import Staging, staged
 from stampnet.features import METADATA_FIELDS
+from stampnet.geometry import ZTF, StampGeometry
 
 BUILDER_NAME = "ztf_alerts"
 CONFIGS = ("alerts", "sequences")
 #: Alerts kept per object in ``sequences``; pipelines truncate further (models use 5).
 DEFAULT_STORED_DETECTIONS = 10
+#: How stamps are stored, chosen by ``benchmarks/own_data.py`` and recorded in every card.
+#: float16 would halve the stamps but overflows on real ZTF counts (48 of 5.4 M sample pixels
+#: exceed 65504; 4.9e-4 relative error elsewhere) and raw counts are what models normalise;
+#: GZIP records are 30 % smaller at float32 but read+parse 2.3x slower on 2 cores. So: float32,
+#: uncompressed records.
+STORAGE = {
+    "stamps": "float32",
+    "stamp_mask": "uint8",
+    "encoding": "raw bytes",
+    "record_compression": None,
+    "chosen_by": "benchmarks/own_data.py",
+}
 #: Bytes TFDS may hold in memory while shuffling a split before spilling to disk buckets.
 SHUFFLE_MEMORY_BYTES = 64 << 20
 
@@ -53,8 +68,9 @@ def bounded_shuffle_memory(limit_bytes: int = SHUFFLE_MEMORY_BYTES):
         tfds_shuffle.MAX_MEM_BUFFER_SIZE = previous
 
 
-def _features(config_name: str) -> tfds.features.FeaturesDict:
+def _features(config_name: str, geometry: StampGeometry = ZTF) -> tfds.features.FeaturesDict:
     num_fields = len(METADATA_FIELDS)
+    stamp_shape = geometry.shape
     raw = tfds.features.Encoding.BYTES  # decode_raw: faster to parse than float lists
     if config_name == "alerts":
         return tfds.features.FeaturesDict(
@@ -64,8 +80,8 @@ def _features(config_name: str) -> tfds.features.FeaturesDict:
                 "jd": tfds.features.Scalar(np.float64),
                 "fid": tfds.features.Scalar(np.int64),
                 "label": tfds.features.Text(),
-                "stamps": tfds.features.Tensor(shape=STAMP_SHAPE, dtype=np.float32, encoding=raw),
-                "stamp_mask": tfds.features.Tensor(shape=STAMP_SHAPE, dtype=np.uint8, encoding=raw),
+                "stamps": tfds.features.Tensor(shape=stamp_shape, dtype=np.float32, encoding=raw),
+                "stamp_mask": tfds.features.Tensor(shape=stamp_shape, dtype=np.uint8, encoding=raw),
                 "metadata": tfds.features.Tensor(shape=(num_fields,), dtype=np.float32),
                 "metadata_present": tfds.features.Tensor(shape=(num_fields,), dtype=np.bool_),
                 "source": tfds.features.Text(),
@@ -79,10 +95,10 @@ def _features(config_name: str) -> tfds.features.FeaturesDict:
             "candid": tfds.features.Tensor(shape=(None,), dtype=np.int64),
             "jd": tfds.features.Tensor(shape=(None,), dtype=np.float64),
             "stamps": tfds.features.Tensor(
-                shape=(None, *STAMP_SHAPE), dtype=np.float32, encoding=raw
+                shape=(None, *stamp_shape), dtype=np.float32, encoding=raw
             ),
             "stamp_mask": tfds.features.Tensor(
-                shape=(None, *STAMP_SHAPE), dtype=np.uint8, encoding=raw
+                shape=(None, *stamp_shape), dtype=np.uint8, encoding=raw
             ),
             "metadata": tfds.features.Tensor(
                 shape=(None, num_fields), dtype=np.float32, encoding=raw
@@ -107,6 +123,11 @@ class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
         split_fractions: (train, validation, test) fractions of the objects of every label.
         staging: an already ingested and split ``Staging`` to reuse (``build_dataset`` shares one
             between both configs); when None the builder ingests ``sources`` itself.
+        reader: ``reader(sources, rejections=...) -> Iterator[Alert]`` used to ingest
+            ``sources`` (``readers.iter_alerts`` by default; ``stampnet.data.own`` for arrays,
+            tables and HDF5).
+        geometry: the stamps' ``StampGeometry``; by default the staging's (the data's), else the
+            dataset card's in ``data_dir`` when reading, else ZTF's.
 
     Example:
         >>> builder = ZtfAlerts(config="alerts", data_dir="tfrecords/ztf_sample", sources="ztf/")
@@ -132,6 +153,8 @@ class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
         max_detections: int = DEFAULT_STORED_DETECTIONS,
         split_fractions=DEFAULT_SPLIT_FRACTIONS,
         staging: Staging | None = None,
+        reader=None,
+        geometry: StampGeometry | None = None,
         **kwargs,
     ):
         if int(max_detections) < 1:
@@ -142,29 +165,58 @@ class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
         self._max_detections = int(max_detections)
         self._split_fractions = tuple(split_fractions)
         self._staging = staging
+        self._reader = reader
+        self._geometry = geometry
+        if geometry is None and staging is not None:
+            self._geometry = staging.geometry
+        if self._geometry is None:
+            self._geometry = _card_geometry(kwargs.get("data_dir")) or (
+                None if sources is not None else ZTF
+            )
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
+        if self._geometry is None:
+            # Building from sources: the geometry is known once they are read.
+            self._ingest()
+            self._geometry = self._staging.geometry
         return self.dataset_info_from_configs(
-            features=_features(self.builder_config.name),
+            features=_features(self.builder_config.name, self._geometry),
             description=__doc__.split("\n\n")[0],
             homepage="https://www.ztf.caltech.edu/",
             citation="Carrasco-Davis et al. 2021, AJ 162, 231 (ALeRCE stamp classifier)",
         )
 
+    def _ingest(self) -> None:
+        """Reads ``sources`` into a scratch staging that lives until the builder is collected
+        or ``download_and_prepare`` ends."""
+        if self._sources is None:
+            raise ValueError(
+                f"Building {self.name}/{self.builder_config.name} needs sources= (alert "
+                "files), or staging=; to read an existing build pass only data_dir."
+            )
+        self._own_stack = contextlib.ExitStack()
+        scratch = self._own_stack.enter_context(tempfile.TemporaryDirectory(prefix="stampnet-"))
+        self._staging = self._own_stack.enter_context(
+            staged(
+                scratch,
+                self._sources,
+                self._labels,
+                self._split_fractions,
+                self._seed,
+                self._reader,
+            )
+        )
+
     def download_and_prepare(self, *args, **kwargs):
         with bounded_shuffle_memory(), contextlib.ExitStack() as stack:
             if self._staging is None:
-                if self._sources is None:
-                    raise ValueError(
-                        f"Building {self.name}/{self.builder_config.name} needs sources= (alert "
-                        "files), or staging=; to read an existing build pass only data_dir."
-                    )
-                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="stampnet-"))
-                self._staging = stack.enter_context(
-                    staged(scratch, self._sources, self._labels, self._split_fractions, self._seed)
-                )
+                self._ingest()
+            own_stack = getattr(self, "_own_stack", None)
+            if own_stack is not None:
+                stack.callback(own_stack.close)
                 stack.callback(setattr, self, "_staging", None)
+                self._own_stack = None
             return super().download_and_prepare(*args, **kwargs)
 
     def _split_generators(self, dl_manager):
@@ -177,6 +229,16 @@ class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
             yield from self._staging.alert_examples(split)
         else:
             yield from self._staging.sequence_examples(split, self._max_detections)
+
+
+def _card_geometry(data_dir) -> StampGeometry | None:
+    """The geometry recorded in ``<data_dir>/dataset_card.json``, None without a card."""
+    if data_dir is None:
+        return None
+    path = Path(data_dir) / "dataset_card.json"
+    if not path.is_file():
+        return None
+    return StampGeometry.from_card(json.loads(path.read_text()))
 
 
 def version_dir(data_dir: str | Path, config: str) -> Path:

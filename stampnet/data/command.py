@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--source",
         action="append",
         required=True,
-        help="alert file, directory or glob (Avro, ZTF-archive .tar.gz, Fink parquet); repeatable",
+        help="alert file, directory or glob (Avro, ZTF-archive .tar.gz, Fink parquet; or own "
+        "npy/npz/HDF5/parquet/feather/CSV+npy stamps, see --preset/--mapping); repeatable",
     )
     parser.add_argument("--labels", help="labels CSV with columns objectId[,candid],label")
     parser.add_argument("--out", default="tfrecords/ztf_sample", help="data directory to write")
@@ -37,8 +38,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("TRAIN", "VALIDATION", "TEST"),
         help="fractions of the objects of every label per split",
     )
+    add_reading_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished dataset")
     parser.add_argument("--scratch-dir", help="where to spill decoded alerts (default: tmp)")
+
+
+def add_reading_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to read a user's own stamp files (shared by ``build`` and ``classify``)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--mapping", help="JSON/YAML file saying which key/column is which channel, id, label"
+    )
+    group.add_argument(
+        "--preset", help="a named mapping: deep-hits, alerce-table or btsbot (else guessed)"
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read pickled chunks (Deep-HiTS); unpickling runs code: only files you trust",
+    )
+    parser.add_argument(
+        "--derive-snr",
+        action="store_true",
+        help="add an snr_difference channel: difference / (1.4826 MAD of its valid pixels)",
+    )
+
+
+def reader_from_args(args: argparse.Namespace):
+    """The ``AlertReader`` the reading arguments describe."""
+    from stampnet.data.mapping import resolve_mapping
+    from stampnet.data.own import AlertReader
+
+    return AlertReader(
+        mapping=resolve_mapping(args.mapping, args.preset),
+        allow_pickle=args.allow_pickle,
+        derive_snr=args.derive_snr,
+    )
 
 
 def summary(card: dict, data_dir: str) -> str:
@@ -48,7 +83,8 @@ def summary(card: dict, data_dir: str) -> str:
         f"{card['num_alerts']} alerts of {card['num_objects']} objects "
         f"({card['num_alerts_read']} read, {card.get('num_rejections', len(card['rejections']))} "
         "rejections).",
-        f"Classes: {', '.join(card['class_names']) or '(none: all unlabelled)'}",
+        f"Classes: {', '.join(card['class_names']) or '(none: all unlabelled)'}; stamps "
+        f"{'x'.join(map(str, card['stamp_shape']))} ({', '.join(card['channels'])})",
     ]
     for config, splits in card["counts"].items():
         for split in ("train", "validation", "test"):
@@ -73,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         split_fractions=args.split_fractions,
         overwrite=args.overwrite,
         scratch_dir=args.scratch_dir,
+        reader=reader_from_args(args),
     )
     print(summary(card, args.out))
     return 0

@@ -24,9 +24,10 @@ import tensorflow_datasets as tfds
 from stampnet.data.builder import load_builder
 from stampnet.data.card import load_card
 from stampnet.features import DETECTION_FIELDS, metadata_indices, resolve_feature_names
+from stampnet.geometry import StampGeometry
 
 BALANCE_MODES = (None, "oversample", "weights")
-#: Examples held by the shuffle buffer (alerts ~60 KB each; sequences hold up to T alerts).
+#: Examples held by the shuffle buffer (ZTF alerts ~60 KB each; sequences hold up to T alerts).
 ALERT_SHUFFLE_BUFFER = 1024
 SEQUENCE_SHUFFLE_BUFFER = 128
 
@@ -155,20 +156,22 @@ def alert_dataset(
 ) -> tf.data.Dataset:
     """Batches of single alerts: ``(inputs, label)`` or ``(inputs, label, sample_weight)``.
 
-    ``inputs`` = {"stamps": (B,63,63,3) float32 raw, "stamp_mask": (B,63,63,3) float32 (1 valid),
+    ``inputs`` = {"stamps": (B,H,W,C) float32 raw, "stamp_mask": (B,H,W,C) float32 (1 valid),
     "features": (B,F) float32 raw with NaN = missing} (+ "candid", "object_id" with ``with_ids``);
     ``label`` is an int32 index into ``class_names`` (the card's by default), -1 for unlabelled
     examples, which are dropped when ``labelled_only``. ``balance="oversample"`` repeats forever
-    (set ``steps_per_epoch``). ``split`` accepts TFDS slicing, e.g. "train[:10%]".
+    (set ``steps_per_epoch``). ``split`` accepts TFDS slicing, e.g. "train[:10%]". (H, W, C) is
+    the card's ``stamp_shape`` (ZTF: 63, 63, 3).
     """
     card = load_card(data_dir)
+    stamp_shape = StampGeometry.from_card(card).shape
     class_names = list(card["class_names"] if class_names is None else class_names)
     feature_index = tf.constant(metadata_indices(resolve_feature_names(feature_names)), tf.int32)
 
     def to_inputs(example):
         inputs = {
-            "stamps": example["stamps"],
-            "stamp_mask": tf.cast(example["stamp_mask"], tf.float32),
+            "stamps": tf.ensure_shape(example["stamps"], stamp_shape),
+            "stamp_mask": tf.ensure_shape(tf.cast(example["stamp_mask"], tf.float32), stamp_shape),
             "features": tf.gather(_raw_metadata(example), feature_index, axis=-1),
         }
         if with_ids:
@@ -214,7 +217,7 @@ def sequence_dataset(
 ) -> tf.data.Dataset:
     """Batches of objects: each its first ``max_detections`` alerts in time order, zero-padded.
 
-    ``inputs`` = {"stamps": (B,T,63,63,3), "stamp_mask": (B,T,63,63,3) float32,
+    ``inputs`` = {"stamps": (B,T,H,W,C), "stamp_mask": (B,T,H,W,C) float32 (the card's geometry),
     "detection_mask": (B,T) float32 (1 = a real detection), "detection_features": (B,T,K) float32
     raw (``features.DETECTION_FIELDS`` then days since the first detection; NaN = missing in a
     real detection, 0 in padding), "features": (B,F) raw static features of the first alert}, with
@@ -228,6 +231,7 @@ def sequence_dataset(
             f"{data_dir}), received {max_detections}"
         )
     steps = int(max_detections)
+    stamp_shape = StampGeometry.from_card(card).shape
     class_names = list(card["class_names"] if class_names is None else class_names)
     feature_index = tf.constant(metadata_indices(resolve_feature_names(feature_names)), tf.int32)
     detection_index = tf.constant(metadata_indices(DETECTION_FIELDS), tf.int32)
@@ -245,8 +249,10 @@ def sequence_dataset(
         days = tf.cast(jd - jd[0], tf.float32)[:, None]
         detection = tf.concat([tf.gather(raw, detection_index, axis=-1), days], axis=-1)
         inputs = {
-            "stamps": pad(example["stamps"][:count]),
-            "stamp_mask": pad(tf.cast(example["stamp_mask"][:count], tf.float32)),
+            "stamps": tf.ensure_shape(pad(example["stamps"][:count]), [steps, *stamp_shape]),
+            "stamp_mask": tf.ensure_shape(
+                pad(tf.cast(example["stamp_mask"][:count], tf.float32)), [steps, *stamp_shape]
+            ),
             "detection_mask": pad(tf.ones([count], tf.float32)),
             "detection_features": pad(detection),
             "features": tf.gather(raw[0], feature_index),

@@ -5,6 +5,10 @@ the sky and, for variable sources, its light curve, so an object in two splits w
 into the validation and test scores. Within each label the objects are ordered by a keyed hash of
 their name and cut at the configured fractions, so the split of an object depends only on the seed,
 its label and how many objects share that label, never on the order files were read.
+
+The assignment itself is one SQL statement over the build's on-disk index
+(``stampnet.data.staging.Staging.assign_splits``), so its memory stays flat for millions of
+objects; this module holds the pieces it is made of.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from stampnet.constants import ALERCE_CLASSES, UNLABELLED
 
@@ -48,31 +52,6 @@ def split_sizes(num_objects: int, fractions: Sequence[float]) -> tuple[int, int,
     for index in by_remainder[: num_objects - sum(sizes)]:
         sizes[index] += 1
     return sizes[0], sizes[1], sizes[2]
-
-
-def split_of_rank(rank: int, sizes: Sequence[int]) -> str:
-    """The split of the object at position ``rank`` of its label's hash ordering."""
-    if rank < sizes[0]:
-        return SPLITS[0]
-    if rank < sizes[0] + sizes[1]:
-        return SPLITS[1]
-    return SPLITS[2]
-
-
-def assign_splits(
-    object_labels: Mapping[str, str], fractions: Sequence[float], seed: int
-) -> dict[str, str]:
-    """Split of every object, given each object's label (in-memory form of the builder's index)."""
-    by_label: dict[str, list[str]] = {}
-    for object_id, label in object_labels.items():
-        by_label.setdefault(label, []).append(object_id)
-    assignment = {}
-    for members in by_label.values():
-        sizes = split_sizes(len(members), fractions)
-        ordered = sorted(members, key=lambda object_id: (split_key(object_id, seed), object_id))
-        for rank, object_id in enumerate(ordered):
-            assignment[object_id] = split_of_rank(rank, sizes)
-    return assignment
 
 
 def object_label(alert_labels: Iterable[str]) -> str:

@@ -7,35 +7,66 @@ would triple the slowest step. So a ``Staging`` reads the sources once, appends 
 to a spill file, and records its small fields (candid, object, jd, label, file offset, metadata) in
 an on-disk SQLite index. Duplicates, object labels, splits, counts and train statistics are then
 SQL queries over that index, and examples are read back one at a time by file offset.
+
+The spill file holds raw little-endian arrays only (float32 stamps, then uint8 masks: fixed-size
+records), never pickles, so reading it back executes nothing. Staging is resumable: each source
+file is staged in one SQLite transaction, committed (with its rejections and the spill file's end)
+only once the file is read, so a build killed at any point and started again skips the files
+already staged, rolls back the one that was being read and truncates the spill file to match.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
-import pickle
+import json
+import os
 import sqlite3
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from stampnet.constants import UNLABELLED
-from stampnet.data.alert import Alert, RejectionLog
+from stampnet.constants import STAMP_SHAPE, UNLABELLED
+from stampnet.data.alert import Alert, RejectionLog, RejectionWarning
 from stampnet.data.card import FeatureAccumulator
 from stampnet.data.labels import LabelTable
-from stampnet.data.readers import iter_alerts
+from stampnet.data.readers import iter_alerts, resolve_sources
 from stampnet.data.splits import SPLITS, check_fractions, object_label, split_key, split_sizes
 from stampnet.features import METADATA_FIELDS
+from stampnet.geometry import StampGeometry, geometry_of
 
 _SCHEMA = """
-CREATE TABLE alerts (
-    candid INTEGER PRIMARY KEY, object_id TEXT NOT NULL, jd REAL NOT NULL, label TEXT NOT NULL,
-    schema_version TEXT NOT NULL, source TEXT NOT NULL, offset INTEGER NOT NULL,
-    length INTEGER NOT NULL, metadata BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    candid INTEGER PRIMARY KEY, object_id TEXT NOT NULL, jd REAL NOT NULL, fid INTEGER NOT NULL,
+    label TEXT NOT NULL, schema_version TEXT NOT NULL, source TEXT NOT NULL,
+    offset INTEGER NOT NULL, metadata BLOB NOT NULL, given_split TEXT);
+CREATE TABLE IF NOT EXISTS files (
+    position INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, alerts_read INTEGER NOT NULL, spill_end INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rejections (
+    sequence INTEGER PRIMARY KEY, source TEXT NOT NULL, candid INTEGER, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_OBJECTS = """
+DROP TABLE IF EXISTS objects;
 CREATE TABLE objects (
     object_id TEXT PRIMARY KEY, label TEXT NOT NULL, split_key INTEGER NOT NULL, split TEXT);
+DROP TABLE IF EXISTS temp.label_sizes;
 """
+#: Bumped when the spill or index layout changes: a staging of another layout is not resumed.
+STAGING_FORMAT = "3"
+
+
+def record_bytes(shape) -> int:
+    """Bytes of one spilled alert of stamp ``shape``: float32 stamps, then uint8 masks."""
+    return int(np.prod(shape)) * 5
+
+
+#: Bytes of one spilled ZTF alert (63 x 63 x 3).
+RECORD_BYTES = record_bytes(STAMP_SHAPE)
 #: Rows read at once when streaming metadata into the feature statistics.
 _CHUNK_ROWS = 4096
 
@@ -48,12 +79,38 @@ def _version_key(version: str) -> tuple[int, ...]:
         return ()
 
 
+class _RecordedLog(RejectionLog):
+    """A ``RejectionLog`` that also keeps the rejections since the last commit, to persist."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending: list[tuple] = []
+
+    def add(self, source, candid, reason):
+        rejection = super().add(source, candid, reason)
+        self.pending.append((str(source), candid, str(reason)))
+        return rejection
+
+
+def labels_fingerprint(labels: LabelTable | None) -> str:
+    """A digest of a label table's contents: staged labels are only reused for the same labels."""
+    if labels is None:
+        return "none"
+    digest = hashlib.sha256()
+    for item in sorted(labels.object_labels.items()):
+        digest.update(repr(item).encode())
+    for candid, value in sorted(labels.candid_labels.items()):
+        digest.update(repr((candid, tuple(value))).encode())
+    return digest.hexdigest()
+
+
 class Staging:
     """Alerts of one build, decoded once, spilled to ``directory`` and indexed.
 
     Args:
-        directory: an empty scratch directory (a temporary one; it can be as large as the
-            decoded alerts, ~60 KB each).
+        directory: a scratch directory (it can be as large as the decoded alerts, ~60 KB each):
+            empty, or a staging directory of an interrupted build of the same sources and labels,
+            whose staged files are kept (``files_resumed``) instead of being read again.
 
     Example:
         >>> staging = Staging(tmp)
@@ -65,14 +122,20 @@ class Staging:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.rejections = RejectionLog()
+        self.rejections = _RecordedLog()
         self.alerts_read = 0
+        #: Shape and channel names of the stamps, taken from the first alert kept.
+        self.geometry: StampGeometry | None = None
+        #: Source files read by this ``ingest``, and files taken over from an interrupted one.
+        self.files_staged = 0
+        self.files_resumed = 0
         self._spill_path = self.directory / "alerts.spill"
-        self._spill = open(self._spill_path, "w+b")  # noqa: SIM115 (closed in close())
+        mode = "r+b" if self._spill_path.exists() else "w+b"
+        self._spill = open(self._spill_path, mode)  # noqa: SIM115 (closed in close())
         self._db = sqlite3.connect(self.directory / "index.sqlite", check_same_thread=False)
-        # Scratch data: durability only costs time here.
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
+        # A write-ahead log survives a killed process: a file's uncommitted rows roll back.
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -86,17 +149,112 @@ class Staging:
         self.close()
 
     # ----------------------------------------------------------------------------- ingestion
-    def ingest(self, sources, labels: LabelTable | None = None) -> int:
-        """Reads, decodes and spills every alert of ``sources``; returns the alerts read."""
-        for alert in iter_alerts(sources, rejections=self.rejections):
-            self.alerts_read += 1
-            label = labels.label_for(alert.object_id, alert.candid) if labels else UNLABELLED
-            self._add(alert, label)
-        self._db.execute("CREATE INDEX alerts_by_object ON alerts (object_id, jd, candid)")
+    def ingest(self, sources, labels: LabelTable | None = None, reader=None) -> int:
+        """Reads, decodes and spills every alert of ``sources``; returns the alerts read.
+
+        Files staged by an interrupted ingest of the same sources and labels are not read again
+        (their alerts and rejections are already here); the others are staged one per commit.
+
+        Args:
+            sources: what ``reader`` reads (files, directories, globs).
+            labels: labels by object/candid; where it has none, the label the alert itself
+                carries (a label column of a table), else "unknown".
+            reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
+                ``readers.iter_alerts`` (ZTF packets). Every alert must share the first one's
+                stamp geometry: the others are rejected, saying what differs.
+        """
+        reader = iter_alerts if reader is None else reader
+        files = getattr(reader, "resolve_sources", resolve_sources)(sources)
+        reading = reader.reading() if hasattr(reader, "reading") else None
+        start = self._resume(files, labels_fingerprint(labels), json.dumps(reading, sort_keys=True))
+        for position, path in enumerate(files[start:], start=start):
+            self._ingest_file(position, path, labels, reader)
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS alerts_by_object ON alerts (object_id, jd, candid)"
+        )
         self._db.commit()
+        self.rejections.pending.clear()
         if labels is not None:
             self._reject_unused_labels(labels)
         return self.alerts_read
+
+    def _ingest_file(self, position: int, path: Path, labels: LabelTable | None, reader) -> None:
+        read = 0
+        for alert in reader([path], rejections=self.rejections):
+            read += 1
+            if not self._same_geometry(alert):
+                continue
+            label = labels.label_for(alert.object_id, alert.candid) if labels else UNLABELLED
+            if label == UNLABELLED and alert.label is not None:
+                label = alert.label
+            self._add(alert, label)
+        # The spill bytes reach the disk before the index rows that point at them.
+        self._spill.flush()
+        os.fsync(self._spill.fileno())
+        self._db.executemany(
+            "INSERT INTO rejections (source, candid, reason) VALUES (?, ?, ?)",
+            self.rejections.pending,
+        )
+        stat = path.stat()
+        self._db.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            (position, str(path), stat.st_size, stat.st_mtime_ns, read, self._spill.tell()),
+        )
+        self._db.commit()
+        self.rejections.pending.clear()
+        self.alerts_read += read
+        self.files_staged += 1
+
+    def _resume(self, files: list[Path], labels_digest: str, reading: str) -> int:
+        """How many of ``files`` an interrupted ingest staged; a staging that does not match
+        (other files, changed files, other labels, reader settings or layout) is emptied."""
+        self._db.rollback()
+        settings = dict(self._db.execute("SELECT key, value FROM settings"))
+        wanted = {"format": STAGING_FORMAT, "labels": labels_digest, "reading": reading}
+        geometry = settings.pop("geometry", None)
+        done = self._db.execute(
+            "SELECT path, size, mtime_ns, alerts_read, spill_end FROM files ORDER BY position"
+        ).fetchall()
+        current = [(str(path), *_size_and_mtime(path)) for path in files[: len(done)]]
+        if settings != wanted or [row[:3] for row in done] != current:
+            self._db.executescript(
+                "DELETE FROM alerts; DELETE FROM files; DELETE FROM rejections; "
+                "DELETE FROM settings; DROP INDEX IF EXISTS alerts_by_object;"
+            )
+            self._db.executemany("INSERT INTO settings VALUES (?, ?)", sorted(wanted.items()))
+            self._db.commit()
+            done, geometry = [], None
+        self.geometry = None if geometry is None else StampGeometry.from_dict(json.loads(geometry))
+        self._spill.truncate(done[-1][4] if done else 0)
+        self._spill.seek(0, 2)
+        with warnings.catch_warnings():  # these were reported when their files were staged
+            warnings.simplefilter("ignore", RejectionWarning)
+            for source, candid, reason in self._db.execute(
+                "SELECT source, candid, reason FROM rejections ORDER BY sequence"
+            ):
+                self.rejections.add(source, candid, reason)
+        self.rejections.pending.clear()
+        self.alerts_read = sum(row[3] for row in done)
+        self.files_resumed = len(done)
+        return len(done)
+
+    def _same_geometry(self, alert: Alert) -> bool:
+        geometry = geometry_of(alert.channels, alert.stamps.shape)
+        if self.geometry is None:
+            self.geometry = geometry
+            self._db.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('geometry', ?)",
+                (json.dumps(geometry.to_dict()),),
+            )
+            return True
+        found = self.geometry.differences(geometry)
+        if found:
+            self.rejections.add(
+                alert.source,
+                alert.candid,
+                f"stamps differ from the dataset's (first alert first): {'; '.join(found)}",
+            )
+        return not found
 
     def _add(self, alert: Alert, label: str) -> None:
         row = self._db.execute(
@@ -111,34 +269,31 @@ class Staging:
                 return
             self.rejections.add(kept_source, alert.candid, "duplicate candid")
             self._db.execute("DELETE FROM alerts WHERE candid = ?", (alert.candid,))
-        record = pickle.dumps(
+        if self.geometry is None:  # the first alert, added without ingest (tests)
+            self._same_geometry(alert)
+        stamps = np.asarray(alert.stamps, "<f4")
+        mask = np.asarray(alert.stamp_mask, np.uint8)
+        if stamps.shape != self.geometry.shape or mask.shape != self.geometry.shape:
+            raise ValueError(
+                f"{alert.source} (candid {alert.candid}): stamps {stamps.shape} and mask "
+                f"{mask.shape}, expected {self.geometry.shape}"
+            )
+        self._spill.seek(0, 2)
+        offset = self._spill.tell()
+        self._spill.write(stamps.tobytes() + mask.tobytes())
+        self._db.execute(
+            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 alert.candid,
                 alert.object_id,
                 float(alert.jd),
                 int(alert.fid),
-                np.asarray(alert.stamps, np.float32),
-                np.asarray(alert.stamp_mask, bool),
-                np.asarray(alert.metadata, np.float64),
-                alert.source,
-            ),
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
-        self._spill.seek(0, 2)
-        offset = self._spill.tell()
-        self._spill.write(record)
-        self._db.execute(
-            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                alert.candid,
-                alert.object_id,
-                float(alert.jd),
                 label,
                 alert.schema_version,
                 alert.source,
                 offset,
-                len(record),
-                np.asarray(alert.metadata, np.float64).tobytes(),
+                np.asarray(alert.metadata, "<f8").tobytes(),
+                alert.split,
             ),
         )
 
@@ -159,8 +314,15 @@ class Staging:
 
     # ------------------------------------------------------------------------------- splits
     def assign_splits(self, fractions: Sequence[float], seed: int) -> None:
-        """Labels every object (majority of its labelled alerts) and splits objects per label."""
+        """Labels every object (majority of its labelled alerts) and splits objects per label.
+
+        Splits the input gives (``Alert.split``: a split column, train/validation/test folders)
+        are kept as given; only the other objects are drawn, per label, at ``fractions``. An
+        object whose alerts were given different splits goes to the first of them in
+        ``SPLITS`` order (train, validation, test), so it never straddles two.
+        """
         fractions = check_fractions(fractions)
+        self._db.executescript(_OBJECTS)  # a resumed staging assigns its splits afresh
         rows = self._db.execute(
             "SELECT object_id, label, COUNT(*) FROM alerts GROUP BY object_id, label "
             "ORDER BY object_id"
@@ -174,11 +336,20 @@ class Staging:
             if len(objects) >= _CHUNK_ROWS:
                 self._insert_objects(objects)
         self._insert_objects(objects)
-        # Rank objects within their label by hash, then cut each label at the fractions.
+        self._db.execute(
+            f"""UPDATE objects SET split = given.split
+            FROM (SELECT object_id, CASE MIN(CASE given_split WHEN '{SPLITS[0]}' THEN 0
+                    WHEN '{SPLITS[1]}' THEN 1 ELSE 2 END)
+                  WHEN 0 THEN '{SPLITS[0]}' WHEN 1 THEN '{SPLITS[1]}' ELSE '{SPLITS[2]}' END
+                  AS split
+                  FROM alerts WHERE given_split IS NOT NULL GROUP BY object_id) AS given
+            WHERE objects.object_id = given.object_id"""
+        )
+        # Rank the other objects within their label by hash, then cut each label at the fractions.
         sizes = [
             (label, *split_sizes(count, fractions))
             for label, count in self._db.execute(
-                "SELECT label, COUNT(*) FROM objects GROUP BY label"
+                "SELECT label, COUNT(*) FROM objects WHERE split IS NULL GROUP BY label"
             ).fetchall()
         ]
         self._db.execute("CREATE TEMP TABLE label_sizes (label TEXT, train INT, validation INT)")
@@ -190,7 +361,8 @@ class Staging:
                 ELSE '{SPLITS[2]}' END
             FROM (SELECT object_id, train, validation, ROW_NUMBER() OVER (
                     PARTITION BY objects.label ORDER BY split_key, object_id) - 1 AS rank
-                  FROM objects JOIN label_sizes USING (label)) AS ranked
+                  FROM objects JOIN label_sizes USING (label)
+                  WHERE objects.split IS NULL) AS ranked
             WHERE objects.object_id = ranked.object_id"""
         )
         self._db.execute("CREATE INDEX objects_by_split ON objects (split, object_id)")
@@ -240,23 +412,35 @@ class Staging:
             (split,),
         )
         while chunk := rows.fetchmany(_CHUNK_ROWS):
-            accumulator.update(np.frombuffer(b"".join(row[0] for row in chunk), np.float64))
+            accumulator.update(np.frombuffer(b"".join(row[0] for row in chunk), "<f8"))
         return accumulator
 
     # --------------------------------------------------------------------- examples, one by one
-    def _read(self, offset: int, length: int) -> tuple:
+    def _read(self, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """(stamps float32, mask uint8) of the alert spilled at ``offset``."""
         self._spill.seek(offset)
-        return pickle.loads(self._spill.read(length))
+        shape = self.geometry.shape
+        values = int(np.prod(shape))
+        record = self._spill.read(record_bytes(shape))
+        if len(record) != record_bytes(shape):
+            raise OSError(
+                f"{self._spill_path} ends inside the alert at byte {offset}: the staging is "
+                "damaged; delete it and build again"
+            )
+        stamps = np.frombuffer(record, "<f4", values).reshape(shape)
+        mask = np.frombuffer(record, np.uint8, values, 4 * values)
+        return stamps.astype(np.float32), mask.reshape(shape).copy()
 
     def alert_examples(self, split: str) -> Iterator[tuple[int, dict]]:
         """(key, example) of every alert of ``split``, in spill-file order."""
         rows = self._db.execute(
-            "SELECT a.label, a.offset, a.length FROM alerts a JOIN objects o USING (object_id) "
-            "WHERE o.split = ? ORDER BY a.offset",
+            "SELECT a.candid, a.object_id, a.jd, a.fid, a.label, a.offset, a.metadata, a.source "
+            "FROM alerts a JOIN objects o USING (object_id) WHERE o.split = ? ORDER BY a.offset",
             (split,),
         )
-        for label, offset, length in rows:
-            candid, object_id, jd, fid, stamps, mask, metadata, source = self._read(offset, length)
+        for candid, object_id, jd, fid, label, offset, metadata, source in rows:
+            stamps, mask = self._read(offset)
+            metadata = np.frombuffer(metadata, "<f8")
             present = np.isfinite(metadata)
             yield (
                 candid,
@@ -267,7 +451,7 @@ class Staging:
                     "fid": fid,
                     "label": label,
                     "stamps": stamps,
-                    "stamp_mask": mask.astype(np.uint8),
+                    "stamp_mask": mask,
                     "metadata": np.where(present, metadata, 0.0).astype(np.float32),
                     "metadata_present": present,
                     "source": source,
@@ -282,38 +466,48 @@ class Staging:
         )
         for object_id, label in objects:
             rows = self._db.execute(
-                "SELECT offset, length FROM alerts WHERE object_id = ? ORDER BY jd, candid LIMIT ?",
+                "SELECT candid, jd, offset, metadata FROM alerts WHERE object_id = ? "
+                "ORDER BY jd, candid LIMIT ?",
                 (object_id, max_detections),
             ).fetchall()
-            records = [self._read(offset, length) for offset, length in rows]
-            metadata = np.stack([record[6] for record in records])
+            arrays = [self._read(row[2]) for row in rows]
+            metadata = np.stack([np.frombuffer(row[3], "<f8") for row in rows])
             present = np.isfinite(metadata)
             yield (
                 object_id,
                 {
                     "object_id": object_id,
                     "label": label,
-                    "num_alerts": len(records),
-                    "candid": np.array([record[0] for record in records], np.int64),
-                    "jd": np.array([record[2] for record in records], np.float64),
-                    "stamps": np.stack([record[4] for record in records]),
-                    "stamp_mask": np.stack([record[5] for record in records]).astype(np.uint8),
+                    "num_alerts": len(rows),
+                    "candid": np.array([row[0] for row in rows], np.int64),
+                    "jd": np.array([row[1] for row in rows], np.float64),
+                    "stamps": np.stack([stamps for stamps, _ in arrays]),
+                    "stamp_mask": np.stack([mask for _, mask in arrays]),
                     "metadata": np.where(present, metadata, 0.0).astype(np.float32),
                     "metadata_present": present,
                 },
             )
 
 
+def _size_and_mtime(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
 @contextlib.contextmanager
-def staged(directory: str | Path, sources, labels, fractions, seed) -> Iterator[Staging]:
-    """A ``Staging`` that has read ``sources`` and assigned splits; closed on exit."""
+def staged(
+    directory: str | Path, sources, labels, fractions, seed, reader=None
+) -> Iterator[Staging]:
+    """A ``Staging`` that has read ``sources`` (with ``reader``) and assigned splits; closed on
+    exit."""
     with Staging(directory) as staging:
-        staging.ingest(sources, labels)
+        staging.ingest(sources, labels, reader)
         if staging.num_alerts() == 0:
             raise ValueError(
                 f"No usable alert in {sources!r}: {staging.alerts_read} alert(s) read, "
                 f"{len(staging.rejections)} rejected ({staging.rejections.counts()}). Point "
-                "--source at Avro files, ZTF-archive .tar.gz files or Fink parquet files."
+                "--source at Avro files, ZTF-archive .tar.gz files or Fink parquet files, or "
+                "give --preset/--mapping for your own tables, arrays or HDF5 files."
             )
         staging.assign_splits(fractions, seed)
         yield staging

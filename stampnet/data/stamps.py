@@ -22,22 +22,27 @@ from stampnet.constants import NUM_CHANNELS, STAMP_SIZE
 #: Size of a ZTF CCD quadrant image in pixels (NAXIS1 = x, NAXIS2 = y).
 QUADRANT_WIDTH = 3072
 QUADRANT_HEIGHT = 3080
-_HALF = STAMP_SIZE // 2
+#: Pixels beyond this magnitude are corrupt, not light: ZTF counts stay below ~1e7, and
+#: normalising float32 stamps squares pixel values (3969 squares of 1e15 still fit in float32).
+MAX_ABS_PIXEL = 1e15
 
 
 class StampError(ValueError):
     """Cutouts that cannot be stacked into a valid stamp; the message says why."""
 
 
-def edge_padding(length: int, position: float, image_size: int) -> tuple[int, int]:
-    """Pixels to add (before, after) along one axis to bring a cut-off cutout back to STAMP_SIZE.
+def edge_padding(
+    length: int, position: float, image_size: int, size: int = STAMP_SIZE
+) -> tuple[int, int]:
+    """Pixels to add (before, after) along one axis to bring a cut-off cutout back to ``size``.
 
     Args:
-        length: the cutout's length along this axis (<= STAMP_SIZE).
+        length: the cutout's length along this axis (<= size).
         position: the candidate's 1-based pixel coordinate along this axis (xpos or ypos).
         image_size: the quadrant image's size along this axis.
+        size: the full stamp's side (ZTF: STAMP_SIZE).
     """
-    missing = STAMP_SIZE - length
+    missing = size - length
     if missing == 0:
         return 0, 0
     if position is None or not math.isfinite(position):
@@ -45,33 +50,37 @@ def edge_padding(length: int, position: float, image_size: int) -> tuple[int, in
             f"stamp truncated to {length} pixels but the candidate position is missing, "
             "so the side of the CCD edge is unknown"
         )
+    half = size // 2
     centre = round(position) - 1  # 0-based pixel holding the candidate
-    before = max(0, _HALF - centre)
-    after = max(0, centre + _HALF - (image_size - 1))
+    before = max(0, half - centre)
+    after = max(0, centre + half - (image_size - 1))
     if before + after == missing:
         return before, after
     # Position and shape disagree (another camera geometry?): pad on the side of the nearer edge.
     return (missing, 0) if position < image_size / 2 else (0, missing)
 
 
-def _check_shapes(cutouts: Sequence[np.ndarray]) -> tuple[int, int]:
-    if len(cutouts) != NUM_CHANNELS:
-        raise StampError(f"expected {NUM_CHANNELS} cutouts, got {len(cutouts)}")
+def _check_shapes(cutouts: Sequence[np.ndarray], num_channels: int, size: int) -> tuple[int, int]:
+    if len(cutouts) != num_channels:
+        raise StampError(f"expected {num_channels} cutouts, got {len(cutouts)}")
     shapes = [np.shape(cutout) for cutout in cutouts]
     if any(len(shape) != 2 for shape in shapes):
         raise StampError(f"cutouts must be 2-D images, got shapes {shapes}")
     if len(set(shapes)) != 1:
         raise StampError(f"cutouts have different shapes {shapes}; expected one shared shape")
     height, width = shapes[0]
-    if not (0 < height <= STAMP_SIZE and 0 < width <= STAMP_SIZE):
-        raise StampError(
-            f"unexpected stamp shape {height}x{width}: expected at most {STAMP_SIZE}x{STAMP_SIZE}"
-        )
+    if not (0 < height <= size and 0 < width <= size):
+        raise StampError(f"unexpected stamp shape {height}x{width}: expected at most {size}x{size}")
     return height, width
 
 
 def stack_stamps(
-    cutouts: Sequence[np.ndarray], xpos: float | None = None, ypos: float | None = None
+    cutouts: Sequence[np.ndarray],
+    xpos: float | None = None,
+    ypos: float | None = None,
+    *,
+    num_channels: int = NUM_CHANNELS,
+    size: int = STAMP_SIZE,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Stacks (science, template, difference) into a (63, 63, 3) stamp and its validity mask.
 
@@ -79,30 +88,61 @@ def stack_stamps(
         cutouts: three 2-D float arrays of one shared shape, indexed [y, x] as FITS stores them.
         xpos, ypos: the candidate's 1-based position on the quadrant; needed only for truncated
             stamps, to pad them on the side of the CCD edge.
+        num_channels, size: how many cutouts and the full stamp's side; ZTF's by default (other
+            data read through ``stampnet.data.own`` declares its own).
 
     Returns:
-        ``(stamps, mask, original_shape)``: float32 stamps with invalid pixels (NaN, inf, padding)
-        set to 0.0, a bool mask that is True on valid pixels, and the cutouts' shape.
+        ``(stamps, mask, original_shape)``: float32 stamps with invalid pixels (NaN, inf, beyond
+        ``MAX_ABS_PIXEL``, padding) set to 0.0, a bool mask that is True on valid pixels, and
+        the cutouts' shape.
 
     Raises:
         StampError: wrong number of cutouts, not 2-D, mismatched or too large shapes, a truncated
             stamp without a candidate position, or a channel with no valid pixel.
     """
-    height, width = _check_shapes(cutouts)
+    height, width = _check_shapes(cutouts, num_channels, size)
     stacked = np.stack(cutouts, axis=-1).astype(np.float32, copy=False)
-    valid = np.isfinite(stacked)
+    with np.errstate(invalid="ignore"):
+        valid = np.abs(stacked) <= MAX_ABS_PIXEL  # False for NaN and inf too
     if not valid.all():
         stacked[~valid] = 0.0
-        empty = [index for index in range(NUM_CHANNELS) if not valid[..., index].any()]
+        empty = [index for index in range(num_channels) if not valid[..., index].any()]
         if empty:
-            raise StampError(f"channel(s) {empty} hold no valid (finite) pixel")
-    if (height, width) == (STAMP_SIZE, STAMP_SIZE):
+            raise StampError(
+                f"channel(s) {empty} hold no valid pixel (finite, |value| <= {MAX_ABS_PIXEL:g})"
+            )
+    if (height, width) == (size, size):
         return stacked, valid, (height, width)
 
-    top, bottom = edge_padding(height, ypos, QUADRANT_HEIGHT)
-    left, right = edge_padding(width, xpos, QUADRANT_WIDTH)
-    stamps = np.zeros((STAMP_SIZE, STAMP_SIZE, NUM_CHANNELS), dtype=np.float32)
-    mask = np.zeros((STAMP_SIZE, STAMP_SIZE, NUM_CHANNELS), dtype=bool)
-    stamps[top : STAMP_SIZE - bottom, left : STAMP_SIZE - right] = stacked
-    mask[top : STAMP_SIZE - bottom, left : STAMP_SIZE - right] = valid
+    top, bottom = edge_padding(height, ypos, QUADRANT_HEIGHT, size)
+    left, right = edge_padding(width, xpos, QUADRANT_WIDTH, size)
+    stamps = np.zeros((size, size, num_channels), dtype=np.float32)
+    mask = np.zeros((size, size, num_channels), dtype=bool)
+    stamps[top : size - bottom, left : size - right] = stacked
+    mask[top : size - bottom, left : size - right] = valid
     return stamps, mask, (height, width)
+
+
+def fit_to_shape(
+    stamps: np.ndarray, mask: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crops or zero-pads (H, W, C) stamps and their mask to a declared (height, width).
+
+    Surveys whose cutouts vary in size (Rubin/LSST: 30 to 102 pixels) are stored at one declared
+    size: larger stamps lose their borders, smaller ones gain invalid (mask False) borders, and
+    the candidate stays at the centre pixel (size // 2) either way.
+    """
+    out_stamps = np.zeros((height, width, stamps.shape[-1]), np.float32)
+    out_mask = np.zeros((height, width, stamps.shape[-1]), bool)
+    spans = []
+    for have, want in ((stamps.shape[0], height), (stamps.shape[1], width)):
+        take = min(have, want)
+        source_start = have // 2 - take // 2 if have > want else 0
+        target_start = want // 2 - take // 2 if want > have else 0
+        spans.append(
+            (slice(source_start, source_start + take), slice(target_start, target_start + take))
+        )
+    (rows_in, rows_out), (cols_in, cols_out) = spans
+    out_stamps[rows_out, cols_out] = stamps[rows_in, cols_in]
+    out_mask[rows_out, cols_out] = mask[rows_in, cols_in]
+    return out_stamps, out_mask

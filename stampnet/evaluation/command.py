@@ -40,10 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = EvaluationOptions.from_args(args)
-    results = [
-        evaluate_run(path, data_dir=args.data, split=args.split, out_dir=args.out, options=options)
-        for path in args.runs
-    ]
+    try:
+        results = [
+            evaluate_run(
+                path, data_dir=args.data, split=args.split, out_dir=args.out, options=options
+            )
+            for path in args.runs
+        ]
+    except ValueError as error:  # e.g. a model refusing data it was not built for
+        raise SystemExit(f"stampnet evaluate: {error}") from error
     for result in results:
         print(f"{result['run']}: {result['report']}")
     if len(results) > 1 or args.out:
@@ -105,6 +110,7 @@ def evaluate_run(path, *, data_dir=None, split="test", out_dir=None, options=Non
     loaded = runner.load_run(path)
     data_dir = runner.resolve_data_dir(loaded, data_dir)
     card = load_card(data_dir)
+    runner.check_data(loaded, card, data_dir)
     dataset_classes = tuple(card["class_names"])
     model_classes = loaded.class_names or dataset_classes
     sequences = loaded.dataset_kind == "sequences"

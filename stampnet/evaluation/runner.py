@@ -137,6 +137,25 @@ def load_run(path: str | Path) -> LoadedRun:
     )
 
 
+def check_data(loaded: LoadedRun, card: Mapping, data_dir) -> None:
+    """Refuses a dataset the run's models were not built for (``stampnet.compat``): other stamp
+    size or channels, features it lacks, or no class in common with a classifier (classes a
+    classifier does not know are excluded and counted, as before)."""
+    from stampnet import compat
+
+    data = compat.DataRecord.from_card(card)
+    for name, model in loaded.models.items():
+        own = compat.model_record(model)
+        record = compat.model_record(model, loaded.card)
+        compat.check(
+            record,
+            data,
+            what=f"{loaded.name}/{name}",
+            against=f"the dataset {data_dir}",
+            classes="overlap" if own.class_names else "ignore",
+        )
+
+
 def _single_output(model) -> bool:
     return not isinstance(model.output, list | tuple | dict)
 

@@ -3,7 +3,7 @@
 from stampnet.layers.augmentation import StampAugmentation
 from stampnet.layers.latent import GaussianMixturePrior, Sampling
 from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
-from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
+from stampnet.layers.rotation import CyclicAveragePooling, CyclicConcatenation, RotationStack
 from stampnet.layers.sequence import (
     DetectionFeatureEncoding,
     DetectionMask,
@@ -15,6 +15,7 @@ from stampnet.layers.sequence import (
 
 __all__ = [
     "CyclicAveragePooling",
+    "CyclicConcatenation",
     "DetectionFeatureEncoding",
     "DetectionMask",
     "FeatureNormalization",

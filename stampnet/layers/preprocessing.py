@@ -11,16 +11,19 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from stampnet.constants import STAMP_SIZE
+from stampnet.constants import CHANNELS, STAMP_SIZE
 from stampnet.features import FeatureStats
 
 NORMALISATIONS = ("minmax", "standardize", "none")
 
 
 def center_crop_bounds(crop_size: int, full_size: int = STAMP_SIZE) -> tuple[int, int]:
-    """Start and stop of a centred crop; 21 of 63 gives ALeRCE's [21:42]."""
+    """Start and stop of a centred crop; 21 of 63 gives ALeRCE's [21:42], 21 of 21 all of it."""
     if not 1 <= crop_size <= full_size:
-        raise ValueError(f"crop_size must be in [1, {full_size}], received crop_size={crop_size}")
+        raise ValueError(
+            f"crop_size must be in [1, {full_size}] for {full_size}x{full_size} stamps, received "
+            f"crop_size={crop_size}; choose --crop-size {min(crop_size, full_size)} or less"
+        )
     start = (full_size - crop_size) // 2
     return start, start + crop_size
 
@@ -41,21 +44,28 @@ class StampPreprocessing(keras.layers.Layer):
         crop_size: side of the centred crop (21 as ALeRCE; 63 keeps the whole stamp).
         normalisation: "minmax" (ALeRCE), "standardize" (zero mean, unit variance per channel),
             or "none".
+        channels: names of the input channels, in order (the dataset card's ``channels``): not
+            used by the computation, recorded so that a saved model says which stamps it takes
+            (``stampnet.compat``). ZTF's by default.
 
     Example:
         >>> layer = StampPreprocessing(crop_size=21)
         >>> images = layer(stamps, stamp_mask)  # (B, 21, 21, 3), values in [0, 1]
     """
 
-    def __init__(self, crop_size: int = 21, normalisation: str = "minmax", **kwargs):
+    def __init__(
+        self, crop_size: int = 21, normalisation: str = "minmax", channels=CHANNELS, **kwargs
+    ):
         super().__init__(**kwargs)
         if normalisation not in NORMALISATIONS:
             raise ValueError(
                 f"normalisation must be one of {NORMALISATIONS}, received {normalisation!r}"
             )
-        center_crop_bounds(crop_size)
+        if crop_size < 1:
+            raise ValueError(f"crop_size must be positive, received crop_size={crop_size}")
         self.crop_size = crop_size
         self.normalisation = normalisation
+        self.channels = tuple(str(name) for name in channels)
 
     def call(self, stamps, mask=None):
         if mask is None:
@@ -99,6 +109,7 @@ class StampPreprocessing(keras.layers.Layer):
             **super().get_config(),
             "crop_size": self.crop_size,
             "normalisation": self.normalisation,
+            "channels": list(self.channels),
         }
 
 

@@ -13,6 +13,8 @@ compare row for row with ALeRCE's graph.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -74,3 +76,26 @@ class CyclicAveragePooling(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         batch = None if input_shape[0] is None else input_shape[0] // NUM_ROTATIONS
         return (batch, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="stampnet")
+class CyclicConcatenation(keras.layers.Layer):
+    """Joins the four rotated copies stacked by ``RotationStack`` side by side: (4B, D) ->
+    (B, 4D), the features of rotation 0 first, then 90, 180 and 270 degrees.
+
+    Deep-HiTS (Cabrera-Vives et al. 2017, Sect. 3) concatenates the rotations' features before
+    its dense layers instead of averaging them: the dense layers then see every orientation at
+    once, and the model is not exactly rotation invariant (a rotation permutes the blocks).
+
+    Example:
+        >>> joined = CyclicConcatenation()(flat_features)  # (4B, 2304) -> (B, 9216)
+    """
+
+    def call(self, inputs):
+        copies = ops.reshape(inputs, (NUM_ROTATIONS, -1, *inputs.shape[1:]))
+        copies = ops.moveaxis(copies, 0, 1)  # (B, 4, ...)
+        return ops.reshape(copies, (-1, NUM_ROTATIONS * math.prod(inputs.shape[1:])))
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // NUM_ROTATIONS
+        return (batch, NUM_ROTATIONS * math.prod(input_shape[1:]))

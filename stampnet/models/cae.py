@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keras
 
+from stampnet.geometry import ZTF, StampGeometry
 from stampnet.models.conv_autoencoder import StampAutoencoder, build_decoder, build_encoder
 
 
@@ -35,6 +36,7 @@ def build_cae(
     dense_units: int = 64,
     rotation_invariant: bool = False,
     reconstruction_loss: str = "bce",
+    geometry: StampGeometry = ZTF,
     name: str = "cae",
 ) -> ConvAutoencoder:
     """Builds a CAE whose encoder gives ``[z_mean]`` and decoder reconstructs the crop."""
@@ -46,9 +48,13 @@ def build_cae(
         dense_units=dense_units,
         variational=False,
         rotation_invariant=rotation_invariant,
+        geometry=geometry,
     )
     decoder = build_decoder(
-        **shared, dense_units=dense_units, output_activation=_output_activation(normalisation)
+        **shared,
+        dense_units=dense_units,
+        output_activation=_output_activation(normalisation),
+        num_channels=geometry.num_channels,
     )
     return ConvAutoencoder(
         encoder,

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from stampnet.constants import NUM_CHANNELS, STAMP_SHAPE
+from stampnet.geometry import ZTF, StampGeometry
 from stampnet.layers.latent import Sampling
 from stampnet.layers.preprocessing import StampPreprocessing, center_crop_bounds
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
@@ -25,8 +25,14 @@ from stampnet.models.trunk import apply_conv_trunk
 STAMP_KEYS = ("stamps", "stamp_mask")
 
 
-def stamp_inputs() -> dict:
-    return {key: keras.Input(STAMP_SHAPE, name=key) for key in STAMP_KEYS}
+def stamp_inputs(geometry: StampGeometry = ZTF) -> dict:
+    """``{"stamps", "stamp_mask"}`` Keras inputs of the geometry's (H, W, C)."""
+    return {key: keras.Input(geometry.shape, name=key) for key in STAMP_KEYS}
+
+
+def inputs_like(model: keras.Model) -> dict:
+    """Fresh Keras inputs of the same names and shapes as ``model``'s dict inputs."""
+    return {key: keras.Input(tensor.shape[1:], name=key) for key, tensor in model.input.items()}
 
 
 def build_conv_trunk(image_shape, conv_filters=(32, 64), kernel_size=3, name="conv_trunk"):
@@ -48,6 +54,7 @@ def build_encoder(
     variational: bool = True,
     rotation_invariant: bool = False,
     seed: int | None = None,
+    geometry: StampGeometry = ZTF,
     name: str = "encoder",
 ) -> keras.Model:
     """Raw stamps -> ``[z_mean, z_log_var, z]`` if variational, else ``[z_mean]``.
@@ -55,12 +62,13 @@ def build_encoder(
     With ``rotation_invariant`` the trunk and hidden layer see the four rot90 copies of the crop
     and their outputs are averaged (cyclic pooling, Dieleman et al. 2015), so z does not depend on
     the stamp's orientation (the decoder then cannot know it either: expect blurrier
-    reconstructions of asymmetric stamps).
+    reconstructions of asymmetric stamps). ``geometry``: the input stamps' size and channels.
     """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be >= 1, received {latent_dim}")
-    inputs = stamp_inputs()
-    images = StampPreprocessing(crop_size, normalisation, name="preprocessing")(
+    center_crop_bounds(crop_size, geometry.size)
+    inputs = stamp_inputs(geometry)
+    images = StampPreprocessing(crop_size, normalisation, geometry.channels, name="preprocessing")(
         inputs["stamps"], inputs["stamp_mask"]
     )
     trunk = build_conv_trunk(images.shape[1:], conv_filters, kernel_size)
@@ -86,9 +94,10 @@ def build_decoder(
     conv_filters=(32, 64),
     dense_units: int = 64,
     output_activation: str = "sigmoid",
+    num_channels: int = ZTF.num_channels,
     name: str = "decoder",
 ) -> keras.Model:
-    """z (B, D) -> reconstructed preprocessed crop (B, crop, crop, 3), mirroring the encoder."""
+    """z (B, D) -> reconstructed preprocessed crop (B, crop, crop, C), mirroring the encoder."""
     first, second = conv_filters
     base = math.ceil(crop_size / 4)
     z = keras.Input((latent_dim,), name="z")
@@ -102,7 +111,7 @@ def build_decoder(
     x = keras.layers.Cropping2D(((excess // 2, excess - excess // 2),) * 2)(x)
     x = keras.layers.Conv2D(first, 3, padding="same", activation="relu")(x)
     reconstruction = keras.layers.Conv2D(
-        NUM_CHANNELS, 3, padding="same", activation=output_activation, name="reconstruction"
+        num_channels, 3, padding="same", activation=output_activation, name="reconstruction"
     )(x)
     return keras.Model(z, reconstruction, name=name)
 
@@ -191,7 +200,7 @@ class StampAutoencoder(keras.Model):
         Runs save and serve this view (``model.keras``, SavedModel): it reloads without
         custom classes other than stampnet's layers and works with ``keras.Model.export``.
         """
-        inputs = stamp_inputs()
+        inputs = inputs_like(self.encoder)
         return keras.Model(inputs, self.call(inputs), name=name or f"{self.name}_inference")
 
     def target_and_mask(self, inputs):

@@ -15,7 +15,7 @@ import keras
 from stampnet import __version__
 from stampnet.features import FeatureStats
 from stampnet.layers.preprocessing import FeatureNormalization
-from stampnet.models.conv_autoencoder import STAMP_KEYS, stamp_inputs
+from stampnet.models.conv_autoencoder import STAMP_KEYS, inputs_like
 from stampnet.models.stamp_classifier import ClassProbabilities
 from stampnet.saving import load_model
 
@@ -93,7 +93,7 @@ def build_latent_classifier(
     if feature_stats is not None and not feature_stats.names:
         feature_stats = None
     encoder.trainable = not freeze_encoder
-    inputs = stamp_inputs()
+    inputs = inputs_like(encoder)  # the encoder's stamp geometry
     # training=False keeps a frozen encoder deterministic (posterior mean, no sampling).
     tensor = encoder_latent_mean(encoder, inputs, training=False if freeze_encoder else None)
     if feature_stats is not None:

@@ -12,8 +12,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from stampnet.constants import STAMP_SHAPE
-from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
+from stampnet.geometry import ZTF, StampGeometry
+from stampnet.layers.preprocessing import (
+    FeatureNormalization,
+    StampPreprocessing,
+    center_crop_bounds,
+)
 from stampnet.layers.sequence import (
     NUM_DETECTION_INPUTS,
     DetectionFeatureEncoding,
@@ -29,14 +33,17 @@ RECURRENT_KINDS = ("lstm", "gru", "conv1d")
 INPUT_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
 
 
-def sequence_inputs(num_features: int | None = None) -> dict[str, keras.KerasTensor]:
+def sequence_inputs(
+    num_features: int | None = None, geometry: StampGeometry = ZTF
+) -> dict[str, keras.KerasTensor]:
     """Keras inputs matching ``sequence_dataset`` batches; the time axis is free (None).
 
-    ``num_features=None`` leaves the width of ``features`` free (for a model that ignores it).
+    ``num_features=None`` leaves the width of ``features`` free (for a model that ignores it);
+    ``geometry``: the stamps' size and channels (the dataset card's).
     """
     return {
-        "stamps": keras.Input((None, *STAMP_SHAPE), name="stamps"),
-        "stamp_mask": keras.Input((None, *STAMP_SHAPE), name="stamp_mask"),
+        "stamps": keras.Input((None, *geometry.shape), name="stamps"),
+        "stamp_mask": keras.Input((None, *geometry.shape), name="stamp_mask"),
         "detection_mask": keras.Input((None,), name="detection_mask"),
         "detection_features": keras.Input((None, NUM_DETECTION_INPUTS), name="detection_features"),
         "features": keras.Input((num_features,), name="features"),
@@ -48,16 +55,17 @@ def build_stamp_encoder(
     conv_filters=(16, 32),
     embedding_dim: int = 64,
     kernel_size: int = 3,
+    num_channels: int = ZTF.num_channels,
     name: str = "stamp_encoder",
 ) -> keras.Model:
-    """One preprocessed stamp (crop, crop, 3) -> (embedding_dim,): the conv trunk of ALeRCE's
+    """One preprocessed stamp (crop, crop, C) -> (embedding_dim,): the conv trunk of ALeRCE's
     stamp classifier and of the stamp VAE (``conv_autoencoder.build_conv_trunk``) + a dense layer.
 
     Sharing the trunk's layer shapes is what lets ``initialise_encoder_from_run`` start from a
     trained stamp classifier or VAE (with ``conv_filters=(32, 64)``, ``embedding_dim=64``).
     It has no batch normalisation, whose batch statistics would mix padded frames into real ones.
     """
-    images = keras.Input((crop_size, crop_size, STAMP_SHAPE[-1]), name="images")
+    images = keras.Input((crop_size, crop_size, num_channels), name="images")
     trunk = build_conv_trunk(images.shape[1:], tuple(conv_filters), kernel_size, name="conv_trunk")
     embedding = keras.layers.Dense(embedding_dim, activation="relu", name="hidden")(trunk(images))
     return keras.Model(images, embedding, name=name)
@@ -115,11 +123,18 @@ def initialise_encoder_from_run(encoder: keras.Model, run_dir: str | Path) -> li
     return filled
 
 
-def sequence_trunk(inputs, encoder: keras.Model, crop_size: int, normalisation: str = "minmax"):
+def sequence_trunk(
+    inputs,
+    encoder: keras.Model,
+    crop_size: int,
+    normalisation: str = "minmax",
+    geometry: StampGeometry = ZTF,
+):
     """Per-frame features (B, T, E + detection encoding), zero at padded steps, and the mask."""
-    images = StampPreprocessing(crop_size, normalisation, name="stamp_preprocessing")(
-        inputs["stamps"], inputs["stamp_mask"]
-    )
+    center_crop_bounds(crop_size, geometry.size)
+    images = StampPreprocessing(
+        crop_size, normalisation, geometry.channels, name="stamp_preprocessing"
+    )(inputs["stamps"], inputs["stamp_mask"])
     frames = FoldedTimeDistributed(encoder, name="frame_encoder")(images)
     detections = DetectionFeatureEncoding(name="detection_encoding")(
         inputs["detection_features"], inputs["detection_mask"]
@@ -166,6 +181,7 @@ def build_seq_classifier(
     kernel_size: int = 3,
     dropout_rate: float = 0.2,
     encoder: keras.Model | None = None,
+    geometry: StampGeometry = ZTF,
     name: str = "seq_classifier",
 ) -> keras.Model:
     """Sequence classifier over the first detections of an object (Neira et al. 2024).
@@ -182,6 +198,7 @@ def build_seq_classifier(
         kernel_size: temporal kernel of "conv1d".
         dropout_rate: dropout before the softmax head.
         encoder: a prepared stamp encoder (e.g. ``initialise_encoder_from_run``); built if None.
+        geometry: size and channel names of the stamps (the dataset card's; ZTF by default).
 
     Example:
         >>> model = build_seq_classifier(["SN", "AGN"], stats, recurrent="gru")
@@ -198,9 +215,11 @@ def build_seq_classifier(
         if isinstance(feature_stats, dict)
         else (feature_stats.names if feature_stats is not None else ())
     )
-    inputs = sequence_inputs(num_features)
-    encoder = encoder or build_stamp_encoder(crop_size, conv_filters, embedding_dim)
-    frames, mask = sequence_trunk(inputs, encoder, crop_size, normalisation)
+    inputs = sequence_inputs(num_features, geometry)
+    encoder = encoder or build_stamp_encoder(
+        crop_size, conv_filters, embedding_dim, num_channels=geometry.num_channels
+    )
+    frames, mask = sequence_trunk(inputs, encoder, crop_size, normalisation, geometry)
     summary = temporal_summary(
         frames, mask, inputs["detection_mask"], recurrent, units, bidirectional, kernel_size
     )

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from stampnet.geometry import ZTF, StampGeometry
 from stampnet.layers.latent import Sampling
 from stampnet.layers.preprocessing import FeatureNormalization, center_crop_bounds
 from stampnet.layers.sequence import (
@@ -43,6 +44,7 @@ def build_sequence_encoder(
     seed: int | None = None,
     feature_stats=None,
     stamp_encoder: keras.Model | None = None,
+    geometry: StampGeometry = ZTF,
     name: str = "sequence_encoder",
 ) -> keras.Model:
     """Raw sequence inputs (all five ``sequence_dataset`` keys) -> ``[z_mean, z_log_var, z]``.
@@ -56,9 +58,11 @@ def build_sequence_encoder(
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be >= 1, received {latent_dim}")
     num_features = _num_features(feature_stats)
-    inputs = sequence_inputs(num_features if feature_stats is not None else None)
-    stamp_encoder = stamp_encoder or build_stamp_encoder(crop_size, conv_filters, embedding_dim)
-    frames, mask = sequence_trunk(inputs, stamp_encoder, crop_size, normalisation)
+    inputs = sequence_inputs(num_features if feature_stats is not None else None, geometry)
+    stamp_encoder = stamp_encoder or build_stamp_encoder(
+        crop_size, conv_filters, embedding_dim, num_channels=geometry.num_channels
+    )
+    frames, mask = sequence_trunk(inputs, stamp_encoder, crop_size, normalisation, geometry)
     recurrent = keras.layers.LSTM(units, name="lstm")
     if bidirectional:
         recurrent = keras.layers.Bidirectional(recurrent, name="bidirectional_lstm")
@@ -89,9 +93,10 @@ def build_sequence_decoder(
     conv_filters=(16, 32),
     dense_units: int = 64,
     units: int = 64,
+    num_channels: int = ZTF.num_channels,
     name: str = "sequence_decoder",
 ) -> keras.Model:
-    """``{"z", "detection_features", "detection_mask"}`` -> stamps (B, T, crop, crop, 3).
+    """``{"z", "detection_features", "detection_mask"}`` -> stamps (B, T, crop, crop, C).
 
     The decoder knows when (days since the first detection) and in which band each stamp was
     taken, not its magnitude: what the stamps look like must come from z.
@@ -112,6 +117,7 @@ def build_sequence_decoder(
         crop_size=crop_size,
         conv_filters=tuple(conv_filters),
         dense_units=dense_units,
+        num_channels=num_channels,
         name="frame_decoder",
     )
     stamps = FoldedTimeDistributed(frame_decoder, name="reconstruction")(states)
@@ -211,6 +217,7 @@ def build_seq_vae(
     seed: int | None = None,
     feature_stats=None,
     stamp_encoder: keras.Model | None = None,
+    geometry: StampGeometry = ZTF,
     name: str = "seq_vae",
 ) -> SequenceVAE:
     """A ``SequenceVAE`` with matching encoder and decoder (arguments as in the builders)."""
@@ -218,11 +225,11 @@ def build_seq_vae(
         latent_dim=latent_dim, crop_size=crop_size, normalisation=normalisation,
         conv_filters=conv_filters, embedding_dim=embedding_dim, units=units,
         bidirectional=bidirectional, seed=seed, feature_stats=feature_stats,
-        stamp_encoder=stamp_encoder,
+        stamp_encoder=stamp_encoder, geometry=geometry,
     )  # fmt: skip
     decoder = build_sequence_decoder(
         latent_dim=latent_dim, crop_size=crop_size, conv_filters=conv_filters,
-        dense_units=embedding_dim, units=units,
+        dense_units=embedding_dim, units=units, num_channels=geometry.num_channels,
     )  # fmt: skip
     vae = SequenceVAE(
         encoder, decoder, crop_size=crop_size, normalisation=normalisation,

@@ -1,9 +1,9 @@
 """The rotation-invariant stamp classifier of the ALeRCE broker (Carrasco-Davis et al. 2021).
 
-Raw stamps (science, template, difference) are cropped and min-max normalised inside the model,
-seen at four right-angle rotations through a shared convolutional trunk, pooled over the
-rotations, joined with the normalised metadata features, and classified by two dense layers.
-Two published variants differ in where the rotations are pooled:
+Raw stamps (ZTF: science, template, difference; any channels a dataset card names) are cropped and
+min-max normalised inside the model, seen at four right-angle rotations through a shared
+convolutional trunk, pooled over the rotations, joined with the normalised metadata features, and
+classified by two dense layers. Two published variants differ in where the rotations are pooled:
 
 - ``pool_after="dense_1"`` (ALeRCE 2020, with features): trunk ... dense_1 -> pool ->
   concat(features) -> dense_2 -> dense_3 -> output_logits;
@@ -23,13 +23,17 @@ import keras
 from keras import ops
 
 from stampnet import __version__
-from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE, STAMP_SHAPE
+from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE
 from stampnet.features import FeatureStats
-from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
+from stampnet.geometry import ZTF, StampGeometry
+from stampnet.layers.preprocessing import (
+    FeatureNormalization,
+    StampPreprocessing,
+    center_crop_bounds,
+)
 from stampnet.layers.rotation import CyclicAveragePooling, RotationStack
 from stampnet.models.trunk import apply_conv_trunk
 
-CROP_SIZES = (21, 41, 63)
 POOL_POSITIONS = ("dense_1", "dense_2")
 HIDDEN_UNITS = 64
 #: Keras' default, and the epsilon of ALeRCE's graph (batchnorm/add/y = 0.001).
@@ -41,22 +45,28 @@ class ChannelSelection(keras.layers.Layer):
     """Keeps a subset of the stamp channels, in the given order (the paper's input comparisons).
 
     Args:
-        channels: names from ``stampnet.constants.CHANNELS``.
+        channels: the channels kept, names from ``available``.
+        available: the channels of the input stamps, in order (the dataset card's ``channels``;
+            ZTF's science, template, difference by default).
     """
 
-    def __init__(self, channels: Sequence[str] = CHANNELS, **kwargs):
+    def __init__(
+        self, channels: Sequence[str] = CHANNELS, available: Sequence[str] = CHANNELS, **kwargs
+    ):
         super().__init__(**kwargs)
-        channels = tuple(channels)
-        unknown = [name for name in channels if name not in CHANNELS]
+        channels, available = tuple(channels), tuple(available)
+        unknown = [name for name in channels if name not in available]
         if not channels or unknown or len(set(channels)) != len(channels):
             raise ValueError(
-                f"channels must be distinct names from {CHANNELS}, received {channels!r}"
+                f"channels must be distinct names from the data's {available}, "
+                f"received {channels!r}"
             )
         self.channels = channels
-        self.indices = [CHANNELS.index(name) for name in channels]
+        self.available = available
+        self.indices = [available.index(name) for name in channels]
 
     def call(self, stamps):
-        if self.indices == list(range(len(CHANNELS))):
+        if self.indices == list(range(len(self.available))):
             return stamps
         return ops.take(stamps, self.indices, axis=-1)
 
@@ -64,7 +74,11 @@ class ChannelSelection(keras.layers.Layer):
         return (*input_shape[:-1], len(self.channels))
 
     def get_config(self):
-        return {**super().get_config(), "channels": list(self.channels)}
+        return {
+            **super().get_config(),
+            "channels": list(self.channels),
+            "available": list(self.available),
+        }
 
 
 @keras.saving.register_keras_serializable(package="stampnet")
@@ -96,6 +110,11 @@ class ClassProbabilities(keras.layers.Layer):
         }
 
 
+def stamp_inputs(geometry: StampGeometry = ZTF) -> dict:
+    """``{"stamps", "stamp_mask"}`` Keras inputs of the geometry's (H, W, C)."""
+    return {key: keras.Input(geometry.shape, name=key) for key in ("stamps", "stamp_mask")}
+
+
 def _dense(tensor, units, name, dropout_rate):
     """Dense, ReLU (a layer of its own, so both ALeRCE tensors BiasAdd and Relu have a twin),
     and dropout in training."""
@@ -121,7 +140,8 @@ def build_stamp_classifier(
     feature_stats: FeatureStats | None = None,
     crop_size: int = DEFAULT_CROP_SIZE,
     kernel_size: int = 3,
-    channels: Sequence[str] = CHANNELS,
+    channels: Sequence[str] | None = None,
+    geometry: StampGeometry = ZTF,
     pool_after: str = "dense_1",
     dropout_rate: float = 0.5,
     normalisation: str = "minmax",
@@ -134,9 +154,10 @@ def build_stamp_classifier(
         class_names: output classes, in order.
         feature_stats: names and train statistics of the metadata features; None builds an
             images-only model without a "features" input.
-        crop_size: side of the centred crop, 21 (ALeRCE), 41 or 63.
+        crop_size: side of the centred crop: 21 (ALeRCE), 41, 63, any side up to the stamp's.
         kernel_size: side of the 3x3-style convolutions (the first one is always 4x4).
-        channels: stamp channels used, any subset of ("science", "template", "difference").
+        channels: stamp channels used, any subset of ``geometry.channels`` (None: all).
+        geometry: size and channel names of the input stamps (the dataset card's; ZTF default).
         pool_after: "dense_1" (2020 model) or "dense_2" (2019 images-only model); see module doc.
         dropout_rate: dropout after each hidden dense layer in training (0 = none).
         normalisation: stamp normalisation of ``StampPreprocessing`` ("minmax" as ALeRCE).
@@ -149,8 +170,7 @@ def build_stamp_classifier(
     class_names = tuple(class_names)
     if len(class_names) < 2:
         raise ValueError(f"class_names needs at least 2 classes, received {class_names!r}")
-    if crop_size not in CROP_SIZES:
-        raise ValueError(f"crop_size must be one of {CROP_SIZES}, received {crop_size}")
+    center_crop_bounds(crop_size, geometry.size)
     if pool_after not in POOL_POSITIONS:
         raise ValueError(f"pool_after must be one of {POOL_POSITIONS}, received {pool_after!r}")
     if not 0.0 <= dropout_rate < 1.0:
@@ -160,14 +180,15 @@ def build_stamp_classifier(
     if feature_stats is not None and not feature_stats.names:
         feature_stats = None  # the "none" feature set
 
-    inputs = {
-        "stamps": keras.Input(STAMP_SHAPE, name="stamps"),
-        "stamp_mask": keras.Input(STAMP_SHAPE, name="stamp_mask"),
-    }
-    images = StampPreprocessing(crop_size, normalisation, name="stamp_preprocessing")(
-        inputs["stamps"], inputs["stamp_mask"]
-    )
-    images = ChannelSelection(channels, name="channel_selection")(images)
+    inputs = stamp_inputs(geometry)
+    images = StampPreprocessing(
+        crop_size, normalisation, geometry.channels, name="stamp_preprocessing"
+    )(inputs["stamps"], inputs["stamp_mask"])
+    images = ChannelSelection(
+        geometry.channels if channels is None else channels,
+        geometry.channels,
+        name="channel_selection",
+    )(images)
     stacked = RotationStack(name="rotations")(images)
     tensor = _image_trunk(stacked, kernel_size, dropout_rate, pool_after)
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import keras
 
+#: The layers of the trunk that hold weights (``train.py --freeze trunk`` keeps them fixed).
+TRUNK_LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4", "conv_5")
+
 
 def conv_relu(tensor, filters, kernel_size, padding, name):
     """Conv2D then a separate ReLU layer (``<name>_relu``), as ALeRCE's BiasAdd and Relu."""

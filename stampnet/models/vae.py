@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from stampnet.geometry import ZTF, StampGeometry
 from stampnet.losses import elbo
 from stampnet.models.cae import _output_activation
 from stampnet.models.conv_autoencoder import StampAutoencoder, build_decoder, build_encoder
@@ -49,6 +50,7 @@ def build_vae(
     dense_units: int = 64,
     rotation_invariant: bool = False,
     reconstruction_loss: str = "bce",
+    geometry: StampGeometry = ZTF,
     beta: float = 1.0,
     seed: int | None = None,
     model_class=VariationalAutoencoder,
@@ -64,10 +66,14 @@ def build_vae(
         dense_units=dense_units,
         variational=True,
         rotation_invariant=rotation_invariant,
+        geometry=geometry,
         seed=seed,
     )
     decoder = build_decoder(
-        **shared, dense_units=dense_units, output_activation=_output_activation(normalisation)
+        **shared,
+        dense_units=dense_units,
+        output_activation=_output_activation(normalisation),
+        num_channels=geometry.num_channels,
     )
     return model_class(
         encoder,

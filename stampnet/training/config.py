@@ -22,7 +22,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stampnet.constants import CHANNELS, DEFAULT_CROP_SIZE
+from stampnet.constants import DEFAULT_CROP_SIZE
 from stampnet.features import DEFAULT_FEATURE_SET
 
 BALANCE_CHOICES = ("none", "oversample", "weights")
@@ -77,12 +77,14 @@ class ModelConfig:
     """What to build. Fields a model does not use are ignored by it (and recorded anyway)."""
 
     crop_size: int = _field(
-        DEFAULT_CROP_SIZE, "side of the centred stamp crop in pixels (ALeRCE: 21; 41, 63)"
+        DEFAULT_CROP_SIZE,
+        "side of the centred stamp crop in pixels, at most the stamp's (ALeRCE: 21; 41, 63)",
     )
     channels: tuple[str, ...] = _field(
         None,
-        "stamps the model sees, a comma-separated subset of science,template,difference",
-        factory=lambda: tuple(CHANNELS),
+        "stamps the model sees, a comma-separated subset of the dataset card's channels "
+        "(ZTF: science,template,difference); empty: all of them",
+        factory=tuple,
     )
     normalisation: str = _field(
         "minmax",
@@ -154,6 +156,16 @@ class TrainConfig:
     verbose: int = _field(
         1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch"
     )
+    init: str | None = _field(
+        None,
+        "start from a saved model (MODEL.keras or a run folder): layers matching by name and "
+        "weight shapes are loaded (stampnet.training.finetune)",
+    )
+    freeze: str = _field(
+        "none",
+        "keep parts fixed while training: trunk (the convolutional trunk) or none",
+        choices=("none", "trunk"),
+    )
 
 
 @dataclasses.dataclass
@@ -216,11 +228,12 @@ def _field_type(section_class, field: dataclasses.Field):
 
 
 def _parse_channels(text: str) -> tuple[str, ...]:
+    """Distinct channel names; that the data has them is checked against its card."""
     channels = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in channels if name not in CHANNELS]
-    if not channels or unknown:
+    if not channels or len(set(channels)) != len(channels):
         raise argparse.ArgumentTypeError(
-            f"--channels expects a comma-separated subset of {','.join(CHANNELS)}, got {text!r}"
+            "--channels expects distinct comma-separated channel names of the dataset card "
+            f"(ZTF: science,template,difference), got {text!r}"
         )
     return channels
 

@@ -1,10 +1,11 @@
 """SavedModel export with fixed, named serving signatures (after simclr's ``build_saved_model``).
 
-A broker hands a model what an alert holds: three cutouts as 2-D float arrays in which NaN marks
-an invalid pixel, and raw metadata features with NaN for missing values. The signatures take
-exactly that, build the ``stamp_mask`` from ``is_finite`` inside the graph, and call the model,
-whose own layers do the preprocessing; so a served model and ``model.keras`` give the same
-outputs from the same alert.
+A broker hands a model what an alert holds: one cutout per channel (ZTF: science, template,
+difference; any data: the channel names of its dataset card, which the model records) as 2-D float
+arrays in which NaN marks an invalid pixel, and raw metadata features with NaN for missing values.
+The signatures take exactly that, build the ``stamp_mask`` from ``is_finite`` inside the graph, and
+call the model, whose own layers do the preprocessing; so a served model and ``model.keras`` give
+the same outputs from the same alert.
 
 Signatures, one per ``Export`` of a run (named after its key; the first is also
 ``serving_default``), by kind:
@@ -12,15 +13,17 @@ Signatures, one per ``Export`` of a run (named after its key; the first is also
 ====================  ==========================================================  ===============
 kind                  inputs (float32)                                            outputs
 ====================  ==========================================================  ===============
-classifier            science, template, difference (None,63,63); features (None,F)  probabilities
-sequence_classifier   science, template, difference (None,T,63,63);                 probabilities
+classifier            one per channel (None,H,W); features (None,F)                 probabilities
+sequence_classifier   one per channel (None,T,H,W);                                 probabilities
                       detection_features (None,T,K); detection_mask (None,T);
                       features (None,F)
 encoder               as classifier                                               z_mean, z_log_var
 sequence_encoder      as sequence_classifier                                      z_mean, z_log_var
 ====================  ==========================================================  ===============
 
-T is the model's time axis (``None`` when the model accepts any length). Reload with
+Channels and H, W are the model's (``stampnet.compat.model_record``): ZTF models take
+``science, template, difference`` (None, 63, 63). T is the model's time axis (``None`` when the
+model accepts any length). Reload with
 ``tf.saved_model.load(path).signatures["classifier"](science=..., ...)`` or, in Keras,
 ``keras.layers.TFSMLayer(path, call_endpoint="classifier")``.
 """
@@ -34,7 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stampnet.constants import CHANNELS, STAMP_SIZE
+from stampnet.compat import model_record
+from stampnet.constants import CHANNELS
 from stampnet.training.spec import Export
 
 SEQUENCE_KINDS = ("sequence_classifier", "sequence_encoder")
@@ -49,13 +53,20 @@ def _model_inputs(model: keras.Model) -> dict:
     return dict(model.input)
 
 
+def serving_channels(model: keras.Model) -> tuple[str, ...]:
+    """The channel names a model's serving signature takes, one input each, in stamp order."""
+    return model_record(model).geometry.channels
+
+
 def _input_signature(export: Export) -> list[tf.TensorSpec]:
     inputs = _model_inputs(export.model)
     sequence = export.kind in SEQUENCE_KINDS
     time = [inputs["stamps"].shape[1]] if sequence else []
-    stamp_shape = (None, *time, STAMP_SIZE, STAMP_SIZE)
+    stamp_shape = (None, *time, *inputs["stamps"].shape[-3:-1])
     num_features = inputs["features"].shape[-1] if "features" in inputs else 0
-    signature = [tf.TensorSpec(stamp_shape, tf.float32, name=name) for name in CHANNELS]
+    signature = [
+        tf.TensorSpec(stamp_shape, tf.float32, name=name) for name in serving_channels(export.model)
+    ]
     if sequence:
         num_detection = inputs["detection_features"].shape[-1]
         signature += [
@@ -66,9 +77,10 @@ def _input_signature(export: Export) -> list[tf.TensorSpec]:
     return signature
 
 
-def model_inputs_from_serving(science, template, difference, features, **sequence_inputs) -> dict:
-    """Serving inputs (NaN = invalid pixel) -> the pipeline dict the models take."""
-    stamps = tf.stack([science, template, difference], axis=-1)
+def model_inputs_from_serving(channels: list, features, **sequence_inputs) -> dict:
+    """Serving inputs (one (.., H, W) tensor per channel, NaN = invalid pixel) -> the pipeline
+    dict the models take."""
+    stamps = tf.stack(list(channels), axis=-1)
     valid = tf.math.is_finite(stamps)
     return {
         "stamps": tf.where(valid, stamps, tf.zeros_like(stamps)),
@@ -78,12 +90,15 @@ def model_inputs_from_serving(science, template, difference, features, **sequenc
     }
 
 
-def serving_inputs_from_batch(inputs: Mapping) -> dict[str, np.ndarray]:
-    """A pipeline batch -> the signature's inputs (invalid pixels become NaN). For tests/tools."""
+def serving_inputs_from_batch(inputs: Mapping, channels=CHANNELS) -> dict[str, np.ndarray]:
+    """A pipeline batch -> the signature's inputs (invalid pixels become NaN). For tests/tools.
+
+    ``channels``: the names of the stamps' channels (``serving_channels(model)``; ZTF's default).
+    """
     stamps = np.asarray(inputs["stamps"], np.float32)
     valid = np.asarray(inputs["stamp_mask"]) > 0
     stamps = np.where(valid, stamps, np.nan).astype(np.float32)
-    serving = {name: stamps[..., index] for index, name in enumerate(CHANNELS)}
+    serving = {name: stamps[..., index] for index, name in enumerate(channels)}
     for name in ("detection_features", "detection_mask", "features"):
         if name in inputs:
             serving[name] = np.asarray(inputs[name], np.float32)
@@ -110,15 +125,19 @@ def _endpoint(export: Export):
         inputs = {key: value for key, value in inputs.items() if key in model_keys}
         return _outputs(export, model(inputs, training=False))
 
-    # Explicit argument names: they become the signature's input names.
+    # Positional arguments in the order of ``_input_signature``, whose TensorSpec names become
+    # the signature's input names (one per channel of the model's data).
+    num_channels = len(serving_channels(model))
     if export.kind in SEQUENCE_KINDS:
 
-        def serve(science, template, difference, detection_features, detection_mask, features):
+        def serve(*arguments):
+            channels, (detection_features, detection_mask, features) = (
+                arguments[:num_channels],
+                arguments[num_channels:],
+            )
             return call(
                 model_inputs_from_serving(
-                    science,
-                    template,
-                    difference,
+                    channels,
                     features,
                     detection_features=detection_features,
                     detection_mask=detection_mask,
@@ -127,8 +146,8 @@ def _endpoint(export: Export):
 
     else:
 
-        def serve(science, template, difference, features):
-            return call(model_inputs_from_serving(science, template, difference, features))
+        def serve(*arguments):
+            return call(model_inputs_from_serving(arguments[:num_channels], arguments[-1]))
 
     return serve
 

@@ -18,6 +18,7 @@ _SPECS = "stampnet.training.specs"
 #: model name -> "module:ATTRIBUTE" of its ModelSpec.
 REGISTRY: dict[str, str] = {
     "stamp_classifier": f"{_SPECS}.stamp_classifier:SPEC",
+    "deep_hits": f"{_SPECS}.deep_hits:SPEC",
     "cae": f"{_SPECS}.autoencoders:CAE",
     "vae": f"{_SPECS}.autoencoders:VAE",
     "vade": f"{_SPECS}.autoencoders:VADE",

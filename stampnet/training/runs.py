@@ -121,7 +121,12 @@ def write_model_card(
     epochs_trained: int,
     best_epoch: int | None,
     seconds: float,
+    record=None,
+    init: Mapping | None = None,
 ) -> Path:
+    """``record``: the main model's ``stampnet.compat.ModelRecord`` (stamp geometry, channels
+    used, crop, classes, features), which ``classify``, ``evaluate.py`` and ``--init`` check
+    data against; ``init``: the ``--init`` report (layers loaded and not)."""
     model_card = {
         "model": config.model,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -139,6 +144,10 @@ def write_model_card(
         "versions": versions(),
         "config": config.to_dict(),
     }
+    if record is not None:
+        model_card.update(record.to_dict())
+    if init is not None:
+        model_card["init"] = dict(init)
     return write_json(run_dir / MODEL_CARD_NAME, model_card)
 
 

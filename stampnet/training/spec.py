@@ -29,7 +29,8 @@ classifier export's accuracy and confusion matrix when labels are needed.
 
 Inputs every model receives are the pipeline dicts of docs/design.md (raw values; preprocessing is
 inside the models):
-- alerts: ``{"stamps": (B,63,63,3), "stamp_mask": (B,63,63,3), "features": (B,F)}``
+- alerts: ``{"stamps": (B,H,W,C), "stamp_mask": (B,H,W,C), "features": (B,F)}``, (H, W, C)
+  the card's geometry (``DataInfo.geometry``; ZTF: 63, 63, 3)
 - sequences: the same with a time axis, plus ``"detection_features": (B,T,K)`` and
   ``"detection_mask": (B,T)``.
 Export kinds (serving signatures, see ``stampnet.training.export``): ``"classifier"`` and
@@ -46,6 +47,7 @@ from pathlib import Path
 import keras
 
 from stampnet.features import FeatureStats
+from stampnet.geometry import ZTF, StampGeometry
 from stampnet.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 DATASET_KINDS = ("alerts", "sequences")
@@ -64,11 +66,12 @@ class DataInfo:
         feature_names: the chosen feature set, in model input order (may be empty).
         feature_stats: train-split statistics of ``feature_names`` (``card.feature_stats_for``).
         crop_size: stamp crop the model should use (``ModelConfig.crop_size``).
-        channels: stamps the model should see (``ModelConfig.channels``).
+        channels: stamps the model should see (``ModelConfig.channels``, else all the card's).
         max_detections: sequences: time steps T of the pipeline (None for alerts).
         detection_feature_names: sequences: the K per-detection inputs (empty for alerts).
         train_size: examples in the training split the pipeline yields (labelled ones when
             labels are needed).
+        geometry: size and channel names of the stamps (the card's; ZTF for older cards).
     """
 
     data_dir: Path
@@ -81,6 +84,7 @@ class DataInfo:
     max_detections: int | None = None
     detection_feature_names: tuple[str, ...] = ()
     train_size: int = 0
+    geometry: StampGeometry = ZTF
 
     @property
     def num_classes(self) -> int:

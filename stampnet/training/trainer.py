@@ -32,6 +32,8 @@ import tensorflow as tf
 from stampnet.constants import UNLABELLED
 from stampnet.data.card import feature_stats_for, load_card
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
+from stampnet.geometry import StampGeometry
+from stampnet.layers.preprocessing import center_crop_bounds
 from stampnet.training import resume, runs
 from stampnet.training.config import RunConfig, resolve_features
 from stampnet.training.export import export_saved_model
@@ -66,6 +68,18 @@ def split_size(card, dataset: str, split: str, labelled_only: bool) -> int:
 
 def data_info(config: RunConfig, spec: ModelSpec, data_dir: Path, card) -> DataInfo:
     feature_names = tuple(resolve_feature_names(resolve_features(config.data.feature_set)))
+    geometry = StampGeometry.from_card(card)
+    channels = tuple(config.model_config.channels) or geometry.channels
+    unknown = [name for name in channels if name not in geometry.channels]
+    if unknown:
+        raise ValueError(
+            f"--channels {','.join(channels)}: {unknown} not in the data; the card of "
+            f"{data_dir} names the channels {','.join(geometry.channels)}"
+        )
+    try:
+        center_crop_bounds(config.model_config.crop_size, geometry.size)
+    except ValueError as error:
+        raise ValueError(f"--crop-size does not fit the stamps of {data_dir}: {error}") from None
     return DataInfo(
         data_dir=data_dir,
         card=card,
@@ -73,7 +87,8 @@ def data_info(config: RunConfig, spec: ModelSpec, data_dir: Path, card) -> DataI
         feature_names=feature_names,
         feature_stats=feature_stats_for(card, feature_names),
         crop_size=config.model_config.crop_size,
-        channels=tuple(config.model_config.channels),
+        channels=channels,
+        geometry=geometry,
         max_detections=config.data.max_detections if spec.dataset == "sequences" else None,
         detection_feature_names=(
             (*DETECTION_FIELDS, "days_since_first") if spec.dataset == "sequences" else ()
@@ -202,6 +217,7 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
             f"{config.model} cannot be trained on it"
         )
     bundle = spec.build(config, info)
+    init_report = start_from(config, bundle, info)
     print(f"{config.model}: {info.train_size} training examples from {data_dir}; run {run_dir}")
 
     val_size = split_size(card, spec.dataset, "validation", labelled_only(config, spec))
@@ -260,8 +276,34 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         epochs_trained=len(history),
         best_epoch=best_epoch,
         seconds=seconds,
+        record=model_record(bundle, info),
+        init=init_report.to_dict() if init_report is not None else None,
     )
     return TrainResult(run_dir=run_dir, bundle=bundle, history=history, metrics=metrics)
+
+
+def start_from(config: RunConfig, bundle: Bundle, info: DataInfo):
+    """``--init`` (weights of a saved model, matched by layer name and shape) and ``--freeze``
+    (``stampnet.training.finetune``); the init report, or None. A resumed run restores its
+    own weights afterwards (BackupAndRestore), so --init only shapes a run's first start."""
+    from stampnet.training import finetune
+
+    report = None
+    if config.train.init:
+        report = finetune.initialise_from(
+            bundle.model, config.train.init, info.card, target_record=model_record(bundle, info)
+        )
+    finetune.freeze(bundle.model, config.train.freeze)
+    return report
+
+
+def model_record(bundle: Bundle, info: DataInfo):
+    """What the run's main model was built for (``stampnet.compat``), as the model card keeps."""
+    from stampnet import compat
+
+    model = bundle.main_export[1].model
+    known = {"class_names": info.class_names, "feature_names": info.feature_names}
+    return compat.model_record(model, {**known, **info.geometry.to_dict()})
 
 
 def ensure_built(model: keras.Model, dataset) -> None:

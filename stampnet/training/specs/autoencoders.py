@@ -35,7 +35,18 @@ def _architecture(config: RunConfig, data: DataInfo) -> dict:
         dense_units=model_config.dense_units,
         rotation_invariant=model_config.rotation_invariant,
         reconstruction_loss=model_config.option("reconstruction_loss", "bce"),
+        geometry=_all_channels(data),
     )
+
+
+def _all_channels(data: DataInfo):
+    """The autoencoders reconstruct every channel of the data: a subset is refused."""
+    if data.channels != data.geometry.channels:
+        raise ValueError(
+            "The autoencoders read every channel of the data "
+            f"({','.join(data.geometry.channels)}); received --channels {','.join(data.channels)}"
+        )
+    return data.geometry
 
 
 def _steps_per_epoch(config: RunConfig, data: DataInfo) -> int:
@@ -130,8 +141,18 @@ def build_latent_classifier_bundle(config: RunConfig, data: DataInfo) -> Bundle:
             "latent_classifier needs --encoder RUN, the run folder of a trained cae, vae or vade "
             "(e.g. runs/vae-20260101-120000)"
         )
+    from stampnet import compat
+
+    encoder = load_encoder(model_config.encoder_run)
+    compat.check(
+        compat.model_record(encoder),
+        compat.DataRecord.from_card(data.card),
+        what=f"the encoder of {model_config.encoder_run}",
+        against=f"the data {data.data_dir}",
+        classes="ignore",
+    )
     classifier = build_latent_classifier(
-        load_encoder(model_config.encoder_run),
+        encoder,
         class_names=data.class_names,
         feature_stats=data.feature_stats if data.num_features else None,
         hidden_units=(model_config.dense_units,) * int(model_config.option("hidden_layers", 2)),

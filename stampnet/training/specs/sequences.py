@@ -38,6 +38,7 @@ def _stamp_encoder(config: RunConfig, data: DataInfo) -> keras.Model:
         _conv_filters(model_config),
         model_config.dense_units,
         kernel_size=model_config.kernel_size,
+        num_channels=data.geometry.num_channels,
     )
     if model_config.encoder_run:
         filled = initialise_encoder_from_run(encoder, model_config.encoder_run)
@@ -46,10 +47,10 @@ def _stamp_encoder(config: RunConfig, data: DataInfo) -> keras.Model:
 
 
 def _check_channels(data: DataInfo) -> None:
-    if len(data.channels) != 3:
+    if data.channels != data.geometry.channels:
         raise ValueError(
-            "The sequence models read all three stamps (science, template, difference); "
-            f"received --channels {','.join(data.channels)}"
+            "The sequence models read every channel of the data "
+            f"({','.join(data.geometry.channels)}); received --channels {','.join(data.channels)}"
         )
 
 
@@ -68,6 +69,7 @@ def build_classifier(config: RunConfig, data: DataInfo) -> Bundle:
         bidirectional=bool(model_config.option("bidirectional", False)),
         dropout_rate=model_config.dropout_rate,
         encoder=_stamp_encoder(config, data),
+        geometry=data.geometry,
         name="seq_classifier",
     )
     trainable = with_augmentation(
@@ -106,6 +108,7 @@ def build_vae(config: RunConfig, data: DataInfo) -> Bundle:
             else None
         ),
         stamp_encoder=_stamp_encoder(config, data),
+        geometry=data.geometry,
     )
     vae.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
     steps = config.train.steps_per_epoch or math.ceil(

@@ -24,6 +24,7 @@ def build(config: RunConfig, data: DataInfo) -> Bundle:
         crop_size=data.crop_size,
         kernel_size=model_config.kernel_size,
         channels=data.channels,
+        geometry=data.geometry,
         pool_after=model_config.pool_after,
         dropout_rate=model_config.dropout_rate,
         normalisation=model_config.normalisation,

@@ -1,0 +1,1 @@
+"""Tools that check stampnet itself (``fuzz``: the readers against mutated real alerts)."""

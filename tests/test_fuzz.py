@@ -1,0 +1,83 @@
+"""Fuzzing the readers with mutated real alerts: a seeded few hundred cases (the script: more)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stampnet.data.alert import Alert
+from stampnet.data.stamps import MAX_ABS_PIXEL, stack_stamps
+from stampnet.features import METADATA_FIELDS, metadata_vector
+from stampnet.layers.preprocessing import StampPreprocessing
+from stampnet.testing import fuzz, mutators
+
+CI_CASES = 300
+
+
+@pytest.fixture(scope="module")
+def corpus(ztf_dir):
+    return mutators.load_corpus(ztf_dir)
+
+
+def test_seeded_fuzz_finds_no_crash_hang_nan_or_lost_input(ztf_dir):
+    report = fuzz.run_fuzz(ztf_dir, CI_CASES, seed=1234, sample_every=10)
+    assert report.cases == CI_CASES
+    assert report.clean, report.summary()
+    assert report.alerts > 0 and report.rejections > 0 and report.model_inputs_checked > 0
+    assert {"damage_packet", "damage_member", "damage_row", "truncate"} <= set(report.mutators)
+    assert {"damage_arrays", "damage_table", "damage_csv"} <= set(report.mutators)
+
+
+def test_cases_are_reproducible_and_cover_every_kind(corpus):
+    first = [mutators.make_case(corpus, 7, index) for index in range(40)]
+    again = [mutators.make_case(corpus, 7, index) for index in range(40)]
+    assert [case.data for case in first] == [case.data for case in again]
+    kinds = {case.filename.split(".", 1)[1] for case in first}
+    assert (
+        {"avro", "tar.gz", "parquet"} < kinds <= {"avro", "tar.gz", "parquet", "npz", "h5", "csv"}
+    )
+    assert {seed.kind for seed in corpus} == set(mutators.MUTATORS)
+
+
+def test_a_hung_case_is_cut_off_and_counted(ztf_dir):
+    report = fuzz.run_fuzz(ztf_dir, 1, timeout=1e-4, sample_every=0)
+    assert report.hangs == 1 and report.failures[0].startswith("hang: case 0 while reading")
+    assert not report.clean
+
+
+def test_tensor_checks_catch_bad_alert_arrays():
+    stamps = np.zeros((63, 63, 3), np.float32)
+    mask = np.ones((63, 63, 3), bool)
+    metadata = np.zeros(len(METADATA_FIELDS))
+    good = Alert("ZTF", 1, 2.4e6, 1, stamps, mask, metadata, "f", "4.02", (63, 63))
+    assert fuzz.tensor_problems(good) == []
+    stamps_nan = stamps.copy()
+    stamps_nan[0, 0, 0] = np.nan
+    metadata_inf = metadata.copy()
+    metadata_inf[0] = np.inf
+    bad = Alert("ZTF", 1, 2.4e6, 1, stamps_nan, mask, metadata_inf, "f", "4.02", (63, 63))
+    assert fuzz.tensor_problems(bad) == ["non-finite stamp pixels", "inf in metadata"]
+
+
+# ------------------------------------------------------------- what the fuzzer found, fixed
+def test_infinite_metadata_is_missing_not_passed_on():
+    """Found by fuzzing: candidate.magpsf = inf reached Alert.metadata as inf (NaN = missing)."""
+    vector = metadata_vector({"magpsf": math.inf, "sgscore1": -math.inf, "ra": 1e308, "dec": 0.0})
+    assert not np.isinf(vector).any()
+    assert np.isnan(vector[METADATA_FIELDS.index("magpsf")])
+
+
+def test_absurd_pixel_values_are_invalid_so_normalised_stamps_stay_finite():
+    """Found by fuzzing: a -3.4e38 pixel made the standardised stamp NaN (its square overflows)."""
+    rng = np.random.default_rng(0)
+    cutouts = [rng.normal(100, 10, (63, 63)).astype(np.float32) for _ in range(3)]
+    cutouts[1][5, 5], cutouts[1][6, 6] = -3.4e38, 3.4e38
+    cutouts[2][7, 7] = 2 * MAX_ABS_PIXEL
+    stamps, mask, _ = stack_stamps(cutouts)
+    assert not mask[5, 5, 1] and not mask[6, 6, 1] and not mask[7, 7, 2]
+    assert stamps[5, 5, 1] == 0 and mask.sum() == 3 * 63 * 63 - 3
+    for normalisation in ("minmax", "standardize"):
+        layer = StampPreprocessing(crop_size=63, normalisation=normalisation)
+        assert np.isfinite(np.asarray(layer(stamps[None], mask[None].astype("float32")))).all()
