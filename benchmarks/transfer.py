@@ -51,7 +51,11 @@ def train_builtin(feature_set: str, seed: int, args, runs_dir: Path) -> Path:
     config = apply_overrides(
         get_spec("stamp_classifier").preset(),
         {
-            "data": {"builtin_size": str(args.size), "feature_set": feature_set},
+            "data": {
+                "builtin_size": str(args.size),
+                "data_dir": args.data,
+                "feature_set": feature_set,
+            },
             "train": {
                 "epochs": args.epochs,
                 "seed": seed,
@@ -82,6 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--real", default=str(SHARED / "data" / "ztf"), help="real sample folder")
     parser.add_argument("--reference", default=str(SHARED / "reference"), help="ALeRCE weights")
     parser.add_argument("--size", default="400", help="built-in data size (objects, or default)")
+    parser.add_argument("--data", default=None, help="train on this dataset instead of built-in")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument(
@@ -131,6 +136,7 @@ def main(argv=None) -> int:
     report = {
         "simulator_version": SIMULATOR_VERSION,
         "builtin_size": args.size,
+        "data": args.data,
         "epochs": args.epochs,
         "seeds": args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
