@@ -41,11 +41,15 @@ def _exposure(rng, fid, difficulty, label) -> Exposure:
         sky=float(band.sky_median * np.exp(rng.normal(0, band.sky_log_sigma))),
         shift=(float(rng.normal(0, shift_scale)), float(rng.normal(0, shift_scale))),
         seeing_error=float(rng.normal(0, 0.01 + 0.03 * difficulty)),
+        noise_factor=float(
+            physics.NOISE_EXCESS_MEDIAN * np.exp(rng.normal(0, physics.NOISE_EXCESS_LOG_SIGMA))
+        ),
     )
 
 
 def _limit(exposure: Exposure) -> float:
     sky_sigma = float(physics.pixel_noise_sigma(exposure.sky, physics.CALIBRATION[exposure.fid]))
+    sky_sigma *= exposure.noise_factor
     return physics.limiting_flux(sky_sigma * physics.DIFFERENCE_NOISE_SCALE, exposure.seeing)
 
 
@@ -112,7 +116,10 @@ def _add_artefact(model, exposure, rng, science, difference):
     kind, nan_mask = model.artefact, None
     limit = _limit(exposure)
     error = physics.flux_error(limit)
-    target = DETECTION_SNR * np.exp(rng.exponential(0.8))
+    # Real bogus alerts (drb < 0.1) are bright (median magpsf 17.2, simulated 1.2.0: 19.1) and
+    # mostly negative (isdiffpos 'f'): subtraction residuals of bright sources, not faint blips.
+    target = DETECTION_SNR * np.exp(rng.exponential(1.8))
+    sign = rng.choice([-1.0, 1.0], p=[0.6, 0.4])
     if kind in ("cosmic_ray", "hot_pixel"):
         unit = artefacts.cosmic_ray(rng) if kind == "cosmic_ray" else artefacts.hot_pixel(rng)
         response = psf_flux(unit, model.scene.x, model.scene.y, exposure.seeing)
@@ -122,7 +129,7 @@ def _add_artefact(model, exposure, rng, science, difference):
         difference = difference + unit * amplitude
     elif kind == "edge":
         nan_mask = artefacts.edge_mask(rng)
-        unit = artefacts.edge_ramp(rng, nan_mask) * rng.choice([-1.0, 1.0], p=[0.3, 0.7])
+        unit = artefacts.edge_ramp(rng, nan_mask) * sign
         response = psf_flux(unit, model.scene.x, model.scene.y, exposure.seeing)
         amplitude = target * error / max(abs(response), 1e-6)
         difference = difference + unit * amplitude
@@ -139,7 +146,7 @@ def _add_artefact(model, exposure, rng, science, difference):
         residual -= physics.point_source(model.scene.x - 0.6, model.scene.y, exposure.seeing, 1.0)
         residual += physics.point_source(model.scene.x, model.scene.y, exposure.seeing * 0.7, 0.5)
         response = psf_flux(residual, model.scene.x, model.scene.y, exposure.seeing)
-        difference = difference + residual * (target * error - base) / response
+        difference = difference + residual * (sign * target * error - base) / response
     return science, difference, nan_mask
 
 

@@ -28,6 +28,7 @@ class Exposure:
     sky: float  # DN
     shift: tuple[float, float] = (0.0, 0.0)  # template registration error, pixels
     seeing_error: float = 0.0  # relative PSF-matching error
+    noise_factor: float = 1.0  # science noise over the sky + read noise of ``sky`` (see observe)
 
     @property
     def scale(self) -> float:
@@ -145,7 +146,7 @@ class Scene:
         fid, seeing, scale = exposure.fid, exposure.seeing, exposure.scale
         band = physics.CALIBRATION[fid]
         science_model = self._image(fid, seeing, variable_flux) * scale + exposure.sky
-        sigma = physics.pixel_noise_sigma(science_model, band)
+        sigma = physics.pixel_noise_sigma(science_model, band) * exposure.noise_factor
         science_noise = physics.resampled_noise(rng, science_model.shape) * sigma
         science = science_model + science_noise
 

@@ -20,7 +20,7 @@ import numpy as np
 from stampnet.simulation import classes, metadata, observe, packets
 
 #: Bumped whenever the simulated data change, so cached built-in datasets are rebuilt.
-SIMULATOR_VERSION = "1.2.0"
+SIMULATOR_VERSION = "1.3.0"
 #: First night of the simulated survey (2020-06-01) and the season objects start within.
 SURVEY_START_JD = 2459001.5
 SEASON_DAYS = 120.0

@@ -1,0 +1,118 @@
+"""The paper's input comparison on any dataset: channel subsets x features on/off x seeds.
+
+Usage:
+    python benchmarks/input_study.py [--data DIR | --size 400] [--channels all]
+        [--features none alerce23] [--seeds 0 1 2] [--epochs 8] [--real ../shared/data/ztf]
+        [--out input_study]
+
+Trains the stamp classifier (``train.py --model stamp_classifier``) once per condition and seed,
+with ``--channels`` (``all``: the 7 non-empty subsets of science, template, difference; or e.g.
+``"difference;science,template,difference"``) crossed with ``--features``; scores each run on its
+dataset's test split and, with ``--real``, on the labelled real alerts. Writes ``study.json``
+(every run and the summary), ``study.csv`` (mean and std over seeds per condition) and
+``study.png`` under ``--out``, and prints the table beside the paper's published number
+(Carrasco-Davis et al. 2021), which comes from other data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))
+
+from stampnet.evaluation.input_study import (  # noqa: E402
+    PAPER_NUMBERS,
+    parse_channel_subsets,
+    plot_study,
+    run_study,
+    study_table,
+    summarise,
+)
+from stampnet.jsonable import json_ready  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="dataset directory (default: built-in)")
+    parser.add_argument("--size", default="400", help="built-in data size when --data is not set")
+    parser.add_argument("--channels", default="all", help="channel subsets, ';'-separated")
+    parser.add_argument("--features", nargs="+", default=["none", "alerce23"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--real", default=None, help="also score on this labelled real sample")
+    parser.add_argument("--out", default="input_study", help="output folder")
+    args = parser.parse_args(argv)
+
+    from stampnet.training.config import apply_overrides
+    from stampnet.training.registry import get_spec
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = apply_overrides(
+        get_spec("stamp_classifier").preset(),
+        {
+            "data": {"data_dir": args.data, "builtin_size": str(args.size)},
+            "train": {
+                "epochs": args.epochs,
+                "steps_per_epoch": args.steps_per_epoch,
+                "batch_size": args.batch_size,
+                "verbose": 0,
+            },
+        },
+    )
+    real_sample = None
+    if args.real:
+        from stampnet.evaluation.real_sample import load_real_sample
+
+        real_sample = load_real_sample(args.real)
+    rows = run_study(
+        base,
+        parse_channel_subsets(args.channels),
+        args.features,
+        args.seeds,
+        out / "runs",
+        real_sample=real_sample,
+    )
+    summary = summarise(rows)
+    print(f"\ninput study on {args.data or f'built-in data (size {args.size})'}:")
+    print(study_table(summary))
+    (out / "study.json").write_text(
+        json.dumps(
+            json_ready(
+                {
+                    "data": args.data or f"builtin size {args.size}",
+                    "epochs": args.epochs,
+                    "seeds": args.seeds,
+                    "real": args.real,
+                    "runs": rows,
+                    "summary": summary,
+                    "paper": list(PAPER_NUMBERS),
+                    "seconds": time.perf_counter() - started,
+                }
+            ),
+            indent=1,
+        )
+    )
+    with open(out / "study.csv", "w", newline="") as handle:
+        fields = sorted({key for entry in summary for key in entry}, key=str)
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(summary)
+    plot_study(summary, out / "study.png")
+    print(f"wrote {out}/study.json, study.csv, study.png ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Built-in (simulated) training -> labelled real alerts: the transfer gap, per class.
+
+Usage:
+    python benchmarks/transfer.py [--size 400] [--epochs 8] [--seeds 0] [--out transfer.json]
+    python benchmarks/transfer.py --run runs/stamp_classifier-A --run runs/stamp_classifier-B
+
+Trains the stamp classifier on the built-in simulated data twice per seed (images only,
+``--features none``; and with the default ``alerce23`` features), unless runs are given with
+``--run``; then evaluates each model, and ALeRCE's published models (2020 with 26 features,
+2019 images-only, imported from ``../shared/reference`` as ``stampnet import-alerce`` does), on the
+labelled alerts of ``../shared/data/ztf`` (674 alerts with one of the five ALeRCE classes). Prints
+recall/precision per class, accuracy and macro recall, the confusion matrices, and what the
+heuristic labels mean for each number; writes it all (and the simulator version) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))
+
+from stampnet.evaluation.real_sample import load_real_sample  # noqa: E402
+from stampnet.evaluation.transfer import (  # noqa: E402
+    confusion_text,
+    evaluate_on_sample,
+    notes_for,
+    transfer_table,
+)
+from stampnet.jsonable import json_ready  # noqa: E402
+
+ALERCE_REFERENCES = {
+    "alerce_2020_features": "alerce_stamp_classifier_2020",
+    "alerce_2019_images": "alerce_stamp_classifier_2019_images",
+}
+
+
+def train_builtin(feature_set: str, seed: int, args, runs_dir: Path) -> Path:
+    """One stamp-classifier run on the built-in data; returns its ``model.keras``."""
+    from stampnet.training.config import apply_overrides
+    from stampnet.training.registry import get_spec
+    from stampnet.training.trainer import train
+
+    config = apply_overrides(
+        get_spec("stamp_classifier").preset(),
+        {
+            "data": {
+                "builtin_size": str(args.size),
+                "data_dir": args.data,
+                "feature_set": feature_set,
+            },
+            "train": {
+                "epochs": args.epochs,
+                "seed": seed,
+                "verbose": 2,
+                "runs_dir": str(runs_dir),
+                "out": str(runs_dir / f"builtin-{feature_set}-seed{seed}"),
+            },
+        },
+    )
+    result = train(config)
+    return result.run_dir / "model.keras"
+
+
+def alerce_models(reference_dir: Path) -> dict:
+    from stampnet.models.alerce_import import import_alerce_checkpoint
+
+    models = {}
+    for name, folder in ALERCE_REFERENCES.items():
+        if (reference_dir / folder).is_dir():
+            models[name] = import_alerce_checkpoint(reference_dir / folder, name=name)
+        else:
+            print(f"(skipping {name}: {reference_dir / folder} not found)")
+    return models
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", default=str(SHARED / "data" / "ztf"), help="real sample folder")
+    parser.add_argument("--reference", default=str(SHARED / "reference"), help="ALeRCE weights")
+    parser.add_argument("--size", default="400", help="built-in data size (objects, or default)")
+    parser.add_argument("--data", default=None, help="train on this dataset instead of built-in")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    parser.add_argument(
+        "--features", nargs="+", default=["none", "alerce23"], help="feature sets to train with"
+    )
+    parser.add_argument("--run", action="append", default=[], help="evaluate this run instead")
+    parser.add_argument("--runs-dir", default=None, help="keep the trained runs here")
+    parser.add_argument("--no-alerce", action="store_true", help="leave ALeRCE's models out")
+    parser.add_argument("--out", default="transfer.json", help="JSON results")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    sample = load_real_sample(args.real)
+    print(f"real sample: {len(sample)} labelled alerts {sample.class_counts()} from {args.real}")
+    models = {}
+    scratch = tempfile.TemporaryDirectory(prefix="transfer-runs-")
+    runs_dir = Path(args.runs_dir or scratch.name)
+    for run in args.run:
+        path = Path(run)
+        models[path.name] = path / "model.keras" if path.is_dir() else path
+    if not args.run:
+        for seed in args.seeds:
+            for feature_set in args.features:
+                models[f"builtin-{feature_set}-seed{seed}"] = train_builtin(
+                    feature_set, seed, args, runs_dir
+                )
+    if not args.no_alerce:
+        models.update(alerce_models(Path(args.reference)))
+
+    results = [evaluate_on_sample(model, sample, name=name) for name, model in models.items()]
+    print("\nrecall/precision per class on the labelled real sample (support in brackets):")
+    print(transfer_table(results))
+    for result in results:
+        print("\n" + confusion_text(result))
+        strengths = ", ".join(
+            f"{name}: acc {part['accuracy']:.3f} on {part['alerts']}"
+            for name, part in result["by_strength"].items()
+        )
+        print(f"  by label strength: {strengths}")
+    print("\nwhat the heuristic labels mean for these numbers:")
+    notes = dict.fromkeys(note for result in results for note in notes_for(result))
+    for note in notes:
+        print(f"  - {note}")
+
+    from stampnet.simulation.simulate import SIMULATOR_VERSION
+
+    report = {
+        "simulator_version": SIMULATOR_VERSION,
+        "builtin_size": args.size,
+        "data": args.data,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "real_sample": {"path": args.real, "counts": sample.class_counts()},
+        "results": {result["name"]: {**result, "notes": notes_for(result)} for result in results},
+        "seconds": time.perf_counter() - started,
+    }
+    Path(args.out).write_text(json.dumps(json_ready(report), indent=1))
+    print(f"\nwrote {args.out} ({report['seconds']:.0f} s)")
+    scratch.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The input study (``stampnet.evaluation.input_study``, ``benchmarks/input_study.py``): channel
+subsets x feature sets x seeds, trained on a tiny dataset of real alerts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stampnet.constants import CHANNELS
+from stampnet.evaluation.input_study import (
+    PAPER_NUMBERS,
+    all_channel_subsets,
+    matrix_scores,
+    parse_channel_subsets,
+    plot_study,
+    run_study,
+    study_table,
+    summarise,
+)
+from tests.conftest import REPO_ROOT
+
+#: Real nights holding VS, asteroid and bogus alerts (as tests/test_training.py).
+TINY_NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(ztf_dir, tmp_path_factory):
+    from stampnet.data.build import build_dataset
+
+    root = tmp_path_factory.mktemp("study_ztf")
+    files = [f"alerts/ztf_public_{night}.tar.gz" for night in TINY_NIGHTS]
+    labels = pd.read_csv(ztf_dir / "labels.csv")
+    labels[labels["file"].isin(files)].to_csv(root / "labels.csv", index=False)
+    build_dataset([ztf_dir / f for f in files], root / "data", labels=root / "labels.csv")
+    return root / "data"
+
+
+def tiny_base(data_dir):
+    from stampnet.training.config import apply_overrides
+    from stampnet.training.registry import get_spec
+
+    return apply_overrides(
+        get_spec("stamp_classifier").preset(),
+        {
+            "data": {"data_dir": str(data_dir)},
+            "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "verbose": 0},
+        },
+    )
+
+
+def test_channel_subsets_are_the_seven_non_empty_ones_or_those_asked_for():
+    subsets = all_channel_subsets()
+    assert len(subsets) == 7 and subsets[0] == ("science",) and subsets[-1] == CHANNELS
+    assert parse_channel_subsets("difference;science,template") == [
+        ("difference",),
+        ("science", "template"),
+    ]
+    with pytest.raises(ValueError, match="distinct names"):
+        parse_channel_subsets("difference;sky")
+
+
+def test_matrix_scores_count_only_classes_present():
+    scores = matrix_scores([[3, 1, 0], [0, 0, 0], [2, 0, 2]])
+    assert scores["accuracy"] == pytest.approx(5 / 8)
+    assert scores["macro_recall"] == pytest.approx((3 / 4 + 2 / 4) / 2)
+
+
+def test_summary_gives_mean_and_std_over_seeds():
+    rows = [
+        {"channels": "difference", "features": "none", "seed": seed, "test_accuracy": value}
+        for seed, value in enumerate((0.5, 0.7))
+    ]
+    (entry,) = summarise(rows)
+    assert entry["seeds"] == 2
+    assert entry["test_accuracy_mean"] == pytest.approx(0.6)
+    assert entry["test_accuracy_std"] == pytest.approx(0.1)
+    table = study_table([entry])
+    assert "0.600 +- 0.100" in table and "other data" in table
+
+
+def test_study_trains_each_condition_and_seed_on_real_alerts(tiny_data, tmp_path):
+    subsets = [("difference",), CHANNELS]
+    rows = run_study(tiny_base(tiny_data), subsets, ["none"], [0, 1], tmp_path / "runs")
+    assert [(row["channels"], row["seed"]) for row in rows] == [
+        ("difference", 0),
+        ("difference", 1),
+        (",".join(CHANNELS), 0),
+        (",".join(CHANNELS), 1),
+    ]
+    for row in rows:
+        config = json.loads(
+            (tmp_path / "runs" / row["run_dir"].split("/")[-1] / "config.json").read_text()
+        )
+        assert ",".join(config["model_config"]["channels"]) == row["channels"]
+        assert config["train"]["seed"] == row["seed"]
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_examples"] > 0
+    summary = summarise(rows)
+    assert [entry["seeds"] for entry in summary] == [2, 2]
+    path = plot_study(summary, tmp_path / "study.png")
+    assert path.stat().st_size > 1000
+    assert PAPER_NUMBERS and all("other data" in number["source"] for number in PAPER_NUMBERS)
+
+
+def test_only_the_stamp_classifier_is_studied(tiny_data, tmp_path):
+    from stampnet.training.config import RunConfig
+
+    with pytest.raises(ValueError, match="trains stamp_classifier"):
+        run_study(RunConfig(model="vae"), [CHANNELS], ["none"], [0], tmp_path)
+
+
+def test_command_writes_table_csv_and_plot(tiny_data, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "input_study", REPO_ROOT / "benchmarks/input_study.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "study"
+    arguments = ["--data", str(tiny_data), "--channels", "difference", "--features", "alerce23"]
+    arguments += ["--seeds", "0", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16"]
+    assert module.main([*arguments, "--out", str(out)]) == 0
+    report = json.loads((out / "study.json").read_text())
+    assert len(report["runs"]) == 1 and report["runs"][0]["features"] == "alerce23"
+    table = pd.read_csv(out / "study.csv")
+    assert np.isfinite(table["test_accuracy_mean"]).all()
+    assert (out / "study.png").is_file()
+    assert "difference" in capsys.readouterr().out

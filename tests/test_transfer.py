@@ -1,0 +1,133 @@
+"""Transfer to real alerts: the labelled real sample as arrays, and per-class metrics of a
+classifier on it (``stampnet.evaluation.real_sample``, ``stampnet.evaluation.transfer``,
+``benchmarks/transfer.py``), on a few real alerts of ../shared/data/ztf per class."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from stampnet.constants import ALERCE_CLASSES
+from stampnet.evaluation.real_sample import load_real_sample
+from stampnet.evaluation.transfer import LABEL_NOTES, evaluate_on_sample, notes_for
+from stampnet.models.alerce_import import import_alerce_checkpoint
+from tests.conftest import REPO_ROOT
+
+PER_CLASS = 3
+
+
+def few_rows(ztf_dir, per_class=PER_CLASS) -> list[dict]:
+    """The first ``per_class`` labelled alerts of each ALeRCE class held in a small file."""
+    rows = list(csv.DictReader(open(ztf_dir / "labels.csv", newline="")))
+    rows.sort(key=lambda row: ((ztf_dir / row["file"].split(";")[0]).stat().st_size, row["candid"]))
+    chosen = []
+    for class_name in ALERCE_CLASSES:
+        chosen += [row for row in rows if row["label"] == class_name][:per_class]
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def rows(ztf_dir):
+    return few_rows(ztf_dir)
+
+
+@pytest.fixture(scope="module")
+def sample(ztf_dir, rows):
+    return load_real_sample(ztf_dir, candids=[int(row["candid"]) for row in rows])
+
+
+@pytest.fixture(scope="module")
+def alerce_2019(alerce_2019_dir):
+    return import_alerce_checkpoint(alerce_2019_dir, name="alerce_2019_images")
+
+
+@pytest.fixture(scope="module")
+def alerce_2020(alerce_2020_dir):
+    return import_alerce_checkpoint(alerce_2020_dir, name="alerce_2020_features")
+
+
+def test_real_sample_holds_the_labelled_alerts_with_their_csv_labels(sample, rows):
+    expected = {int(row["candid"]): row for row in rows}
+    assert sorted(sample.candids.tolist()) == sorted(expected)
+    assert sample.class_counts() == dict.fromkeys(ALERCE_CLASSES, PER_CLASS)
+    for index, candid in enumerate(sample.candids):
+        row = expected[int(candid)]
+        assert sample.class_names[sample.labels[index]] == row["label"]
+        assert sample.object_ids[index] == row["objectId"]
+        assert sample.strengths[index] == row["strength"]
+    assert sample.stamps.shape == (len(rows), 63, 63, 3)
+    assert set(np.unique(sample.stamp_mask)) <= {0.0, 1.0}
+    # Raw stamps, as the reader gives them: not normalised, NaN-free (invalid pixels are 0).
+    assert np.isfinite(sample.stamps).all() and sample.stamps.max() > 1.0
+
+
+def test_unknown_and_other_alerts_are_left_out(ztf_dir):
+    rows = list(csv.DictReader(open(ztf_dir / "labels.csv", newline="")))
+    other = [int(row["candid"]) for row in rows if row["label"] in ("other", "unknown")][:3]
+    with pytest.raises(ValueError, match="labels no alert"):
+        load_real_sample(ztf_dir, candids=other)
+
+
+def test_metrics_agree_with_the_models_own_predictions(sample, alerce_2019):
+    result = evaluate_on_sample(alerce_2019, sample)
+    predicted = np.array(result["predicted"])
+    direct = alerce_2019.predict(sample.inputs(), verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(predicted, direct)
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.sum() == len(sample)
+    for index, name in enumerate(ALERCE_CLASSES):
+        in_class = sample.labels == index
+        assert result["per_class"][name]["recall"] == pytest.approx(
+            np.mean(predicted[in_class] == index)
+        )
+    assert sum(part["alerts"] for part in result["by_strength"].values()) == len(sample)
+    assert result["feature_names"] == [] and result["missing_features"] == 0
+    assert result["name"] == "alerce_2019_images"
+
+
+def test_feature_models_read_the_packet_metadata_and_get_the_feature_caveat(sample, alerce_2020):
+    result = evaluate_on_sample(alerce_2020, sample)
+    assert len(result["feature_names"]) == 26
+    notes = notes_for(result)
+    assert LABEL_NOTES["features"] in notes and LABEL_NOTES["alerce"] in notes
+    assert LABEL_NOTES["bogus"] in notes
+
+
+def test_a_model_without_the_samples_classes_is_refused(sample):
+    from stampnet.models.stamp_classifier import build_stamp_classifier
+
+    model = build_stamp_classifier(class_names=("SN", "VS"), dropout_rate=0.0)
+    with pytest.raises(ValueError, match=r"lacking \['AGN', 'asteroid', 'bogus'\]"):
+        evaluate_on_sample(model, sample)
+
+
+def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
+    ztf_dir, rows, alerce_2019, tmp_path, capsys
+):
+    """benchmarks/transfer.py with --run (no training) on a labels file of a few alerts."""
+    real = tmp_path / "real"
+    real.mkdir()
+    with open(real / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:  # absolute file paths: the alerts stay where they are
+            writer.writerow({**row, "file": str(ztf_dir / row["file"].split(";")[0])})
+    model_path = tmp_path / "alerce_2019.keras"
+    alerce_2019.save(model_path)
+    spec = importlib.util.spec_from_file_location("transfer", REPO_ROOT / "benchmarks/transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "transfer.json"
+    arguments = ["--real", str(real), "--run", str(model_path), "--no-alerce", "--out", str(out)]
+    assert module.main(arguments) == 0
+    report = json.loads(out.read_text())
+    result = report["results"]["alerce_2019.keras"]
+    assert report["real_sample"]["counts"] == dict.fromkeys(ALERCE_CLASSES, PER_CLASS)
+    assert result["num_examples"] == len(rows)
+    assert result["notes"]
+    printed = capsys.readouterr().out
+    assert "alerce_2019.keras" in printed and "rows: true label" in printed
