@@ -41,6 +41,11 @@ def test_cases_are_reproducible_and_cover_every_kind(corpus):
     assert {seed.kind for seed in corpus} == set(mutators.MUTATORS)
 
 
+def test_id_arrays_cast_to_integers_fall_back_to_a_byte_mutation(corpus):
+    """Found by the 10,000-case run: damage_arrays cast object ids to integers and raised."""
+    assert mutators.make_case(corpus, 0, 2816).mutator.startswith("damage_arrays>")
+
+
 def test_a_hung_case_is_cut_off_and_counted(ztf_dir):
     report = fuzz.run_fuzz(ztf_dir, 1, timeout=1e-4, sample_every=0)
     assert report.hangs == 1 and report.failures[0].startswith("hang: case 0 while reading")

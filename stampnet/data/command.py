@@ -40,7 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_reading_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished dataset")
-    parser.add_argument("--scratch-dir", help="where to spill decoded alerts (default: tmp)")
+    parser.add_argument(
+        "--scratch-dir",
+        help="where to spill decoded alerts (default: .NAME.staging beside --out); kept when a "
+        "build is interrupted, so that running the same build again resumes it",
+    )
 
 
 def add_reading_arguments(parser: argparse.ArgumentParser) -> None:

@@ -433,7 +433,10 @@ def _damage_arrays(rng, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         dtype = [np.int8, np.float16, np.bool_, np.uint64, "U3"][int(rng.integers(5))]
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            value = value.astype(dtype)
+            try:
+                value = value.astype(dtype)
+            except (TypeError, ValueError, OverflowError) as error:  # e.g. ids to integers
+                raise Unencodable(str(error)[:200]) from None
     elif operation == 3:  # another shape
         value = value[..., : max(1, value.shape[-1] // 2)] if value.ndim else value[None]
     elif operation == 4:
