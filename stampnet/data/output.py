@@ -28,13 +28,16 @@ import tempfile
 from pathlib import Path
 
 from stampnet.data import card as card_lib
+from stampnet.data.alert import REJECTIONS_FILE
 
 #: Bytes a build needs per byte of (compressed) input. The real sample (90 MB) gave 231 MB of
 #: TFRecords and 120 MB of staging (3.9x), plus TFDS' shuffle buckets while a split is written:
 #: 6x leaves a margin.
 BYTES_PER_INPUT_BYTE = 6.0
 #: Entries a build writes in its data directory; anything else there is not ours to replace.
-BUILD_ENTRIES = frozenset({"ztf_alerts", card_lib.CARD_NAME, f".{card_lib.CARD_NAME}.tmp"})
+BUILD_ENTRIES = frozenset(
+    {"ztf_alerts", card_lib.CARD_NAME, f".{card_lib.CARD_NAME}.tmp", REJECTIONS_FILE}
+)
 
 
 @dataclasses.dataclass(frozen=True)
