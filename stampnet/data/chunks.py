@@ -10,6 +10,7 @@ members and pickles cannot be sliced), so a database of such chunks is as flat a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -128,31 +129,48 @@ class NpyArray:
 
 
 class Hdf5File:
-    """Datasets of an HDF5 file (paths such as ``"images/science"`` allowed), sliced per chunk."""
+    """Datasets of an HDF5 file (paths such as ``"images/science"`` allowed), sliced per chunk.
+
+    The HDF5 library reports some damaged files as ``RuntimeError`` ("Object visitation failed",
+    found by the fuzzer): those become ``OSError`` naming the file, so they are rejections like
+    any corrupt input, while a ``RecursionError`` (also a ``RuntimeError``) still surfaces.
+    """
 
     def __init__(self, path: Path):
         import h5py
 
-        self.handle = h5py.File(path, "r")
         self.path = path
+        with self._corrupt_as_oserror():
+            self.handle = h5py.File(path, "r")
+
+    @contextlib.contextmanager
+    def _corrupt_as_oserror(self):
+        try:
+            yield
+        except RecursionError:
+            raise
+        except RuntimeError as error:
+            raise OSError(f"damaged HDF5 file {self.path}: {error}") from error
 
     def keys(self) -> list[str]:
         import h5py
 
         names = []
-        self.handle.visititems(
-            lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None
-        )
+        with self._corrupt_as_oserror():
+            self.handle.visititems(
+                lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None
+            )
         return names
 
     def chunks(self, keys: Sequence[str], rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
         try:
-            datasets = {key: self.handle[key] for key in keys}
-            total = _common_length(datasets, self.path)
+            with self._corrupt_as_oserror():
+                datasets = {key: self.handle[key] for key in keys}
+                total = _common_length(datasets, self.path)
             for start, stop in _slices(total, rows):
-                yield Chunk(
-                    start, stop - start, {key: d[start:stop] for key, d in datasets.items()}
-                )
+                with self._corrupt_as_oserror():
+                    arrays = {key: d[start:stop] for key, d in datasets.items()}
+                yield Chunk(start, stop - start, arrays)
         finally:
             self.handle.close()
 

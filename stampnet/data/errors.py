@@ -48,3 +48,12 @@ def parquet_errors() -> tuple[type[BaseException], ...]:
         pyarrow.lib.ArrowSerializationError,
         pyarrow.lib.ArrowCapacityError,
     )
+
+
+def own_data_errors() -> tuple[type[BaseException], ...]:
+    """``parquet_errors`` plus what corrupt npz (``zipfile``), pickle and HDF5 files raise (h5py
+    raises ``OSError``/``KeyError``/``ValueError``, already included)."""
+    import pickle
+    import zipfile
+
+    return (*parquet_errors(), zipfile.BadZipFile, pickle.UnpicklingError)

@@ -35,6 +35,7 @@ import numpy as np
 from stampnet.data import chunks as chunk_lib
 from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.derived import DerivationError, add_snr_channel
+from stampnet.data.errors import own_data_errors
 from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.mapping import AUTO, DataMapping, guess_mapping
 from stampnet.data.readers import _file_format, _in_directory_scan, iter_alerts, resolve_sources
@@ -146,7 +147,7 @@ class AlertReader:
                     opened, kind = None, None
                 else:
                     kind = "parquet"
-        except Exception as error:  # noqa: BLE001 (any decoder error: a corrupt file)
+        except own_data_errors() as error:  # a corrupt file; bugs surface
             rejections.add(str(path), None, f"cannot open file ({_describe(error)})")
             return
         if kind is None:
@@ -175,7 +176,7 @@ class AlertReader:
                         yield rows.alert(chunk, index)
                     except AlertError as error:
                         rejections.add_error(error)
-        except Exception as error:  # noqa: BLE001 (a file the readers cannot go on with)
+        except own_data_errors() as error:  # a file the readers cannot go on with
             rejections.add(str(path), None, f"cannot read {kind} file ({_describe(error)})")
 
     def _open(self, path: Path, kind: str):

@@ -173,7 +173,7 @@ def _differences(recorded: Mapping, current: Mapping) -> list[str]:
         if before == after:
             continue
         if key == "sources_sha256":
-            removed, added = len(set(before or ()) - set(after or ())), 0
+            removed = len(set(before or ()) - set(after or ()))
             added = len(set(after or ()) - set(before or ()))
             changed.append(f"sources: {removed} file(s) gone or changed, {added} new or changed")
         elif key == "counts":
