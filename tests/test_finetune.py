@@ -121,6 +121,10 @@ def test_train_with_init_and_freeze_records_what_was_loaded(tiny_data, alerce_20
             np.testing.assert_array_equal(got, want)
     record = compat.model_record(load_model(result.run_dir / "model.keras"), card)
     assert record.class_names == tuple(card["class_names"])
+    # A run folder is a source too: its model.keras, with its model card.
+    again = build_stamp_classifier(class_names=card["class_names"], pool_after="dense_2")
+    report = finetune.initialise_from(again, result.run_dir, {**ZTF_CARD, **card})
+    assert report.loaded == [*TRUNK_LAYERS, "dense_1", "dense_2", "output_logits"]
 
 
 def test_evaluate_refuses_a_model_of_another_geometry(tiny_data, tmp_path):  # noqa: F811
