@@ -252,6 +252,9 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.process.kill()
         self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _pythonpath() -> str:
