@@ -73,13 +73,47 @@ def test_classification_metrics_equal_scikit_learn_on_saved_predictions(tmp_path
         )
 
 
-def test_roc_curve_points_equal_scikit_learn_with_ties():
-    labels, probabilities = _predictions(seed=3, decimals=1)
-    positives = labels == 1
-    fpr, tpr, _ = metrics.binary_roc(probabilities[:, 1], positives)
-    sk_fpr, sk_tpr, _ = skm.roc_curve(positives, probabilities[:, 1], drop_intermediate=False)
-    np.testing.assert_allclose(fpr, sk_fpr)
-    np.testing.assert_allclose(tpr, sk_tpr)
+def _real_bogus_scores():
+    """20 real and 10 bogus candidates whose ROC is easy to work out by hand."""
+    real = [0.9] * 19 + [0.2]
+    bogus = [0.95, 0.5, 0.5, 0.3] + [0.1] * 6
+    labels = np.array([1] * len(real) + [0] * len(bogus))
+    scores = np.array(real + bogus)
+    return labels, np.stack([1 - scores, scores], axis=1)
+
+
+def test_binary_task_reports_auc_and_false_positive_rate_at_fixed_true_positive_rate():
+    labels, probabilities = _real_bogus_scores()
+
+    scores = metrics.classification_metrics(labels, probabilities, ("bogus", "real"))["binary"]
+
+    assert scores["positive_class"] == "real"
+    # 19 reals at 0.9 outrank 9 of the 10 bogus, the real at 0.2 outranks the six at 0.1.
+    assert scores["roc_auc"] == pytest.approx((19 * 9 + 6) / (20 * 10))
+    # 95 % of the reals (19 of 20) score >= 0.9, as does one bogus (0.95) of 10.
+    assert scores["fpr_at_tpr"]["0.95"] == pytest.approx(0.1)
+    assert scores["threshold_at_tpr"]["0.95"] == pytest.approx(0.9)
+    # 98 % needs all 20, down to 0.2, which lets 0.95, 0.5, 0.5 and 0.3 through.
+    assert scores["fpr_at_tpr"]["0.98"] == pytest.approx(0.4)
+    assert scores["threshold_at_tpr"]["0.98"] == pytest.approx(0.2)
+
+
+def test_positive_class_is_the_one_named_real_else_the_second():
+    assert metrics.positive_class(["real", "bogus"]) == 0
+    assert metrics.positive_class(["bogus", "Real"]) == 1
+    assert metrics.positive_class(["0", "1"]) == 1
+    assert metrics.positive_class(["star", "galaxy"]) == 1
+    labels, probabilities = _real_bogus_scores()
+    swapped = metrics.binary_metrics(1 - labels, probabilities[:, ::-1], ("real", "bogus"))
+    assert swapped["positive_class"] == "real"
+    assert swapped["fpr_at_tpr"]["0.95"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="two classes"):
+        metrics.positive_class(CLASSES)
+
+
+def test_multiclass_tasks_have_no_binary_section():
+    labels, probabilities = _predictions(seed=3)
+    assert "binary" not in metrics.classification_metrics(labels, probabilities, CLASSES)
 
 
 def test_wrong_probability_shape_is_rejected_with_the_shape():
@@ -152,7 +186,7 @@ def test_every_figure_renders_to_png():
     mask[0, :5] = 0
     figures = [
         plots.plot_confusion_matrices(
-            metrics.confusion_matrix(labels, probabilities.argmax(1), 5), CLASSES
+            skm.confusion_matrix(labels, probabilities.argmax(1), labels=range(5)), CLASSES
         ),
         plots.plot_roc_pr(labels, probabilities, CLASSES),
         plots.plot_accuracy_vs_detections({"seq": {1: {"accuracy": 0.5, "count": 4}}}),
