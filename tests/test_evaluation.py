@@ -163,6 +163,27 @@ def test_reconstruction_error_ignores_masked_pixels():
     assert per_class["c"]["count"] == 0 and np.isnan(per_class["c"]["mean"])
 
 
+def test_mean_stamp_baseline_streams_the_hand_computed_losses():
+    from stampnet.evaluation.reconstruction import MeanStampBaseline
+
+    baseline = MeanStampBaseline()
+    # Two valid one-pixel stamps, 0.2 and 0.6, in two batches; a third pixel is masked out.
+    baseline.add(np.full((1, 1, 1, 1), 0.2), np.full((1, 1, 1, 1), 0.5), np.ones((1, 1, 1, 1)))
+    baseline.add(
+        np.array([0.6, 1.0]).reshape(2, 1, 1, 1),
+        np.full((2, 1, 1, 1), 0.5),
+        np.array([1.0, 0.0]).reshape(2, 1, 1, 1),
+    )
+    scores = baseline.result()
+    assert scores["valid_pixels"] == 2
+    assert scores["pixel_mse"] == pytest.approx((0.3**2 + 0.1**2) / 2)
+    assert scores["mean_stamp_mse"] == pytest.approx(0.2**2)  # the mean stamp is 0.4
+    assert scores["mse_ratio_to_mean_stamp"] == pytest.approx(0.05 / 0.04)
+    assert scores["pixel_bce"] == pytest.approx(np.log(2))
+    expected = -(0.8 * np.log(0.4) + 1.2 * np.log(0.6)) / 2
+    assert scores["mean_stamp_bce"] == pytest.approx(expected)
+
+
 def test_umap_is_seeded_and_records_its_parameters():
     rng = np.random.default_rng(0)
     latents = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(6, 1, (30, 4))])
@@ -406,7 +427,7 @@ def test_classifier_run_metrics_equal_scikit_learn_and_report_is_complete(
 
 
 def test_classes_a_model_lacks_are_excluded_and_counted(tiny_data, classifier_result, tmp_path):
-    from stampnet.evaluation.command import write_comparison
+    from stampnet.evaluation.comparison import write_comparison
 
     data_dir, card = tiny_data
     alerce_like = make_classifier_run(

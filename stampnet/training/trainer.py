@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from stampnet.constants import UNLABELLED
 from stampnet.data.card import feature_stats_for, load_card
+from stampnet.data.locate import resolve_data_dir
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
 from stampnet.training import runs
 from stampnet.training.config import RunConfig, resolve_features
@@ -46,15 +47,6 @@ class TrainResult:
     bundle: Bundle
     history: object  # pandas.DataFrame, one row per epoch
     metrics: dict
-
-
-def resolve_data_dir(config: RunConfig) -> Path:
-    if config.data.data_dir:
-        return Path(config.data.data_dir)
-    from stampnet.simulation.builtin import ensure_builtin_dataset
-
-    size = config.data.builtin_size
-    return Path(ensure_builtin_dataset(size=int(size) if size.isdigit() else size))
 
 
 def split_size(card, dataset: str, split: str, labelled_only: bool) -> int:
@@ -187,7 +179,7 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     run_dir = runs.new_run_dir(config)
     runs.write_config(run_dir, config)
     keras.utils.set_random_seed(config.train.seed)
-    data_dir = resolve_data_dir(config)
+    data_dir = resolve_data_dir(config.data.data_dir, builtin_size=config.data.builtin_size)
     card = load_card(data_dir)
     info = data_info(config, spec, data_dir, card)
     if info.train_size == 0:
