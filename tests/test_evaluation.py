@@ -447,6 +447,24 @@ def test_classes_a_model_lacks_are_excluded_and_counted(tiny_data, classifier_re
     assert all(entry["from_other_data"] for entry in summary["anchors"])
 
 
+def test_closing_summary_of_training_says_what_evaluate_reports(tiny_data, classifier_result):
+    from stampnet.training.summary import closing_summary
+
+    data_dir, card = tiny_data
+    run = make_vae_run(classifier_result[0].parent / "vae-summary", card, data_dir)
+    lines = closing_summary(run, data_dir).splitlines()
+    test_size = sum(card["counts"]["alerts"]["test"].get(name, 0) for name in card["class_names"])
+    assert lines[0] == f"test split: {test_size} labelled alerts"
+    assert "against" in lines[1] and "for the mean stamp" in lines[1]
+    assert lines[2].startswith("model: ") and "of 3 latent units active" in lines[2]
+    assert lines[-2:] == [f"run folder: {run}", f"next: python evaluate.py {run}   "
+                          "(metrics, figures and report.html)"]  # fmt: skip
+
+    classifier_run = classifier_result[0]
+    lines = closing_summary(classifier_run, data_dir).splitlines()
+    assert lines[1].startswith("model: accuracy ") and "macro-F1" in lines[1]
+
+
 @pytest.mark.slow
 def test_autoencoder_run_gets_reconstructions_clusters_and_seeded_umap(tiny_data, tmp_path):
     data_dir, card = tiny_data

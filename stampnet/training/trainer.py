@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn import metrics as skm
 
 from stampnet.constants import UNLABELLED
 from stampnet.data.card import feature_stats_for, load_card
@@ -276,24 +277,10 @@ def predict_classes(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(labels), np.concatenate(predictions)
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Rows: true class, columns: predicted class."""
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
-
-
-def format_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str]) -> str:
-    width = max(6, *(len(name) for name in class_names)) + 1
-    lines = ["true \\ predicted".ljust(width) + "".join(n.rjust(width) for n in class_names)]
-    for name, row in zip(class_names, matrix, strict=True):
-        lines.append(name.ljust(width) + "".join(str(v).rjust(width) for v in row))
-    return "\n".join(lines)
-
-
 def evaluate(config, spec: ModelSpec, info: DataInfo, bundle: Bundle, run_dir: Path) -> dict:
     """Loss/metrics of the trained model on validation and test; for classifiers also the test
-    accuracy and confusion matrix (printed, and stored in evaluation.json)."""
+    accuracy and confusion matrix (stored in evaluation.json; ``stampnet.training.summary``
+    prints what the user reads)."""
     metrics = {}
     for split in ("validation", "test"):
         if split_size(info.card, spec.dataset, split, labelled_only(config, spec)) == 0:
@@ -309,16 +296,10 @@ def evaluate(config, spec: ModelSpec, info: DataInfo, bundle: Bundle, run_dir: P
             classifier.model,
             make_dataset(config, spec, info, split, keys=input_keys(classifier.model)),
         )
-        matrix = confusion_matrix(labels, predictions, info.num_classes)
+        matrix = skm.confusion_matrix(labels, predictions, labels=range(info.num_classes))
         metrics[split]["classifier_accuracy"] = float(np.mean(labels == predictions))
         metrics[split]["confusion_matrix"] = matrix.tolist()
         metrics[split]["num_examples"] = int(labels.size)
-    if "test" in metrics and "confusion_matrix" in metrics["test"]:
-        test = metrics["test"]
-        print(f"test accuracy {test['classifier_accuracy']:.4f} on {test['num_examples']} examples")
-        print(format_confusion_matrix(np.asarray(test["confusion_matrix"]), info.class_names))
-    elif "test" in metrics:
-        print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["test"].items()))
     runs.write_json(
         run_dir / runs.EVALUATION_NAME, {"class_names": list(info.class_names), **metrics}
     )
