@@ -11,6 +11,7 @@ other data, labelled as such).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclasses.dataclass
 class EvaluationOptions:
     """Knobs of an evaluation (all recorded in metrics.json).
 
@@ -71,40 +73,25 @@ class EvaluationOptions:
         baselines: fit gradient-boosting baselines for latent spaces (a pass over train).
     """
 
-    def __init__(
-        self,
-        batch_size=64,
-        max_examples=None,
-        gallery_size=6,
-        seed=0,
-        umap_neighbors=15,
-        umap_min_dist=0.1,
-        baselines=False,
-    ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, received {batch_size}")
-        self.batch_size = batch_size
-        self.max_examples = max_examples
-        self.gallery_size = gallery_size
-        self.seed = seed
-        self.umap_neighbors = umap_neighbors
-        self.umap_min_dist = umap_min_dist
-        self.baselines = baselines
+    batch_size: int = 64
+    max_examples: int | None = None
+    gallery_size: int = 6
+    seed: int = 0
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    baselines: bool = False
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, received {self.batch_size}")
 
     @classmethod
     def from_args(cls, args) -> EvaluationOptions:
-        return cls(
-            args.batch_size,
-            args.max_examples,
-            args.gallery_size,
-            args.seed,
-            args.umap_neighbors,
-            args.umap_min_dist,
-            args.baselines,
-        )
+        """The options of ``args`` (the flags of ``add_arguments``, one per field)."""
+        return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
 
     def to_dict(self) -> dict:
-        return dict(vars(self))
+        return dataclasses.asdict(self)
 
 
 def evaluate_run(path, *, data_dir=None, split="test", out_dir=None, options=None) -> dict:
@@ -199,8 +186,6 @@ def _baseline_data(loaded, data_dir, split, card, options):
     """For ``reports.latent_baselines``: latent means, raw features and labels of a model on the
     train split and on the evaluated split (a second pass over each). A model that reads no
     features is compared with the default feature set (``alerce23``)."""
-    import dataclasses
-
     from stampnet.evaluation import loading, runner
     from stampnet.features import DEFAULT_FEATURE_SET, FEATURE_SETS
 
