@@ -7,6 +7,8 @@ bigger machine measures the target configuration. Resident memory is printed aft
 it must not grow with the number of alerts.
 
     python benchmarks/classify.py [--source ../shared/data/ztf] [--passes 3] [--batch-size 256]
+
+Needs the ``bench`` extra (psutil): ``pip install -e ".[bench]"``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: command -> (module, one-line help)
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ INFO lines (CPU instruction sets, oneDNN) on every start tell a user
+    # nothing they can act on; warnings and errors still show. An explicit setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     known, rest = parser.parse_known_args(argv[:1])

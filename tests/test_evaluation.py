@@ -73,13 +73,47 @@ def test_classification_metrics_equal_scikit_learn_on_saved_predictions(tmp_path
         )
 
 
-def test_roc_curve_points_equal_scikit_learn_with_ties():
-    labels, probabilities = _predictions(seed=3, decimals=1)
-    positives = labels == 1
-    fpr, tpr, _ = metrics.binary_roc(probabilities[:, 1], positives)
-    sk_fpr, sk_tpr, _ = skm.roc_curve(positives, probabilities[:, 1], drop_intermediate=False)
-    np.testing.assert_allclose(fpr, sk_fpr)
-    np.testing.assert_allclose(tpr, sk_tpr)
+def _real_bogus_scores():
+    """20 real and 10 bogus candidates whose ROC is easy to work out by hand."""
+    real = [0.9] * 19 + [0.2]
+    bogus = [0.95, 0.5, 0.5, 0.3] + [0.1] * 6
+    labels = np.array([1] * len(real) + [0] * len(bogus))
+    scores = np.array(real + bogus)
+    return labels, np.stack([1 - scores, scores], axis=1)
+
+
+def test_binary_task_reports_auc_and_false_positive_rate_at_fixed_true_positive_rate():
+    labels, probabilities = _real_bogus_scores()
+
+    scores = metrics.classification_metrics(labels, probabilities, ("bogus", "real"))["binary"]
+
+    assert scores["positive_class"] == "real"
+    # 19 reals at 0.9 outrank 9 of the 10 bogus, the real at 0.2 outranks the six at 0.1.
+    assert scores["roc_auc"] == pytest.approx((19 * 9 + 6) / (20 * 10))
+    # 95 % of the reals (19 of 20) score >= 0.9, as does one bogus (0.95) of 10.
+    assert scores["fpr_at_tpr"]["0.95"] == pytest.approx(0.1)
+    assert scores["threshold_at_tpr"]["0.95"] == pytest.approx(0.9)
+    # 98 % needs all 20, down to 0.2, which lets 0.95, 0.5, 0.5 and 0.3 through.
+    assert scores["fpr_at_tpr"]["0.98"] == pytest.approx(0.4)
+    assert scores["threshold_at_tpr"]["0.98"] == pytest.approx(0.2)
+
+
+def test_positive_class_is_the_one_named_real_else_the_second():
+    assert metrics.positive_class(["real", "bogus"]) == 0
+    assert metrics.positive_class(["bogus", "Real"]) == 1
+    assert metrics.positive_class(["0", "1"]) == 1
+    assert metrics.positive_class(["star", "galaxy"]) == 1
+    labels, probabilities = _real_bogus_scores()
+    swapped = metrics.binary_metrics(1 - labels, probabilities[:, ::-1], ("real", "bogus"))
+    assert swapped["positive_class"] == "real"
+    assert swapped["fpr_at_tpr"]["0.95"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="two classes"):
+        metrics.positive_class(CLASSES)
+
+
+def test_multiclass_tasks_have_no_binary_section():
+    labels, probabilities = _predictions(seed=3)
+    assert "binary" not in metrics.classification_metrics(labels, probabilities, CLASSES)
 
 
 def test_wrong_probability_shape_is_rejected_with_the_shape():
@@ -129,6 +163,27 @@ def test_reconstruction_error_ignores_masked_pixels():
     assert per_class["c"]["count"] == 0 and np.isnan(per_class["c"]["mean"])
 
 
+def test_mean_stamp_baseline_streams_the_hand_computed_losses():
+    from stampnet.evaluation.reconstruction import MeanStampBaseline
+
+    baseline = MeanStampBaseline()
+    # Two valid one-pixel stamps, 0.2 and 0.6, in two batches; a third pixel is masked out.
+    baseline.add(np.full((1, 1, 1, 1), 0.2), np.full((1, 1, 1, 1), 0.5), np.ones((1, 1, 1, 1)))
+    baseline.add(
+        np.array([0.6, 1.0]).reshape(2, 1, 1, 1),
+        np.full((2, 1, 1, 1), 0.5),
+        np.array([1.0, 0.0]).reshape(2, 1, 1, 1),
+    )
+    scores = baseline.result()
+    assert scores["valid_pixels"] == 2
+    assert scores["pixel_mse"] == pytest.approx((0.3**2 + 0.1**2) / 2)
+    assert scores["mean_stamp_mse"] == pytest.approx(0.2**2)  # the mean stamp is 0.4
+    assert scores["mse_ratio_to_mean_stamp"] == pytest.approx(0.05 / 0.04)
+    assert scores["pixel_bce"] == pytest.approx(np.log(2))
+    expected = -(0.8 * np.log(0.4) + 1.2 * np.log(0.6)) / 2
+    assert scores["mean_stamp_bce"] == pytest.approx(expected)
+
+
 def test_umap_is_seeded_and_records_its_parameters():
     rng = np.random.default_rng(0)
     latents = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(6, 1, (30, 4))])
@@ -152,7 +207,7 @@ def test_every_figure_renders_to_png():
     mask[0, :5] = 0
     figures = [
         plots.plot_confusion_matrices(
-            metrics.confusion_matrix(labels, probabilities.argmax(1), 5), CLASSES
+            skm.confusion_matrix(labels, probabilities.argmax(1), labels=range(5)), CLASSES
         ),
         plots.plot_roc_pr(labels, probabilities, CLASSES),
         plots.plot_accuracy_vs_detections({"seq": {1: {"accuracy": 0.5, "count": 4}}}),
@@ -372,7 +427,7 @@ def test_classifier_run_metrics_equal_scikit_learn_and_report_is_complete(
 
 
 def test_classes_a_model_lacks_are_excluded_and_counted(tiny_data, classifier_result, tmp_path):
-    from stampnet.evaluation.command import write_comparison
+    from stampnet.evaluation.comparison import write_comparison
 
     data_dir, card = tiny_data
     alerce_like = make_classifier_run(
@@ -390,6 +445,24 @@ def test_classes_a_model_lacks_are_excluded_and_counted(tiny_data, classifier_re
     summary = json.loads((tmp_path / "comparison" / "metrics.json").read_text())
     assert summary["common_classes"]["classes"] == ["AGN", "SN", "VS", "asteroid", "bogus"]
     assert all(entry["from_other_data"] for entry in summary["anchors"])
+
+
+def test_closing_summary_of_training_says_what_evaluate_reports(tiny_data, classifier_result):
+    from stampnet.training.summary import closing_summary
+
+    data_dir, card = tiny_data
+    run = make_vae_run(classifier_result[0].parent / "vae-summary", card, data_dir)
+    lines = closing_summary(run, data_dir).splitlines()
+    test_size = sum(card["counts"]["alerts"]["test"].get(name, 0) for name in card["class_names"])
+    assert lines[0] == f"test split: {test_size} labelled alerts"
+    assert "against" in lines[1] and "for the mean stamp" in lines[1]
+    assert lines[2].startswith("model: ") and "of 3 latent units active" in lines[2]
+    assert lines[-2:] == [f"run folder: {run}", f"next: python evaluate.py {run}   "
+                          "(metrics, figures and report.html)"]  # fmt: skip
+
+    classifier_run = classifier_result[0]
+    lines = closing_summary(classifier_run, data_dir).splitlines()
+    assert lines[1].startswith("model: accuracy ") and "macro-F1" in lines[1]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from stampnet.constants import STAMP_SHAPE
+from stampnet.evaluation.runner import truncate_detections
 from stampnet.features import DETECTION_FIELDS, FeatureStats, metadata_indices
 from stampnet.layers.sequence import DetectionFeatureEncoding, MaskedPooling
 from stampnet.models import seq_classifier
@@ -122,19 +123,8 @@ def test_masking_out_detections_equals_having_fewer():
     full = random_sequences((4, 5), steps=5)
     for count in (1, 2, 4):
         only_first = repad({k: v if k == "features" else v[:, :count] for k, v in full.items()}, 5)
-        truncated = seq_classifier.truncate_detections(full, count)
+        truncated = truncate_detections(full, count)
         np.testing.assert_allclose(model(truncated), model(only_first), atol=1e-5)
-
-
-def test_accuracy_by_num_detections_counts_objects():
-    model = tiny_classifier()
-    inputs = random_sequences((1, 3, 5, 2), steps=5)
-    labels = np.argmax(model(inputs), axis=-1)  # the full-sequence answer is right by design
-    dataset = tf.data.Dataset.from_tensors((inputs, labels))
-    rows = seq_classifier.accuracy_by_num_detections(model, dataset, 5)
-    assert [row["objects_with_n"] for row in rows] == [4, 3, 2, 1, 1]
-    assert rows[-1]["accuracy"] == 1.0
-    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
 
 
 def test_runs_on_real_multi_alert_objects(ztf_dir):

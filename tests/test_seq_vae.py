@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stampnet.models.seq_vae import build_seq_vae, reconstruction_report
+from stampnet.models.seq_vae import build_seq_vae
 from stampnet.training.annealing import KLAnnealing
 from tests.model_checks import run_model_checks
 from tests.test_seq_classifier import random_sequences, real_sequences, repad
@@ -62,20 +62,15 @@ def test_training_lowers_the_loss_and_anneals_beta():
     dataset = tf.data.Dataset.from_tensors((inputs, np.zeros(4, "int32"))).repeat(12)
     before = losses(vae, inputs)[1]
     history = vae.fit(
-        dataset, epochs=2, verbose=0, callbacks=[KLAnnealing("linear", ramp_epochs=4)]
+        dataset,
+        epochs=2,
+        verbose=0,
+        shuffle=False,  # a tf.data pipeline shuffles itself; Keras warns on shuffle=True
+        callbacks=[KLAnnealing("linear", ramp_epochs=4)],
     )
     assert losses(vae, inputs)[1] < before
     assert set(history.history) >= {"loss", "reconstruction_loss", "kl_loss", "elbo_loss", "beta"}
     assert 0.0 < history.history["beta"][0] < history.history["beta"][1] <= 1.0
-
-
-def test_reconstruction_report_compares_with_the_mean_stamp():
-    vae = build_seq_vae(**TINY)
-    dataset = tf.data.Dataset.from_tensors(random_sequences((3, 2)))
-    report = reconstruction_report(vae, dataset)
-    assert report["valid_pixels"] > 0
-    assert 0.0 < report["baseline_mse"] and 0.0 < report["mse"]
-    assert report["mse_ratio"] == pytest.approx(report["mse"] / report["baseline_mse"])
 
 
 def test_runs_on_real_multi_alert_objects(ztf_dir):

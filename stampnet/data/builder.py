@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
@@ -220,6 +221,15 @@ class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
                 self._own_stack = None
             return super().download_and_prepare(*args, **kwargs)
 
+    # TFDS 4.9 prints "Downloading and preparing dataset Unknown size ..." before, and "Dataset
+    # ... downloaded and prepared" after, every build, with no setting to turn them off: for
+    # local alert files neither is true or useful, and stampnet's commands say what they build.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
     def _split_generators(self, dl_manager):
         del dl_manager  # the sources are local files, read by the staging
         # TFDS refuses an empty split, and a small input can leave validation or test empty.
@@ -240,6 +250,37 @@ def _card_geometry(data_dir) -> StampGeometry | None:
     if not path.is_file():
         return None
     return StampGeometry.from_card(json.loads(path.read_text()))
+
+
+class _RawBytesDecoder(tfds.decode.Decoder):
+    """Decodes a ``Tensor`` feature stored as raw bytes (``Encoding.BYTES``), as TFDS would.
+
+    TFDS 4.9's own decoding of such a feature reads its deprecated ``FeatureConnector.dtype`` and
+    logs a deprecation warning per feature on every read; this one uses ``tf_dtype``.
+    """
+
+    def decode_example(self, serialized):
+        if isinstance(serialized, dict):  # two or more unknown dimensions: stored beside
+            value, shape = serialized["value"], serialized["shape"]
+        else:  # at most one unknown dimension, told by the number of values
+            value, shape = serialized, [-1 if size is None else size for size in self.feature.shape]
+        return tf.reshape(tf.io.decode_raw(value, self.feature.tf_dtype), shape)
+
+
+def raw_bytes_decoders(builder: tfds.core.DatasetBuilder) -> dict:
+    """``as_dataset(decoders=...)`` for every raw-bytes tensor feature of ``builder``."""
+    decoders = {}
+    for name, feature in builder.info.features.items():
+        serialized = feature.get_serialized_info()
+        value = serialized["value"] if isinstance(serialized, dict) else serialized
+        if (
+            isinstance(feature, tfds.features.Tensor)
+            and not isinstance(feature, tfds.features.Text)
+            and value.np_dtype == np.object_
+            and feature.np_dtype != np.object_
+        ):
+            decoders[name] = _RawBytesDecoder()
+    return decoders
 
 
 def version_dir(data_dir: str | Path, config: str) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from stampnet.data.builder import load_builder
+from stampnet.data.builder import load_builder, raw_bytes_decoders
 from stampnet.data.card import load_card
 from stampnet.features import DETECTION_FIELDS, metadata_indices, resolve_feature_names
 from stampnet.geometry import StampGeometry
@@ -57,7 +57,12 @@ def _read(data_dir, config: str, split: str, shuffle: bool, seed: int) -> tf.dat
             f"Split {split!r} is not in {data_dir} ({config}); it has {list(builder.info.splits)}"
         )
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    return builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
+    return builder.as_dataset(
+        split=split,
+        shuffle_files=shuffle,
+        read_config=read_config,
+        decoders=raw_bytes_decoders(builder),
+    )
 
 
 def _finish(

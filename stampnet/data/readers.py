@@ -26,11 +26,10 @@ from stampnet.constants import CUTOUT_FIELDS
 from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
 from stampnet.data.errors import CORRUPT_INPUT_ERRORS, parquet_errors
-from stampnet.data.fits import FitsError, decode_cutout
+from stampnet.data.fits import GZIP_MAGIC, FitsError, decode_cutout
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
 
-GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 #: Files in a directory with one of these suffixes are alert files even if their bytes say not.
 DATA_SUFFIXES = (".avro", ".parquet", ".tar.gz", ".tgz", ".tar")

@@ -12,7 +12,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,13 +90,6 @@ def embed(
     return pd.concat(frames, ignore_index=True)
 
 
-def _data_dir_of_run(run: Path) -> str | None:
-    config_path = run / "config.json"
-    if run.is_dir() and config_path.exists():
-        return json.loads(config_path.read_text()).get("data", {}).get("data_dir")
-    return None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
@@ -123,12 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
     run_path = Path(args.run)
     encoder = load_encoder(run_path)
-    data_dir = args.data or _data_dir_of_run(run_path)
-    if data_dir is None:
-        from stampnet.simulation.builtin import ensure_builtin_dataset
-
-        data_dir = ensure_builtin_dataset()
     from stampnet.data.card import load_card
+    from stampnet.data.locate import resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data, run=run_path)
 
     available = list(load_card(data_dir)["counts"]["alerts"])
     splits = (

@@ -1,10 +1,11 @@
 """Classification and reconstruction metrics computed from saved arrays.
 
 Everything here takes plain numpy arrays (labels, probabilities, latents, number of detections),
-so the metrics of a run can be recomputed from its saved predictions without TensorFlow, and the
-tests can check them against scikit-learn computed independently. Labels are integer indices into
+so the metrics of a run can be recomputed from its saved predictions without TensorFlow. The
+counting is scikit-learn's; what is ours is the conventions: labels are integer indices into
 ``class_names``; classes with no true example get ``nan`` for recall and AUC (not 0), so that a
-small test split does not look worse than it is.
+small test split does not look worse than it is; binary tasks name their positive class
+(``positive_class``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 
 def _check_labels(labels, probabilities, class_names) -> tuple[np.ndarray, np.ndarray]:
@@ -37,57 +39,86 @@ def _check_labels(labels, probabilities, class_names) -> tuple[np.ndarray, np.nd
     return labels, probabilities
 
 
-def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
-    """Counts (num_classes, num_classes): row = true class, column = predicted class."""
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
-    flat = labels * num_classes + predictions
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+#: The true-positive rates at which binary tasks report the false-positive rate: a real/bogus
+#: filter is chosen to keep 95 % or 98 % of real candidates (Cabrera-Vives et al. 2017 report
+#: the false-positive rate at fixed recall).
+TARGET_TRUE_POSITIVE_RATES = (0.95, 0.98)
+
+#: Class names that mean "the positive class" of a binary task, case-insensitive.
+POSITIVE_NAMES = ("real", "1", "true", "positive", "yes")
 
 
-def row_normalise(matrix: np.ndarray) -> np.ndarray:
-    """Each row divided by its total (recall on the diagonal); empty rows stay 0."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    return np.divide(matrix, totals, out=np.zeros(matrix.shape, np.float64), where=totals > 0)
+def positive_class(class_names: Sequence[str]) -> int:
+    """The index of the positive class of a two-class task.
+
+    The class named like "real", "1", "true", "positive" or "yes" (case-insensitive) when
+    exactly one is; otherwise the second class, as scikit-learn takes the greater label (a
+    Deep-HiTS database with labels 0/1, 1 = real, gives classes ``["0", "1"]`` or
+    ``["bogus", "real"]``: the second either way).
+    """
+    if len(class_names) != 2:
+        raise ValueError(f"A binary task has two classes, received {list(class_names)}")
+    named = [i for i, name in enumerate(class_names) if str(name).lower() in POSITIVE_NAMES]
+    return named[0] if len(named) == 1 else 1
 
 
-def binary_roc(scores, positives) -> tuple[np.ndarray, np.ndarray, float]:
-    """False/true positive rates over all thresholds, and the area (trapezoids, ties grouped)."""
-    scores = np.asarray(scores, np.float64)
-    positives = np.asarray(positives, bool)
-    num_pos, num_neg = positives.sum(), (~positives).sum()
-    if num_pos == 0 or num_neg == 0:
-        return np.array([0.0, 1.0]), np.array([0.0, 1.0]), float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, positives = scores[order], positives[order]
-    # Only the last index of each run of tied scores is a threshold: ties move together.
-    last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    true_pos = np.cumsum(positives)[last]
-    false_pos = (last + 1) - true_pos
-    tpr = np.r_[0.0, true_pos / num_pos]
-    fpr = np.r_[0.0, false_pos / num_neg]
-    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+def _one_vs_rest(positives, scores) -> tuple[float, float]:
+    """ROC AUC and average precision, ``nan`` where undefined (no positive or no negative)."""
+    if positives.all() or not positives.any():
+        average_precision = float("nan") if not positives.any() else 1.0
+        return float("nan"), average_precision
+    return (
+        float(skm.roc_auc_score(positives, scores)),
+        float(skm.average_precision_score(positives, scores)),
+    )
 
 
-def binary_precision_recall(scores, positives) -> tuple[np.ndarray, np.ndarray, float]:
-    """Precision and recall over thresholds, and average precision (step-wise, as scikit-learn)."""
-    scores = np.asarray(scores, np.float64)
-    positives = np.asarray(positives, bool)
-    num_pos = positives.sum()
-    if num_pos == 0:
-        return np.array([1.0, 0.0]), np.array([0.0, 1.0]), float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, positives = scores[order], positives[order]
-    last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    true_pos = np.cumsum(positives)[last]
-    precision = true_pos / (last + 1)
-    recall = true_pos / num_pos
-    average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    return np.r_[1.0, precision], np.r_[0.0, recall], average_precision
+def false_positive_rate_at(positives, scores, true_positive_rate: float) -> tuple[float, float]:
+    """The lowest false-positive rate, and its threshold, at which at least
+    ``true_positive_rate`` of the positives score at or above the threshold."""
+    fpr, tpr, thresholds = skm.roc_curve(positives, scores, drop_intermediate=False)
+    reached = np.nonzero(tpr >= true_positive_rate - 1e-12)[0][0]
+    return float(fpr[reached]), float(thresholds[reached])
+
+
+def binary_metrics(labels, probabilities, class_names: Sequence[str]) -> dict:
+    """ROC AUC and the false-positive rate at 95 % and 98 % true-positive rate of a binary task.
+
+    The score is the probability of the positive class (``positive_class``). Returns
+    ``{"positive_class", "roc_auc", "average_precision", "fpr_at_tpr": {"0.95": ..., "0.98":
+    ...}, "threshold_at_tpr": {...}}``; values are ``nan`` when the split lacks one of the
+    classes.
+    """
+    class_names = list(class_names)
+    labels, probabilities = _check_labels(labels, probabilities, class_names)
+    positive = positive_class(class_names)
+    positives, scores = labels == positive, probabilities[:, positive]
+    auc, average_precision = _one_vs_rest(positives, scores)
+    result = {
+        "positive_class": class_names[positive],
+        "roc_auc": auc,
+        "average_precision": average_precision,
+        "fpr_at_tpr": {},
+        "threshold_at_tpr": {},
+    }
+    for rate in TARGET_TRUE_POSITIVE_RATES:
+        fpr, threshold = (
+            false_positive_rate_at(positives, scores, rate)
+            if np.isfinite(auc)
+            else (float("nan"), float("nan"))
+        )
+        result["fpr_at_tpr"][f"{rate:.2f}"] = fpr
+        result["threshold_at_tpr"][f"{rate:.2f}"] = threshold
+    return result
 
 
 def classification_metrics(labels, probabilities, class_names: Sequence[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrices, one-vs-rest AUCs.
+
+    Computed with scikit-learn. Classes with no true example get ``nan`` recall, ROC AUC and
+    average precision (not 0); macro-F1 averages the classes that occur in the labels or the
+    predictions, balanced accuracy (``macro_recall``) those in the labels. A two-class task also
+    gets ``binary`` (``binary_metrics``).
 
     Args:
         labels: (N,) true class indices into ``class_names``.
@@ -101,23 +132,16 @@ def classification_metrics(labels, probabilities, class_names: Sequence[str]) ->
     class_names = list(class_names)
     labels, probabilities = _check_labels(labels, probabilities, class_names)
     predictions = probabilities.argmax(axis=1)
-    counts = confusion_matrix(labels, predictions, len(class_names))
-    true_pos = np.diag(counts).astype(np.float64)
-    support = counts.sum(axis=1)
-    predicted = counts.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, true_pos / predicted, 0.0)
-        recall = np.where(support > 0, true_pos / support, np.nan)
-        f1 = np.where(
-            precision + np.nan_to_num(recall) > 0,
-            2 * precision * recall / (precision + recall),
-            0.0,
-        )
+    every = list(range(len(class_names)))
+    counts = skm.confusion_matrix(labels, predictions, labels=every)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predictions, labels=every, zero_division=0
+    )
+    recall = np.where(support > 0, recall, np.nan)
+    present = np.unique(labels).tolist()
     per_class = {}
     for index, name in enumerate(class_names):
-        positives = labels == index
-        _, _, auc = binary_roc(probabilities[:, index], positives)
-        _, _, average_precision = binary_precision_recall(probabilities[:, index], positives)
+        auc, average_precision = _one_vs_rest(labels == index, probabilities[:, index])
         per_class[name] = {
             "precision": float(precision[index]),
             "recall": float(recall[index]),
@@ -126,20 +150,25 @@ def classification_metrics(labels, probabilities, class_names: Sequence[str]) ->
             "roc_auc": auc,
             "average_precision": average_precision,
         }
-    present = support > 0
-    # Macro-F1 over the classes that occur in the labels or the predictions (scikit-learn's rule);
-    # macro recall (balanced accuracy) over the classes that occur in the labels.
-    scored = present | (predicted > 0)
-    return {
+    result = {
         "num_examples": int(labels.size),
-        "accuracy": float(true_pos.sum() / max(labels.size, 1)),
-        "macro_f1": float(np.mean(np.nan_to_num(f1[scored]))) if scored.any() else float("nan"),
-        "macro_recall": float(np.mean(recall[present])) if present.any() else float("nan"),
+        "accuracy": float(skm.accuracy_score(labels, predictions)),
+        "macro_f1": float(skm.f1_score(labels, predictions, average="macro", zero_division=0)),
+        # Balanced accuracy without scikit-learn's warning about predicted classes absent from
+        # the labels (common on a small split): the macro recall of the classes present.
+        "macro_recall": float(
+            skm.recall_score(labels, predictions, labels=present, average="macro")
+        ),
         "class_names": class_names,
         "confusion_matrix": counts.tolist(),
-        "confusion_matrix_normalised": row_normalise(counts).tolist(),
+        "confusion_matrix_normalised": skm.confusion_matrix(
+            labels, predictions, labels=every, normalize="true"
+        ).tolist(),
         "per_class": per_class,
     }
+    if len(class_names) == 2:
+        result["binary"] = binary_metrics(labels, probabilities, class_names)
+    return result
 
 
 def most_confident_mistakes(labels, probabilities, count: int = 8) -> np.ndarray:

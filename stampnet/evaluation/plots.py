@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from sklearn import metrics as skm
 
 from stampnet.constants import CHANNELS
-from stampnet.evaluation.metrics import binary_precision_recall, binary_roc
 
 #: Colours per class index: tab10 is distinguishable for the five ALeRCE classes and "other".
 CLASS_COLOURS = matplotlib.colormaps["tab10"].colors
@@ -90,9 +90,12 @@ def plot_roc_pr(labels, probabilities, class_names: Sequence[str]) -> Figure:
         if not positives.any() or positives.all():
             continue
         colour = CLASS_COLOURS[index % len(CLASS_COLOURS)]
-        fpr, tpr, auc = binary_roc(probabilities[:, index], positives)
+        scores = probabilities[:, index]
+        fpr, tpr, _ = skm.roc_curve(positives, scores)
+        auc = skm.auc(fpr, tpr)
         roc_axis.plot(fpr, tpr, color=colour, label=f"{name} (AUC {auc:.3f})")
-        precision, recall, average = binary_precision_recall(probabilities[:, index], positives)
+        precision, recall, _ = skm.precision_recall_curve(positives, scores)
+        average = skm.average_precision_score(positives, scores)
         pr_axis.step(
             recall, precision, where="post", color=colour, label=f"{name} (AP {average:.3f})"
         )

@@ -1,10 +1,10 @@
-"""Loads a run (or a bare ``.keras`` model) and runs its models over a dataset split.
+"""Runs a run's models over a dataset split (``stampnet.evaluation.loading`` loads both).
 
 What comes out is a ``Collected`` set of plain arrays (labels, probabilities, latent means,
-reconstruction errors, ids) that ``stampnet.evaluation.command`` turns into metrics, figures and
-a report. Batches are streamed: only per-example scalars and vectors are kept, plus the stamps of
-a few examples per class for the galleries, so memory does not grow with the split beyond O(N)
-small arrays.
+reconstruction errors, ids) that the reports of ``stampnet.evaluation.reports`` turn into
+metrics, figures and a report. Batches are streamed: only per-example scalars and vectors are
+kept, plus the stamps of a few examples per class for the galleries, so memory does not grow with
+the split beyond O(N) small arrays.
 
 Roles: every ``*.keras`` of a run is called once on a batch and sorted by what it returns:
 - ``classifier``: probabilities (B, C), or a dict with ``probabilities``;
@@ -16,148 +16,15 @@ Roles: every ``*.keras`` of a run is called once on a batch and sorted by what i
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from stampnet.constants import ALERCE_CLASSES
-from stampnet.features import FEATURE_SETS
+from stampnet.evaluation import reconstruction
+from stampnet.evaluation.loading import model_input_dims
 
 ROLES = ("classifier", "autoencoder", "encoder")
-
-
-@dataclasses.dataclass
-class LoadedRun:
-    """A run folder (``runs/<model>-<timestamp>/``) or a bare ``.keras`` file, loaded.
-
-    Args:
-        name: display name (the folder's or file's name).
-        path: the run folder, or the ``.keras`` file.
-        models: file stem -> Keras model (``model`` is the run's main export).
-        card: ``model_card.json`` (empty for a bare file).
-        class_names: the classes of the classifier outputs, in output order.
-        feature_names: the metadata features the models read.
-        dataset_kind: "alerts" or "sequences".
-        data_dir: the dataset the run was trained on (None if unknown).
-    """
-
-    name: str
-    path: Path
-    models: dict
-    card: dict
-    class_names: tuple[str, ...]
-    feature_names: tuple[str, ...]
-    dataset_kind: str
-    data_dir: Path | None
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _model_input_dims(model) -> dict[str, tuple]:
-    inputs = model.input if isinstance(model.input, dict) else {}
-    return {name: tuple(tensor.shape) for name, tensor in inputs.items()}
-
-
-def _layers(model):
-    """Every layer of ``model``, nested models included."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _layers(layer)
-
-
-def _recorded(models: Mapping, attribute: str):
-    """The first value of ``attribute`` on a layer of ``models`` (self-describing models carry
-    their class names in ``ClassProbabilities`` and their features in ``FeatureNormalization``)."""
-    for model in models.values():
-        for layer in _layers(model):
-            value = getattr(layer, attribute, None)
-            if value is not None:
-                return value
-    return None
-
-
-def _feature_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
-    names = card.get("feature_names")
-    if names is not None:
-        return tuple(FEATURE_SETS[names]) if isinstance(names, str) else tuple(names)
-    stats = _recorded(models, "stats")
-    if stats is not None and hasattr(stats, "names"):
-        return tuple(stats.names)
-    for model in models.values():
-        width = _model_input_dims(model).get("features", (None, 0))[-1]
-        if width:
-            raise ValueError(
-                f"Cannot tell which {width} features model {model.name!r} reads: it has no "
-                "model_card.json and no FeatureNormalization layer naming them"
-            )
-    return ()
-
-
-def _class_names(card: Mapping, models: Mapping) -> tuple[str, ...]:
-    # The output layer's own record wins: it is what the probabilities' columns mean.
-    names = _recorded(models, "class_names") or card.get("class_names")
-    if names:
-        return tuple(names)
-    widths = {model.output.shape[-1] for model in models.values() if _single_output(model)}
-    # An ALeRCE import without ClassProbabilities: five outputs in ALeRCE's order.
-    return ALERCE_CLASSES if len(ALERCE_CLASSES) in widths else ()
-
-
-def load_run(path: str | Path) -> LoadedRun:
-    """Loads every ``*.keras`` of a run folder (or one ``.keras`` file) with its card."""
-    from stampnet.saving import load_model
-
-    path = Path(path)
-    if path.is_file() and path.suffix == ".keras":
-        files, card = [path], {}
-    elif path.is_dir():
-        files = sorted(path.glob("*.keras"), key=lambda file: (file.stem != "model", file.stem))
-        card = _read_json(path / "model_card.json")
-        if not files:
-            raise ValueError(f"Run folder {path} holds no .keras model (expected model.keras)")
-    else:
-        raise ValueError(f"RUN must be a run folder or a .keras file, received {str(path)!r}")
-    models = {file.stem: load_model(file) for file in files}
-    uses_sequences = any("detection_mask" in _model_input_dims(m) for m in models.values())
-    data_dir = (card.get("data") or {}).get("data_dir")
-    return LoadedRun(
-        name=path.name if path.is_dir() else path.stem,
-        path=path,
-        models=models,
-        card=card,
-        class_names=_class_names(card, models),
-        feature_names=_feature_names(card, models),
-        dataset_kind="sequences" if uses_sequences else "alerts",
-        data_dir=Path(data_dir) if data_dir else None,
-    )
-
-
-def check_data(loaded: LoadedRun, card: Mapping, data_dir) -> None:
-    """Refuses a dataset the run's models were not built for (``stampnet.compat``): other stamp
-    size or channels, features it lacks, or no class in common with a classifier (classes a
-    classifier does not know are excluded and counted, as before)."""
-    from stampnet import compat
-
-    data = compat.DataRecord.from_card(card)
-    for name, model in loaded.models.items():
-        own = compat.model_record(model)
-        record = compat.model_record(model, loaded.card)
-        compat.check(
-            record,
-            data,
-            what=f"{loaded.name}/{name}",
-            against=f"the dataset {data_dir}",
-            classes="overlap" if own.class_names else "ignore",
-        )
-
-
-def _single_output(model) -> bool:
-    return not isinstance(model.output, list | tuple | dict)
 
 
 def role_of(outputs, num_classes: int) -> str:
@@ -198,7 +65,10 @@ def latent_mean(outputs) -> np.ndarray:
 
 
 def truncate_detections(inputs: Mapping, count: int) -> dict:
-    """A sequence batch keeping only each object's first ``count`` detections (the rest padded)."""
+    """A sequence batch keeping only each object's first ``count`` detections: the later ones
+    are zeroed in every per-detection input, exactly as the pipeline pads a shorter object."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1 detection, received {count}")
     keep = np.arange(np.asarray(inputs["detection_mask"]).shape[1]) < count
     truncated = dict(inputs)
     for key in ("stamps", "stamp_mask", "detection_features", "detection_mask"):
@@ -222,12 +92,15 @@ class Collected:
         num_detections: (N,) detections per object (sequences).
         z_mean: encoder/autoencoder name -> (N, D).
         reconstruction_error: autoencoder name -> (N,) masked mean squared error.
+        reconstruction_baseline: autoencoder name -> ``MeanStampBaseline.result()``.
         clusters: name -> (N,) the model's own cluster assignment (VaDE), where it has one.
         mistake_stamps: classifier name -> {candid: (stamps, stamp_mask)} of its most confident
             mistakes (for a sequence: the object's last detection used).
         examples: autoencoder name -> {"target", "reconstruction", "labels", "captions"} of a few
             examples per class.
         excluded: dataset class name -> examples dropped because the models do not know the class.
+        roles: model name -> role (``role_of``) of every model evaluated, in the run's order (an
+            encoder that repeats its autoencoder's latents is left out).
     """
 
     labels: np.ndarray
@@ -238,10 +111,12 @@ class Collected:
     num_detections: np.ndarray | None = None
     z_mean: dict = dataclasses.field(default_factory=dict)
     reconstruction_error: dict = dataclasses.field(default_factory=dict)
+    reconstruction_baseline: dict = dataclasses.field(default_factory=dict)
     clusters: dict = dataclasses.field(default_factory=dict)
     mistake_stamps: dict = dataclasses.field(default_factory=dict)
     examples: dict = dataclasses.field(default_factory=dict)
     excluded: dict = dataclasses.field(default_factory=dict)
+    roles: dict = dataclasses.field(default_factory=dict)
 
 
 def _as_numpy(inputs: Mapping) -> dict:
@@ -252,6 +127,16 @@ def class_mapping(dataset_classes: Sequence[str], model_classes: Sequence[str]) 
     """Dataset label index -> model class index, -1 where the model does not have the class."""
     position = {name: index for index, name in enumerate(model_classes)}
     return np.array([position.get(name, -1) for name in dataset_classes], dtype=np.int64)
+
+
+@dataclasses.dataclass
+class _Batch:
+    """One batch, restricted to the examples whose class the models know."""
+
+    inputs: dict
+    labels: np.ndarray
+    candid: np.ndarray | None  # as the batch carried it, before restriction
+    chosen: np.ndarray
 
 
 def collect(
@@ -274,13 +159,13 @@ def collect(
     """
     mapping = class_mapping(dataset_classes, model_classes)
     roles: dict[str, str] = {}
-    parts: dict[str, list] = {}
+    shared = defaultdict(list)  # labels, candid, object_id, num_detections
+    kept = {field: defaultdict(list) for field in ("probabilities", "by_detections", "z_mean",
+                                                   "error", "clusters")}  # fmt: skip
+    baselines = defaultdict(reconstruction.MeanStampBaseline)
     examples: dict[str, dict] = {}
     mistakes: dict[str, list] = {}
     excluded = dict.fromkeys(dataset_classes, 0)
-
-    def keep(key, value):
-        parts.setdefault(key, []).append(value)
 
     for batch in batches:
         inputs, labels = _as_numpy(batch[0]), np.asarray(batch[1]).astype(np.int64)
@@ -292,136 +177,114 @@ def collect(
         if not chosen.any():
             continue
         ids = {key: inputs.pop(key) for key in ("candid", "object_id") if key in inputs}
-        inputs = {key: value[chosen] for key, value in inputs.items()}
-        keep("labels", mapped[chosen])
+        current = _Batch(
+            {key: value[chosen] for key, value in inputs.items()},
+            mapped[chosen],
+            ids.get("candid"),
+            chosen,
+        )
+        shared["labels"].append(current.labels)
         for key in ("candid", "object_id"):
-            value = ids.get(key)
-            if value is not None and value.ndim == 2:
-                # A sequence: its latest candid (padding is 0) names the object's row, and
-                # object ids are repeated per detection or given once.
-                value = value.max(axis=1) if key == "candid" else value[:, 0]
-            keep(key, value[chosen] if value is not None else np.full(chosen.sum(), -1))
+            shared[key].append(_row_ids(ids.get(key), key, chosen))
         if sequences:
-            keep("num_detections", inputs["detection_mask"].sum(axis=1).astype(np.int64))
+            detections = current.inputs["detection_mask"].sum(axis=1).astype(np.int64)
+            shared["num_detections"].append(detections)
         outputs = {}
         for name, model in models.items():
-            model_inputs = {key: inputs[key] for key in _model_input_dims(model) or inputs}
-            outputs[name] = model(model_inputs, training=False)
+            outputs[name] = model(_model_inputs(model, current.inputs), training=False)
             roles.setdefault(name, role_of(outputs[name], len(model_classes)))
         for name, model in models.items():
             role, output = roles[name], outputs[name]
             if role == "encoder" and "autoencoder" in roles.values():
                 continue  # a run's encoder.keras repeats the latents of its autoencoder
-            model_inputs = {key: inputs[key] for key in _model_input_dims(model) or inputs}
             if role == "classifier":
-                keep(f"probabilities/{name}", _probabilities(output))
-                mistakes[name] = _worst_mistakes(
-                    mistakes.get(name, []), _probabilities(output), mapped[chosen], inputs,
-                    ids.get("candid"), chosen, mistakes_per_model,
-                )  # fmt: skip
+                probabilities = _probabilities(output)
+                kept["probabilities"][name].append(probabilities)
+                mistakes[name] = _worst_mistakes(mistakes.get(name, []), probabilities, current,
+                                                 mistakes_per_model)  # fmt: skip
                 if sequences:
-                    steps = inputs["detection_mask"].shape[1]
-                    by_step = [
-                        _probabilities(model(truncate_detections(model_inputs, t), training=False))
-                        for t in range(1, steps + 1)
-                    ]
-                    keep(f"by_detections/{name}", np.stack([p.argmax(1) for p in by_step], 1))
+                    kept["by_detections"][name].append(_by_detections(model, current.inputs))
                 continue
-            keep(f"z_mean/{name}", latent_mean(output))
+            kept["z_mean"][name].append(latent_mean(output))
             if isinstance(output, Mapping) and "cluster_probabilities" in output:
-                keep(f"clusters/{name}", np.asarray(output["cluster_probabilities"]).argmax(1))
+                kept["clusters"][name].append(np.asarray(output["cluster_probabilities"]).argmax(1))
             if role == "autoencoder":
-                target, mask = reconstruction_target(model, model_inputs)
-                reconstruction = np.asarray(output["reconstruction"])
-                axes = tuple(range(1, target.ndim))
-                mask = np.broadcast_to(mask, target.shape)
-                error = ((target - reconstruction) ** 2 * mask).sum(axis=axes)
-                keep(f"error/{name}", error / np.maximum(mask.sum(axis=axes), 1.0))
-                _keep_examples(examples.setdefault(name, {}), mapped[chosen], target,
-                               reconstruction, model_classes, examples_per_class)  # fmt: skip
-    if "labels" not in parts:
+                model_inputs = _model_inputs(model, current.inputs)
+                target, mask = reconstruction.reconstruction_target(model, model_inputs)
+                rebuilt = np.asarray(output["reconstruction"])
+                kept["error"][name].append(reconstruction.masked_mse(target, rebuilt, mask))
+                baselines[name].add(target, rebuilt, mask)
+                reconstruction.keep_examples(examples.setdefault(name, {}), current.labels,
+                                             target, rebuilt, model_classes,
+                                             examples_per_class)  # fmt: skip
+    if not shared["labels"]:
         raise ValueError(
             f"No example of the split has a class the model knows ({list(model_classes)}); "
             f"dataset classes seen and dropped: { {k: v for k, v in excluded.items() if v} }"
         )
-    joined = {key: np.concatenate(value) for key, value in parts.items()}
-
-    def group(prefix):
-        return {k.split("/", 1)[1]: v for k, v in joined.items() if k.startswith(prefix + "/")}
-
+    joined = {key: np.concatenate(value) for key, value in shared.items()}
+    arrays = {
+        field: {name: np.concatenate(parts) for name, parts in by_name.items()}
+        for field, by_name in kept.items()
+    }
     return Collected(
         labels=joined["labels"],
         candid=joined["candid"],
         object_id=joined["object_id"],
-        probabilities=group("probabilities"),
-        probabilities_by_detections=group("by_detections"),
+        probabilities=arrays["probabilities"],
+        probabilities_by_detections=arrays["by_detections"],
         num_detections=joined.get("num_detections"),
-        z_mean=group("z_mean"),
-        reconstruction_error=group("error"),
-        clusters=group("clusters"),
+        z_mean=arrays["z_mean"],
+        reconstruction_error=arrays["error"],
+        reconstruction_baseline={name: value.result() for name, value in baselines.items()},
+        clusters=arrays["clusters"],
         mistake_stamps={
             name: {candid: (stamps, mask) for _, candid, stamps, mask in rows}
             for name, rows in mistakes.items()
         },
-        examples={name: _finish_examples(value) for name, value in examples.items()},
+        examples={name: reconstruction.finish_examples(value) for name, value in examples.items()},
         excluded={name: count for name, count in excluded.items() if count},
+        roles={
+            name: role
+            for name, role in roles.items()
+            if not (role == "encoder" and "autoencoder" in roles.values())
+        },
     )
 
 
-def reconstruction_target(model, inputs: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """What an autoencoder reconstructs: its own preprocessing of the crop, and the crop's mask.
-
-    A run saves the autoencoder as a functional view without ``target_and_mask``; the target is
-    then rebuilt from the model's ``StampPreprocessing`` layer, so both use the same settings.
-    """
-    from stampnet.layers.preprocessing import StampPreprocessing, center_crop_bounds
-
-    if hasattr(model, "target_and_mask"):
-        return tuple(np.asarray(value) for value in model.target_and_mask(inputs))
-    layer = next((item for item in _layers(model) if isinstance(item, StampPreprocessing)), None)
-    if layer is None:
-        raise ValueError(f"Autoencoder {model.name!r} has no StampPreprocessing layer to rebuild "
-                         "its reconstruction target from")  # fmt: skip
-    stamps, stamp_mask = np.asarray(inputs["stamps"]), np.asarray(inputs["stamp_mask"])
-    target = StampPreprocessing(layer.crop_size, layer.normalisation)(stamps, stamp_mask)
-    start, stop = center_crop_bounds(layer.crop_size, stamps.shape[-2])
-    return np.asarray(target), stamp_mask[..., start:stop, start:stop, :].astype(np.float32)
+def _model_inputs(model, inputs: Mapping) -> dict:
+    return {key: inputs[key] for key in model_input_dims(model) or inputs}
 
 
-def _keep_examples(store, labels, target, reconstruction, class_names, per_class):
-    for index in range(len(labels)):
-        name = class_names[labels[index]]
-        rows = store.setdefault(name, [])
-        if len(rows) < per_class:
-            # A sequence autoencoder: show the first detection, which every object has.
-            first = (0,) if target.ndim == 5 else ()
-            rows.append((target[index][first], reconstruction[index][first]))
-
-
-def _finish_examples(store: dict) -> dict:
-    captions, targets, outputs = [], [], []
-    for name, rows in store.items():
-        for target, reconstruction in rows:
-            captions.append(name)
-            targets.append(target)
-            outputs.append(reconstruction)
-    return {"captions": captions, "target": np.stack(targets), "reconstruction": np.stack(outputs)}
-
-
-def _row_candids(candid, chosen) -> np.ndarray:
-    if candid is None:
+def _row_ids(value, key: str, chosen) -> np.ndarray:
+    if value is None:
         return np.full(int(chosen.sum()), -1)
-    candid = candid[chosen]
-    return candid.max(axis=1) if candid.ndim == 2 else candid
+    if value.ndim == 2:
+        # A sequence: its latest candid (padding is 0) names the object's row, and object ids
+        # are repeated per detection or given once.
+        value = value.max(axis=1) if key == "candid" else value[:, 0]
+    return value[chosen]
 
 
-def _worst_mistakes(kept, probabilities, labels, inputs, candid, chosen, count) -> list:
+def _by_detections(model, inputs: Mapping) -> np.ndarray:
+    """(B, T): the class predicted from each object's first 1..T detections."""
+    model_inputs = _model_inputs(model, inputs)
+    steps = inputs["detection_mask"].shape[1]
+    predicted = [
+        _probabilities(model(truncate_detections(model_inputs, count), training=False)).argmax(1)
+        for count in range(1, steps + 1)
+    ]
+    return np.stack(predicted, axis=1)
+
+
+def _worst_mistakes(kept, probabilities, batch: _Batch, count) -> list:
     """``kept`` merged with this batch's mistakes: the ``count`` most confident, with stamps."""
     predicted = probabilities.argmax(axis=1)
-    wrong = np.nonzero(predicted != labels)[0]
+    wrong = np.nonzero(predicted != batch.labels)[0]
     if count <= 0 or wrong.size == 0:
         return kept
-    candids = _row_candids(candid, chosen)
+    inputs = batch.inputs
+    candids = _row_ids(batch.candid, "candid", batch.chosen)
     confidence = probabilities[wrong, predicted[wrong]]
     rows = []
     for row, value in zip(wrong, confidence, strict=True):
@@ -433,66 +296,3 @@ def _worst_mistakes(kept, probabilities, labels, inputs, candid, chosen, count) 
     # A stable sort keeps earlier examples first among equal confidences, as
     # metrics.most_confident_mistakes does.
     return sorted(kept + rows, key=lambda item: -item[0])[:count]
-
-
-def resolve_data_dir(loaded: LoadedRun, data_dir=None) -> Path:
-    """``--data`` if given, else the run's own dataset, else the built-in simulated data."""
-    if data_dir is not None:
-        return Path(data_dir)
-    if loaded.data_dir is not None and loaded.data_dir.exists():
-        return loaded.data_dir
-    if loaded.path.is_file():
-        raise ValueError(
-            f"{loaded.path} is a bare .keras file with no record of its dataset: pass --data DIR "
-            "(e.g. a dataset built with `stampnet build --source ../shared/data/ztf --labels "
-            "../shared/data/ztf/labels.csv`)"
-        )
-    from stampnet.simulation.builtin import ensure_builtin_dataset
-
-    return Path(ensure_builtin_dataset())
-
-
-def split_batches(loaded: LoadedRun, data_dir, split: str, card: Mapping, options) -> Iterable:
-    """The split as numpy batches ``(inputs with ids, labels)``, unshuffled, labelled only.
-
-    ``split`` may join splits with "+" ("train+validation+test": a model trained elsewhere, such
-    as ALeRCE's, can be evaluated on every labelled alert).
-    """
-    import itertools
-
-    from stampnet.data import pipeline
-
-    common = dict(
-        batch_size=options.batch_size,
-        feature_names=loaded.feature_names,
-        class_names=tuple(card["class_names"]),
-        labelled_only=True,
-        shuffle=False,
-        with_ids=True,
-    )
-    datasets = []
-    for part in split.split("+"):
-        if loaded.dataset_kind == "sequences":
-            steps = loaded.card.get("config", {}).get("data", {}).get("max_detections")
-            steps = steps or card.get("max_detections")
-            datasets.append(
-                pipeline.sequence_dataset(data_dir, part, max_detections=steps, **common)
-            )
-        else:
-            datasets.append(pipeline.alert_dataset(data_dir, part, **common))
-    dataset = datasets[0]
-    for other in datasets[1:]:
-        dataset = dataset.concatenate(other)
-    batches = (batch[:2] for batch in dataset.as_numpy_iterator())
-    if options.max_examples:
-        return itertools.islice(batches, -(-options.max_examples // options.batch_size))
-    return batches
-
-
-def output_dir(loaded: LoadedRun, data_dir, split: str, out_dir=None) -> Path:
-    """``<run>/evaluation/<dataset>-<split>``; for a bare file, under ``out_dir`` or beside it."""
-    leaf = f"{Path(data_dir).name}-{split}"
-    if loaded.path.is_dir():
-        return loaded.path / "evaluation" / leaf
-    base = Path(out_dir) if out_dir else loaded.path.parent
-    return base / f"{loaded.path.stem}-evaluation" / leaf

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from stampnet.geometry import ZTF, StampGeometry
 from stampnet.layers.preprocessing import (
@@ -234,69 +233,3 @@ def build_seq_classifier(
         len(class_names), activation="softmax", name="probabilities"
     )(x)
     return keras.Model(inputs, probabilities, name=name)
-
-
-def truncate_detections(inputs: dict, num_detections: int) -> dict:
-    """The same batch with every detection after the first ``num_detections`` masked out."""
-    if num_detections < 1:
-        raise ValueError(f"num_detections must be >= 1, received {num_detections}")
-    detection_mask = np.asarray(inputs["detection_mask"], dtype=np.float32).copy()
-    detection_mask[:, num_detections:] = 0.0
-    return {**inputs, "detection_mask": detection_mask}
-
-
-def accuracy_by_num_detections(model, dataset, max_detections: int) -> list[dict]:
-    """Accuracy when the model sees only the first n detections, n = 1..max_detections.
-
-    Neira et al. 2024's comparison. ``dataset`` yields ``(inputs, label[, weight])``. Per n:
-    ``accuracy`` over all objects (those with fewer detections use all they have),
-    ``accuracy_with_n`` over objects with at least n detections, and their count.
-    """
-    correct = np.zeros(max_detections)
-    correct_with_n = np.zeros(max_detections)
-    count_with_n = np.zeros(max_detections)
-    total = 0
-    for batch in dataset:
-        inputs, labels = batch[0], np.asarray(batch[1])
-        inputs = {key: np.asarray(value) for key, value in inputs.items() if key in INPUT_KEYS}
-        available = np.asarray(inputs["detection_mask"]).sum(axis=1)
-        total += len(labels)
-        for n in range(1, max_detections + 1):
-            predicted = np.argmax(model(truncate_detections(inputs, n), training=False), axis=-1)
-            hit = predicted == labels
-            correct[n - 1] += hit.sum()
-            correct_with_n[n - 1] += hit[available >= n].sum()
-            count_with_n[n - 1] += (available >= n).sum()
-    if total == 0:
-        raise ValueError("accuracy_by_num_detections received an empty dataset")
-    return [
-        {
-            "num_detections": n,
-            "accuracy": float(correct[n - 1] / total),
-            "accuracy_with_n": float(correct_with_n[n - 1] / max(count_with_n[n - 1], 1)),
-            "objects_with_n": int(count_with_n[n - 1]),
-        }
-        for n in range(1, max_detections + 1)
-    ]
-
-
-def plot_accuracy_by_num_detections(results: list[dict], path: str | Path, baseline=None):
-    """Accuracy against the number of detections used; ``baseline``: single-stamp accuracy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axis = pyplot.subplots(figsize=(5, 3.5))
-    counts = [row["num_detections"] for row in results]
-    axis.plot(counts, [row["accuracy"] for row in results], "o-", label="sequence classifier")
-    if baseline is not None:
-        axis.axhline(baseline, color="grey", linestyle="--", label="single-stamp classifier")
-    axis.set_xlabel("detections used")
-    axis.set_ylabel("accuracy")
-    axis.set_xticks(counts)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)
-    return Path(path)

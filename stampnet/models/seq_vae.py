@@ -12,7 +12,6 @@ kind: Srivastava et al. 2015 (LSTM video autoencoders).
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from stampnet.geometry import ZTF, StampGeometry
@@ -239,38 +238,3 @@ def build_seq_vae(
     # refuse a model never called) and records free T and feature widths for the export.
     vae({key: keras.Input(t.shape[1:], name=key) for key, t in encoder.input.items()})
     return vae
-
-
-def reconstruction_report(vae: SequenceVAE, dataset, max_batches: int | None = None) -> dict:
-    """Masked per-pixel MSE and BCE of the VAE against the mean-stamp baseline.
-
-    The baseline predicts, for every pixel and channel of the crop, its mean over the valid
-    pixels of all real detections in ``dataset`` (a first pass): the loss a model that ignores
-    its input cannot beat. ``dataset`` yields inputs or ``(inputs, ...)`` tuples.
-    """
-    batches = list(dataset.take(max_batches) if max_batches else dataset)
-    if not batches:
-        raise ValueError("reconstruction_report received an empty dataset")
-    batches = [batch[0] if isinstance(batch, tuple) else batch for batch in batches]
-    total = weight = 0.0
-    for inputs in batches:
-        target, mask = (np.asarray(x) for x in vae.target_and_mask(inputs))
-        total = total + (target * mask).sum(axis=(0, 1))
-        weight = weight + mask.sum(axis=(0, 1))
-    mean_stamp = total / np.maximum(weight, 1.0)
-    sums = {"mse": 0.0, "bce": 0.0, "baseline_mse": 0.0, "baseline_bce": 0.0}
-    pixels = 0.0
-    for inputs in batches:
-        target, mask = (np.asarray(x) for x in vae.target_and_mask(inputs))
-        reconstruction = np.asarray(vae(inputs, training=False)["reconstruction"])
-        baseline = np.broadcast_to(mean_stamp, target.shape)
-        for prefix, prediction in (("", reconstruction), ("baseline_", baseline)):
-            sums[prefix + "mse"] += float((np.square(target - prediction) * mask).sum())
-            clipped = np.clip(prediction, 1e-7, 1 - 1e-7)
-            bce = -(target * np.log(clipped) + (1 - target) * np.log(1 - clipped))
-            sums[prefix + "bce"] += float((bce * mask).sum())
-        pixels += float(mask.sum())
-    report = {key: value / max(pixels, 1.0) for key, value in sums.items()}
-    report["mse_ratio"] = report["mse"] / max(report["baseline_mse"], 1e-12)
-    report["valid_pixels"] = int(pixels)
-    return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from stampnet.simulation.simulate import SIMULATOR_VERSION, simulate
@@ -53,6 +54,8 @@ def ensure_builtin_dataset(
         seed: simulator and split seed.
         difficulty: the simulator's difficulty in [0, 1].
     """
+    import tensorflow_datasets as tfds
+
     from stampnet.data.build import build_dataset
     from stampnet.data.card import load_card
 
@@ -67,9 +70,17 @@ def ensure_builtin_dataset(
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     # The raw alerts (~75 kB each) are only needed while building: simulate to a scratch folder.
     scratch = Path(tempfile.mkdtemp(prefix=".builtin-alerts-", dir=data_dir.parent))
+    print(
+        f"built-in data: simulating {num_objects} objects and building {data_dir} "
+        "(first run only) ...",
+        flush=True,
+    )
+    started = time.perf_counter()
+    # One line for the whole stage: TFDS's per-split progress bars are off while it builds.
+    tfds.display_progress_bar(False)
     try:
         summary = simulate(scratch, num_objects=num_objects, seed=seed, difficulty=difficulty)
-        build_dataset(
+        card = build_dataset(
             scratch / "alerts",
             data_dir,
             labels=summary["labels"],
@@ -78,5 +89,11 @@ def ensure_builtin_dataset(
             overwrite=True,
         )
     finally:
+        tfds.display_progress_bar(True)
         shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        f"built-in data: {card.get('num_alerts')} alerts of {card.get('num_objects')} objects, "
+        f"classes {', '.join(card['class_names'])} ({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     return data_dir

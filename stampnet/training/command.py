@@ -70,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if args.show_config:
         print(config.to_json())
         return 0
+    from stampnet.data.locate import resolve_data_dir
+    from stampnet.training.summary import closing_summary
     from stampnet.training.trainer import train
 
     result = train(config)
-    print(f"run folder: {result.run_dir}")
+    print(closing_summary(result.run_dir, resolve_data_dir(run=result.run_dir)))
     return 0

@@ -28,9 +28,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn import metrics as skm
 
 from stampnet.constants import UNLABELLED
 from stampnet.data.card import feature_stats_for, load_card
+from stampnet.data.locate import resolve_data_dir
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
 from stampnet.geometry import StampGeometry
 from stampnet.layers.preprocessing import center_crop_bounds
@@ -49,15 +51,6 @@ class TrainResult:
     bundle: Bundle
     history: object  # pandas.DataFrame, one row per epoch
     metrics: dict
-
-
-def resolve_data_dir(config: RunConfig) -> Path:
-    if config.data.data_dir:
-        return Path(config.data.data_dir)
-    from stampnet.simulation.builtin import ensure_builtin_dataset
-
-    size = config.data.builtin_size
-    return Path(ensure_builtin_dataset(size=int(size) if size.isdigit() else size))
 
 
 def split_size(card, dataset: str, split: str, labelled_only: bool) -> int:
@@ -206,7 +199,7 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     run_dir = runs.new_run_dir(config)
     runs.write_config(run_dir, config)
     keras.utils.set_random_seed(config.train.seed)
-    data_dir = resolve_data_dir(config)
+    data_dir = resolve_data_dir(config.data.data_dir, builtin_size=config.data.builtin_size)
     card = load_card(data_dir)
     resume.check_dataset(run_dir, card, data_dir, resuming=bool(config.train.resume))
     info = data_info(config, spec, data_dir, card)
@@ -335,24 +328,10 @@ def predict_classes(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(labels), np.concatenate(predictions)
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Rows: true class, columns: predicted class."""
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
-
-
-def format_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str]) -> str:
-    width = max(6, *(len(name) for name in class_names)) + 1
-    lines = ["true \\ predicted".ljust(width) + "".join(n.rjust(width) for n in class_names)]
-    for name, row in zip(class_names, matrix, strict=True):
-        lines.append(name.ljust(width) + "".join(str(v).rjust(width) for v in row))
-    return "\n".join(lines)
-
-
 def evaluate(config, spec: ModelSpec, info: DataInfo, bundle: Bundle, run_dir: Path) -> dict:
     """Loss/metrics of the trained model on validation and test; for classifiers also the test
-    accuracy and confusion matrix (printed, and stored in evaluation.json)."""
+    accuracy and confusion matrix (stored in evaluation.json; ``stampnet.training.summary``
+    prints what the user reads)."""
     metrics = {}
     for split in ("validation", "test"):
         if split_size(info.card, spec.dataset, split, labelled_only(config, spec)) == 0:
@@ -368,16 +347,10 @@ def evaluate(config, spec: ModelSpec, info: DataInfo, bundle: Bundle, run_dir: P
             classifier.model,
             make_dataset(config, spec, info, split, keys=input_keys(classifier.model)),
         )
-        matrix = confusion_matrix(labels, predictions, info.num_classes)
+        matrix = skm.confusion_matrix(labels, predictions, labels=range(info.num_classes))
         metrics[split]["classifier_accuracy"] = float(np.mean(labels == predictions))
         metrics[split]["confusion_matrix"] = matrix.tolist()
         metrics[split]["num_examples"] = int(labels.size)
-    if "test" in metrics and "confusion_matrix" in metrics["test"]:
-        test = metrics["test"]
-        print(f"test accuracy {test['classifier_accuracy']:.4f} on {test['num_examples']} examples")
-        print(format_confusion_matrix(np.asarray(test["confusion_matrix"]), info.class_names))
-    elif "test" in metrics:
-        print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["test"].items()))
     runs.write_json(
         run_dir / runs.EVALUATION_NAME, {"class_names": list(info.class_names), **metrics}
     )
