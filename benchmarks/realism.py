@@ -1,23 +1,28 @@
 """How real do simulated alerts look? Side-by-side statistics and a real-vs-simulated classifier.
 
 Usage: python benchmarks/realism.py [--objects 300] [--seed 0] [--real ../shared/data/ztf/alerts]
+       [--labelled ../shared/data/ztf] [--out realism.json]
 
 Both samples go through the same reader (``stampnet.data.readers.iter_alerts``). Prints quantiles
 (5, 25, 50, 75, 95%) of stamp statistics and candidate fields, then the cross-validated ROC AUC of
 a gradient-boosting classifier told to separate real from simulated alerts from stamp statistics
 (0.5 = indistinguishable, 1.0 = trivially separable): once from the ALeRCE-normalised 21x21 crops
-(what the models see), once adding raw levels (sky, noise) as well.
+(what the models see), once adding raw levels (sky, noise) as well. Then the same AUC per class:
+the real alerts that ``labels.csv`` puts in a class (read from ``--labelled``, the whole sample)
+against the simulated alerts of that class, so that the simulator's weakest classes show.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from stampnet.constants import CHANNELS
+from stampnet.constants import ALERCE_CLASSES, CHANNELS
+from stampnet.data.labels import LabelTable
 from stampnet.data.readers import RejectionLog, iter_alerts
 from stampnet.features import METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
@@ -80,11 +85,19 @@ def alert_statistics(alert) -> dict:
     return stats
 
 
-def collect(source, limit=None) -> list[dict]:
+def collect(source, limit=None, labels: LabelTable | None = None) -> list[dict]:
+    """Statistics of every alert of ``source`` (the first ``limit``); with ``labels``, only the
+    labelled alerts, each row carrying its ``label``."""
     log = RejectionLog()
-    rows = []
+    rows, seen = [], set()
     for alert in iter_alerts(source, rejections=log):
-        rows.append(alert_statistics(alert))
+        if alert.candid in seen:
+            continue  # the same alert stored twice (schema_versions/)
+        seen.add(alert.candid)
+        label = labels.label_for(alert.object_id, alert.candid) if labels else None
+        if labels and label not in ALERCE_CLASSES:
+            continue
+        rows.append({**alert_statistics(alert), "label": label})
         if limit and len(rows) >= limit:
             break
     return rows
@@ -137,6 +150,67 @@ def univariate_aucs(real, simulated, names) -> list[tuple[str, float]]:
     return sorted(scores, key=lambda item: -item[1])
 
 
+NORMALISED = [f"{c}_norm_{s}" for c in CHANNELS for s in ("mean", "std", "centre")]
+NORMALISED += [f"{c}_norm_q{q}" for c in CHANNELS for q in QUANTILES]
+RAW = [f"{c}_{s}" for c in CHANNELS for s in ("level", "sigma")]
+FEATURE_GROUPS = {"normalised": NORMALISED, "normalised+raw": NORMALISED + RAW}
+#: Fewer examples of either side than this and a class's AUC is not computed (5 folds).
+MIN_PER_CLASS = 10
+
+
+def per_class_aucs(real_labelled, simulated, names) -> dict[str, dict]:
+    """Real-vs-simulated AUC within each class: label-matched real alerts vs simulated ones."""
+    result = {}
+    for class_name in ALERCE_CLASSES:
+        real = [row for row in real_labelled if row["label"] == class_name]
+        sim = [row for row in simulated if row["label"] == class_name]
+        entry = {"real": len(real), "simulated": len(sim)}
+        if min(len(real), len(sim)) >= MIN_PER_CLASS:
+            entry["auc"], entry["auc_std"] = classifier_auc(real, sim, names)
+            entry["most_separating"] = univariate_aucs(real, sim, names)[:3]
+        result[class_name] = entry
+    return result
+
+
+def realism_report(real, real_labelled, simulated) -> dict:
+    """Overall AUC (``real`` vs ``simulated``) and per-class AUC for each feature group."""
+    report = {"real": len(real), "real_labelled": len(real_labelled), "simulated": len(simulated)}
+    for group, names in FEATURE_GROUPS.items():
+        mean, std = classifier_auc(real, simulated, names)
+        report[group] = {
+            "auc": mean,
+            "auc_std": std,
+            "most_separating": univariate_aucs(real, simulated, names)[:8],
+            "per_class": per_class_aucs(real_labelled, simulated, names),
+        }
+    return report
+
+
+def print_report(report: dict) -> None:
+    print("\nreal-vs-simulated classifier (gradient boosting, 5-fold CV ROC AUC; 0.5 = ideal):")
+    for group, title in (
+        ("normalised", "normalised 21x21 stamp statistics"),
+        ("normalised+raw", "+ raw sky level and noise"),
+    ):
+        print(f"  {title:40s} AUC {report[group]['auc']:.3f} +- {report[group]['auc_std']:.3f}")
+    print("\nper class (labelled real alerts of the class vs simulated alerts of the class):")
+    for class_name in ALERCE_CLASSES:
+        cells = []
+        for group in FEATURE_GROUPS:
+            entry = report[group]["per_class"][class_name]
+            auc = f"{entry['auc']:.3f}" if "auc" in entry else "  n/a"
+            cells.append(f"{group} {auc}")
+        entry = report["normalised"]["per_class"][class_name]
+        top = ", ".join(f"{name} {auc:.2f}" for name, auc in entry.get("most_separating", []))
+        print(
+            f"  {class_name:9s} real {entry['real']:4d} sim {entry['simulated']:4d}  "
+            f"{'  '.join(cells)}   most separating: {top}"
+        )
+    print("\nmost separating single statistics (univariate AUC, 0.5 = same distribution):")
+    for name, auc in report["normalised+raw"]["most_separating"]:
+        print(f"  {name:28s} {auc:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=300)
@@ -144,26 +218,31 @@ def main() -> None:
     parser.add_argument("--difficulty", type=float, default=0.5)
     default_real = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "alerts"
     parser.add_argument("--real", default=str(default_real))
+    parser.add_argument(
+        "--labelled",
+        default=str(default_real.parent),
+        help="folder with labels.csv whose labelled alerts give the per-class real samples",
+    )
+    parser.add_argument("--out", default=None, help="also write the AUCs as JSON here")
     args = parser.parse_args()
     real = collect(args.real)
+    labels = LabelTable.from_csv(Path(args.labelled) / "labels.csv")
+    real_labelled = collect(args.labelled, labels=labels)
     with tempfile.TemporaryDirectory() as scratch:
         simulate(scratch, num_objects=args.objects, seed=args.seed, difficulty=args.difficulty)
-        simulated = collect(Path(scratch) / "alerts")
+        simulated = collect(
+            Path(scratch) / "alerts", labels=LabelTable.from_csv(Path(scratch) / "labels.csv")
+        )
     print(f"real alerts: {len(real)} ({args.real}); simulated alerts: {len(simulated)}\n")
     print_table(real, simulated)
-    normalised = [f"{c}_norm_{s}" for c in CHANNELS for s in ("mean", "std", "centre")]
-    normalised += [f"{c}_norm_q{q}" for c in CHANNELS for q in QUANTILES]
-    raw = [f"{c}_{s}" for c in CHANNELS for s in ("level", "sigma")]
-    print("\nreal-vs-simulated classifier (gradient boosting, 5-fold CV ROC AUC; 0.5 = ideal):")
-    for title, names in (
-        ("normalised 21x21 stamp statistics", normalised),
-        ("+ raw sky level and noise", normalised + raw),
-    ):
-        mean, std = classifier_auc(real, simulated, names)
-        print(f"  {title:40s} AUC {mean:.3f} +- {std:.3f}")
-    print("\nmost separating single statistics (univariate AUC, 0.5 = same distribution):")
-    for name, auc in univariate_aucs(real, simulated, normalised + raw)[:8]:
-        print(f"  {name:28s} {auc:.3f}")
+    report = realism_report(real, real_labelled, simulated)
+    print_report(report)
+    if args.out:
+        from stampnet.jsonable import json_ready
+        from stampnet.simulation.simulate import SIMULATOR_VERSION
+
+        report = {"simulator_version": SIMULATOR_VERSION, "objects": args.objects, **report}
+        Path(args.out).write_text(json.dumps(json_ready(report), indent=1))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ LABEL_NOTES = {
     ),
     "bogus": (
         "bogus = drb < 0.1, the deep real/bogus CNN score on the same stamps (weak label, no human "
-        "vetting): recall measures agreement with that CNN; rb (a feature of alerce26, the 2020 "
-        "model) is a similar score, so for feature models bogus is close to circular"
+        "vetting): recall measures agreement with that CNN; rb, a feature of alerce26 (the 2020 "
+        "model), is an older real/bogus score of the same kind, so a feature model can partly read "
+        "the label"
     ),
     "SN": "SN = TNS spectroscopic class or SIMBAD SN (strong); broker test sets favour bright SNe",
     "AGN": (
