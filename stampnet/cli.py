@@ -20,6 +20,7 @@ COMMANDS = {
     "train": ("stampnet.training.command", "train a model (same as python train.py)"),
     "embed": ("stampnet.evaluation.embed", "write latent vectors of a dataset split to parquet"),
     "evaluate": ("stampnet.evaluation.command", "evaluate runs (same as python evaluate.py)"),
+    "info": ("stampnet.info", "versions, devices, and whether XLA and mixed precision work"),
 }
 
 

@@ -154,6 +154,19 @@ class TrainConfig:
     verbose: int = _field(
         1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch"
     )
+    # Devices (stampnet.training.distribute): how the batch is spread, not what is learnt.
+    strategy: str = _field(
+        "default",
+        "devices: default (one), mirrored (every local GPU, or every logical CPU), multiworker "
+        "(the machines of TF_CONFIG); --batch-size is the global batch",
+        choices=("default", "mirrored", "multiworker"),
+    )
+    mixed_precision: bool = _field(
+        False, "mixed_float16 compute with float32 variables (fast on GPUs of compute cap. >= 7)"
+    )
+    jit_compile: bool | None = _field(
+        None, "XLA-compile the training step; default: Keras decides (on for one GPU, else off)"
+    )
 
 
 @dataclasses.dataclass

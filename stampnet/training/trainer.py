@@ -31,7 +31,7 @@ import tensorflow as tf
 from stampnet.constants import UNLABELLED
 from stampnet.data.card import feature_stats_for, load_card
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
-from stampnet.training import runs
+from stampnet.training import distribute, runs
 from stampnet.training.config import RunConfig, resolve_features
 from stampnet.training.export import export_saved_model
 from stampnet.training.registry import get_spec
@@ -184,7 +184,9 @@ def _callbacks(run_dir: Path, config: RunConfig, bundle: Bundle, monitor: str, h
 def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Trains ``config.model`` and fills its run folder; ``callbacks`` are added last (tests)."""
     spec = get_spec(config.model)
-    run_dir = runs.new_run_dir(config)
+    strategy = distribute.make_strategy(config.train.strategy)  # before any other TF work
+    distribute.check_global_batch(config.train.batch_size, strategy)
+    run_dir = distribute.run_dir_for(config, strategy, runs.new_run_dir)
     runs.write_config(run_dir, config)
     keras.utils.set_random_seed(config.train.seed)
     data_dir = resolve_data_dir(config)
@@ -196,7 +198,10 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
             f"(labelled only: {labelled_only(config, spec)}; card counts: {card.get('counts')}); "
             f"{config.model} cannot be trained on it"
         )
-    bundle = spec.build(config, info)
+    with strategy.scope(), distribute.precision_policy(config.train.mixed_precision):
+        bundle = spec.build(config, info)
+    if config.train.jit_compile is not None:
+        bundle.model.jit_compile = config.train.jit_compile
     print(f"{config.model}: {info.train_size} training examples from {data_dir}; run {run_dir}")
 
     val_size = split_size(card, spec.dataset, "validation", labelled_only(config, spec))
@@ -210,7 +215,9 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         if has_validation
         else None
     )
-    ensure_built(bundle.model, train_data)
+    with strategy.scope():
+        ensure_built(bundle.model, train_data)
+    train_data = distribute.distribute_dataset(train_data, strategy, config.train.batch_size)
     started = time.perf_counter()
     try:
         bundle.model.fit(
