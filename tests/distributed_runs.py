@@ -26,8 +26,8 @@ TINY_MODEL_CONFIG = {
 
 def tiny_overrides(model: str, data_dir: str, out: str, args: argparse.Namespace) -> dict:
     model_config = dict(TINY_MODEL_CONFIG)
-    if args.encoder:
-        model_config["encoder_run"] = args.encoder
+    if model == "latent_classifier":  # its encoder: the given run, or the vae run of this call
+        model_config["encoder_run"] = args.encoder or os.path.join(args.out, "vae")
     if args.dropout is not None:
         model_config["dropout_rate"] = args.dropout
     return {
@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="parent of one run folder per model")
     parser.add_argument("--strategy", default="mirrored")
     parser.add_argument("--cpus", type=int, default=2, help="logical CPU devices to create")
-    parser.add_argument("--encoder", default=None)
+    parser.add_argument("--encoder", default=None, help="latent_classifier: a vae run folder")
+    parser.add_argument("--tag", default="", help="suffix of the weights file (one per worker)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
         config = apply_overrides(
             get_spec(model).preset(), tiny_overrides(model, args.data, out, args)
         )
-        result = train(config)
+        trace = WeightTrace()
+        result = train(config, callbacks=[trace])
         weights = result.bundle.model.get_weights()
         print(
             "RESULT "
@@ -91,13 +93,39 @@ def main(argv=None) -> int:
                     "run_dir": str(result.run_dir),
                     "replicas": result.bundle.model.distribute_strategy.num_replicas_in_sync,
                     "loss": [float(v) for v in result.history["loss"]],
-                    "weights_file": _save_weights(weights, out),
+                    "weights_file": _save_weights(weights, out + args.tag),
+                    "weight_sums": trace.sums,
                     "finite": bool(all(np.isfinite(w).all() for w in weights)),
                 }
             ),
             flush=True,
         )
     return 0
+
+
+class WeightTrace:
+    """Sum of |weights| at the start and after every training batch (where runs part ways)."""
+
+    def __new__(cls):
+        import keras
+
+        class _Trace(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.sums = []
+
+            def _record(self):
+                import numpy as np
+
+                self.sums.append(float(sum(np.abs(w).sum() for w in self.model.get_weights())))
+
+            def on_train_begin(self, logs=None):
+                self._record()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self._record()
+
+        return _Trace()
 
 
 def _save_weights(weights, out: str) -> str:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("apache_beam")
+pytestmark = pytest.mark.slow  # two builds of a sample subset, one of them through Beam
 
 #: Five nights of real alerts (about 70 alerts of 50 objects, every split non-empty) and the
 #: schema-version packets.

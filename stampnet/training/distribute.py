@@ -181,3 +181,54 @@ def run_dir_for(config, strategy: tf.distribute.Strategy, new_run_dir) -> Path:
         if (Path(shared) / name).is_dir():
             shutil.copytree(Path(shared) / name, scratch / name)
     return scratch
+
+
+@contextlib.contextmanager
+def fitting(strategy, model, sample_dataset: tf.data.Dataset, exports=()):
+    """The context ``fit`` runs in; under ``multiworker`` it works around two Keras bugs.
+
+    ``exports`` (models sharing ``model``'s weights) forget the strategy: ``predict_on_batch``
+    of a model created under a strategy with several replicas feeds the whole batch to every
+    replica and concatenates the copies, and only the trained model needs the strategy.
+
+    Keras 3 (3.15) cannot ``fit`` under ``MultiWorkerMirroredStrategy`` (tensorflow/tensorflow
+    #72388): it builds the optimizer by ``reduce``-ing one distributed input batch, which the
+    strategy cannot do for nested inputs, and it averages each step's logs with a reduction
+    along axis 0, which fails on scalars. So here the model is built from one plain batch in the
+    strategy's scope, forgets the strategy (Keras then neither reduces inputs nor distributes
+    the validation data: every worker validates and evaluates locally, on the same mirrored
+    weights), and trains with ``multi_worker_train_function``: ``strategy.run`` of the model's
+    own ``train_step``, its scalar logs averaged over the replicas.
+    """
+    if strategy.num_replicas_in_sync > 1 or is_multi_worker(strategy):
+        for export in exports:
+            export._distribute_strategy = None
+    if not is_multi_worker(strategy):
+        yield
+        return
+    element = next(iter(sample_dataset.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=element)
+    model._distribute_strategy = None
+    model.make_train_function = multi_worker_train_function(model, strategy)
+    yield
+
+
+def multi_worker_train_function(model, strategy: tf.distribute.Strategy):
+    """A ``make_train_function`` for ``model`` that runs its ``train_step`` on every replica of
+    ``strategy`` (gradients are all-reduced by the optimizer inside ``train_step``)."""
+
+    @tf.function(reduce_retracing=True)
+    def one_step(data):
+        outputs = strategy.run(model.train_step, args=(data,))
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), outputs)
+
+    def function(iterator):
+        return one_step(next(iterator))
+
+    def make_train_function(force: bool = False):
+        if model.train_function is None or force:
+            model.train_function = function
+        return model.train_function
+
+    return make_train_function

@@ -217,20 +217,23 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     )
     with strategy.scope():
         ensure_built(bundle.model, train_data)
+    exports = [export.model for export in bundle.exports.values()]
+    fitting = distribute.fitting(strategy, bundle.model, train_data, exports)
     train_data = distribute.distribute_dataset(train_data, strategy, config.train.batch_size)
     started = time.perf_counter()
     try:
-        bundle.model.fit(
-            train_data,
-            epochs=config.train.epochs,
-            steps_per_epoch=steps,
-            validation_data=val_data,
-            validation_steps=config.train.validation_steps,
-            callbacks=_callbacks(run_dir, config, bundle, monitor, has_validation)
-            + list(callbacks),
-            verbose=config.train.verbose,
-            shuffle=False,  # the pipeline shuffles
-        )
+        with fitting:
+            bundle.model.fit(
+                train_data,
+                epochs=config.train.epochs,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                validation_steps=config.train.validation_steps,
+                callbacks=_callbacks(run_dir, config, bundle, monitor, has_validation)
+                + list(callbacks),
+                verbose=config.train.verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
     except KeyboardInterrupt:
         print(f"\nInterrupted; continue with: python train.py --resume {run_dir}")
         raise
