@@ -104,8 +104,14 @@ def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
         from_records.append(fit_rate(bundle.model, pipeline, args.steps, args.batch_size))
         from_memory.append(fit_rate(bundle.model, memory, args.steps, args.batch_size))
     records_rate, memory_rate = max(from_records), max(from_memory)
-    element = next(iter(pipeline.take(1)))
-    flops = 3 * forward_flops(bundle.model, element[0])
+    # FLOPs of the exported model (the training model's augmentation holds a seed variable that
+    # cannot be frozen; flips and rotations cost no multiply-adds anyway).
+    export = bundle.main_export[1].model
+    element = next(iter(pipeline.take(1)))[0]
+    names = [tensor.name.split(":")[0] for tensor in export.inputs]
+    if isinstance(export.input, dict):
+        names = list(export.input)
+    flops = 3 * forward_flops(export, {name: element[name] for name in names})
     achieved = flops / args.batch_size * memory_rate
     return {
         "model": name,
