@@ -61,24 +61,18 @@ def main() -> None:
     results = []
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     for kind in args.builds.split(","):
-        output = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--one",
-                kind,
-                "--source",
-                args.source,
-                "--labels",
-                args.labels,
-            ],  # fmt: skip
+        command = [sys.executable, __file__, "--one", kind]
+        command += ["--source", args.source, "--labels", args.labels]
+        done = subprocess.run(
+            command,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
-        line = next(line for line in output.splitlines() if line.startswith("RESULT "))
-        results.append(json.loads(line[7:]))
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode or not lines:
+            raise SystemExit(f"{kind} build failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(lines[0][7:]))
     print("| build | alerts | seconds | alerts/s | peak RSS MiB (process / largest child) |")
     print("|---|---|---|---|---|")
     for r in results:

@@ -8,9 +8,10 @@ For each model (default: the stamp classifier and the two sequence models), on o
   input pipeline must not be what bounds training.
 - efficiency = achieved FLOP/s of a training step ÷ the float32 matmul peak measured in the same
   run on the same device. A step's FLOPs are 3 x the forward pass (forward + two backward
-  matmuls per layer), the forward pass counted by TensorFlow's profiler on the frozen graph at
-  the training batch size (augmentation and the four rotations of the stamp classifier
-  included). Target >= 0.5 on CPU for the stamp classifier.
+  matmuls per layer), the forward pass counted by TensorFlow's profiler on the frozen graph of
+  the exported model at the training batch size, in inference mode (the stamp classifier's four
+  rotations included; dropout and augmentation add no multiply-adds, and their seed variables
+  cannot be frozen). Target >= 0.5 on CPU for the stamp classifier.
 - the ALeRCE classifier's FLOP-bound limit for ``stampnet classify``: peak ÷ forward FLOPs per
   alert (the ceiling ``benchmarks/classify.py``'s alerts/s could reach if only arithmetic cost).
 
@@ -59,7 +60,7 @@ def forward_flops(model, inputs) -> int:
     )
 
     specs = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), inputs)
-    concrete = tf.function(lambda x: model(x, training=True)).get_concrete_function(specs)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(specs)
     frozen = convert_variables_to_constants_v2(concrete)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,9 @@ def decode_file(indexed_path, labels: LabelTable | None):
         label = labels.label_for(alert.object_id, alert.candid) if labels else UNLABELLED
         record = {
             "candid": int(alert.candid),
-            "object_id": alert.object_id,
+            # Plain str: Beam encodes a str subclass (numpy.str_ from some readers) differently,
+            # and the object join below must see one key per object.
+            "object_id": str(alert.object_id),
             "jd": float(alert.jd),
             "fid": int(alert.fid),
             "stamps": np.asarray(alert.stamps, np.float32),
@@ -129,7 +132,12 @@ def assign_label_splits(label_objects, fractions):
 
 def join_object(joined):
     """(object_id, {"alerts": [alerts], "split": [(split, label)]}) -> (split, label, alerts)."""
-    _, groups = joined
+    object_id, groups = joined
+    if len(groups["split"]) != 1 or len(groups["alerts"]) != 1:
+        raise ValueError(
+            f"Object {object_id!r}: {len(groups['alerts'])} alert groups and "
+            f"{len(groups['split'])} split assignments, expected one of each"
+        )
     ((split, label),) = groups["split"]
     (alerts,) = groups["alerts"]
     return split, label, sorted(alerts, key=lambda a: (a["jd"], a["candid"]))
@@ -322,7 +330,17 @@ with tfds.core.registered.skip_registration():
                 | "GroupLabel" >> beam.GroupByKey()
                 | "Split" >> beam.FlatMap(assign_label_splits, fractions=self._split_fractions)
             )
-            objects = {"alerts": kept, "split": splits} | "Join" >> beam.CoGroupByKey()
+            # One key coder on both sides of the join: Beam picks a coder per PCollection from
+            # type hints, and the same object id encoded two ways would be two keys.
+            keyed = {
+                name: collection
+                | f"Key{name}"
+                >> beam.Map(lambda item: (str(item[0]), item[1])).with_output_types(
+                    tuple[str, typing.Any]
+                )
+                for name, collection in (("alerts", kept), ("split", splits))
+            }
+            objects = keyed | "Join" >> beam.CoGroupByKey()
             objects = objects | "ObjectItems" >> beam.Map(join_object)
             if self.builder_config.name == "alerts" and self._summary_path:
                 self._summarise(beam, decoded, alerts, objects)

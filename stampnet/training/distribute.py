@@ -52,6 +52,16 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    # One per process: a second MirroredStrategy reuses the first one's collective instance keys.
+    if name not in _CREATED:
+        _CREATED[name] = _new_strategy(name)
+    return _CREATED[name]
+
+
+_CREATED: dict[str, tf.distribute.Strategy] = {}
+
+
+def _new_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
