@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("stampnet.training.command", "train a model (same as python train.py)"),
     "embed": ("stampnet.evaluation.embed", "write latent vectors of a dataset split to parquet"),
     "evaluate": ("stampnet.evaluation.command", "evaluate runs (same as python evaluate.py)"),
+    "info": ("stampnet.info", "versions, devices, and whether XLA and mixed precision work"),
 }
 
 
@@ -42,7 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     known, rest = parser.parse_known_args(argv[:1])
-    module = importlib.import_module(known.module_name)
+    try:
+        module = importlib.import_module(known.module_name)
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow":
+            raise
+        # TensorFlow comes from an extra (setup.cfg), so a bare `pip install -e .` lacks it.
+        sys.exit(
+            "stampnet needs TensorFlow, which comes with an install extra: "
+            'pip install -e ".[cpu]" (any machine) or pip install -e ".[gpu]" (NVIDIA GPU, Linux)'
+        )
     subparser = argparse.ArgumentParser(
         prog=f"stampnet {known.command}", description=(module.__doc__ or "").split("\n\n")[0]
     )

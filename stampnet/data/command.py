@@ -45,6 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to spill decoded alerts (default: .NAME.staging beside --out); kept when a "
         "build is interrupted, so that running the same build again resumes it",
     )
+    parser.add_argument(
+        "--beam-workers",
+        type=int,
+        default=0,
+        help="build as an Apache Beam pipeline with N DirectRunner worker processes (needs the "
+        "beam extra; stampnet.data.beam_build); 0: the single-process build",
+    )
+    parser.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="a Beam pipeline option, repeatable, e.g. --beam-option=--runner=FlinkRunner "
+        "--beam-option=--flink_master=HOST:8081 (any Beam runner; implies a Beam build)",
+    )
 
 
 def add_reading_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +117,22 @@ def summary(card: dict, data_dir: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.beam_workers or args.beam_option:
+        from stampnet.data.beam_build import build_dataset_beam
+
+        card = build_dataset_beam(
+            args.source,
+            args.out,
+            labels=args.labels,
+            seed=args.seed,
+            max_detections=args.max_detections,
+            split_fractions=args.split_fractions,
+            overwrite=args.overwrite,
+            num_workers=max(args.beam_workers, 1),
+            beam_args=args.beam_option,
+        )
+        print(summary(card, args.out))
+        return 0
     from stampnet.data.build import build_dataset  # imports TensorFlow: only when building
 
     card = build_dataset(

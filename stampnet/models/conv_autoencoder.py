@@ -87,6 +87,12 @@ def build_encoder(
     return keras.Model(inputs, [z_mean, z_log_var, z], name=name)
 
 
+def batch_mean(values):
+    """Mean over the batch, 0 for an empty one (a replica's share of a short last batch)."""
+    count = ops.maximum(ops.cast(ops.shape(values)[0], "float32"), 1.0)
+    return ops.sum(values) / count
+
+
 def build_decoder(
     *,
     latent_dim: int = 16,
@@ -216,27 +222,33 @@ class StampAutoencoder(keras.Model):
         per_example = elbo.masked_reconstruction_loss(
             target, reconstruction, mask, self.reconstruction_loss
         )
-        reconstruction_loss = ops.mean(per_example)
-        regularisation = ops.mean(self.regularisation(z_mean, z_log_var, z))
+        reconstruction_loss = batch_mean(per_example)
+        regularisation = batch_mean(self.regularisation(z_mean, z_log_var, z))
         total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
         return total, reconstruction_loss, regularisation, reconstruction_loss + regularisation
 
-    def _update_trackers(self, losses):
+    def _update_trackers(self, losses, inputs):
+        # Weighted by batch size: a short last batch (or a replica's empty share of it under
+        # tf.distribute) counts for what it holds.
+        size = ops.cast(ops.shape(inputs["stamps"])[0], "float32")
         for tracker, value in zip(self.metrics, losses, strict=True):
-            tracker.update_state(value)
+            tracker.update_state(value, sample_weight=size)
         return {tracker.name: tracker.result() for tracker in self.metrics}
 
     def train_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
         with tf.GradientTape() as tape:
             losses = self.compute_losses(inputs, training=True)
-        gradients = tape.gradient(losses[0], self.trainable_weights)
+            # Replicas' gradients are summed (tf.distribute): each contributes its mean / R.
+            scaled = losses[0] / tf.distribute.get_strategy().num_replicas_in_sync
+        gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return {**self._update_trackers(losses), "beta": ops.convert_to_tensor(self.beta)}
+        trackers = self._update_trackers(losses, inputs)
+        return {**trackers, "beta": ops.convert_to_tensor(self.beta)}
 
     def test_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
-        return self._update_trackers(self.compute_losses(inputs, training=False))
+        return self._update_trackers(self.compute_losses(inputs, training=False), inputs)
 
     def get_config(self):
         return {

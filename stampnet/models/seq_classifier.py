@@ -230,6 +230,6 @@ def build_seq_classifier(
     x = keras.layers.Dense(units, activation="relu", name="head")(summary)
     x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
     probabilities = keras.layers.Dense(
-        len(class_names), activation="softmax", name="probabilities"
+        len(class_names), activation="softmax", name="probabilities", dtype="float32"
     )(x)
     return keras.Model(inputs, probabilities, name=name)

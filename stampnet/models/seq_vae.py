@@ -24,7 +24,7 @@ from stampnet.layers.sequence import (
     RepeatOverTime,
 )
 from stampnet.losses import elbo
-from stampnet.models.conv_autoencoder import StampAutoencoder, build_decoder
+from stampnet.models.conv_autoencoder import StampAutoencoder, batch_mean, build_decoder
 from stampnet.models.seq_classifier import build_stamp_encoder, sequence_inputs, sequence_trunk
 
 ENCODER_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
@@ -180,8 +180,8 @@ class SequenceVAE(StampAutoencoder):
             _fold_time(target), _fold_time(reconstruction), _fold_time(mask),
             self.reconstruction_loss,
         )  # fmt: skip
-        reconstruction_loss = ops.mean(per_sequence)
-        regularisation = ops.mean(self.regularisation(z_mean, z_log_var, z))
+        reconstruction_loss = batch_mean(per_sequence)
+        regularisation = batch_mean(self.regularisation(z_mean, z_log_var, z))
         total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
         # The same terms as StampAutoencoder.compute_losses, in its trackers' order; the last
         # is the negative ELBO at beta = 1, which early stopping follows while beta anneals.

@@ -92,6 +92,9 @@ class ClassProbabilities(keras.layers.Layer):
     """
 
     def __init__(self, class_names: Sequence[str], model_version: str = "", **kwargs):
+        # float32 even under mixed precision: a float16 softmax rounds small probabilities to 0
+        # and the log-loss to infinity (the Keras mixed-precision guide's rule for outputs).
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.class_names = tuple(str(name) for name in class_names)
         self.model_version = str(model_version)

@@ -166,6 +166,19 @@ class TrainConfig:
         "keep parts fixed while training: trunk (the convolutional trunk) or none",
         choices=("none", "trunk"),
     )
+    # Devices (stampnet.training.distribute): how the batch is spread, not what is learnt.
+    strategy: str = _field(
+        "default",
+        "devices: default (one), mirrored (every local GPU, or every logical CPU), multiworker "
+        "(the machines of TF_CONFIG); --batch-size is the global batch",
+        choices=("default", "mirrored", "multiworker"),
+    )
+    mixed_precision: bool = _field(
+        False, "mixed_float16 compute with float32 variables (fast on GPUs of compute cap. >= 7)"
+    )
+    jit_compile: bool | None = _field(
+        None, "XLA-compile the training step; default: Keras decides (on for one GPU, else off)"
+    )
 
 
 @dataclasses.dataclass

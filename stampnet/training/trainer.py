@@ -36,7 +36,7 @@ from stampnet.data.locate import resolve_data_dir
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
 from stampnet.geometry import StampGeometry
 from stampnet.layers.preprocessing import center_crop_bounds
-from stampnet.training import resume, runs
+from stampnet.training import distribute, resume, runs
 from stampnet.training.config import RunConfig, resolve_features
 from stampnet.training.export import export_saved_model
 from stampnet.training.registry import get_spec
@@ -196,7 +196,9 @@ def _callbacks(run_dir: Path, config: RunConfig, bundle: Bundle, monitor: str, h
 def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Trains ``config.model`` and fills its run folder; ``callbacks`` are added last (tests)."""
     spec = get_spec(config.model)
-    run_dir = runs.new_run_dir(config)
+    strategy = distribute.make_strategy(config.train.strategy)  # before any other TF work
+    distribute.check_global_batch(config.train.batch_size, strategy)
+    run_dir = distribute.run_dir_for(config, strategy, runs.new_run_dir)
     runs.write_config(run_dir, config)
     keras.utils.set_random_seed(config.train.seed)
     data_dir = resolve_data_dir(config.data.data_dir, builtin_size=config.data.builtin_size)
@@ -209,7 +211,10 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
             f"(labelled only: {labelled_only(config, spec)}; card counts: {card.get('counts')}); "
             f"{config.model} cannot be trained on it"
         )
-    bundle = spec.build(config, info)
+    with strategy.scope(), distribute.precision_policy(config.train.mixed_precision):
+        bundle = spec.build(config, info)
+    if config.train.jit_compile is not None:
+        bundle.model.jit_compile = config.train.jit_compile
     init_report = start_from(config, bundle, info)
     print(f"{config.model}: {info.train_size} training examples from {data_dir}; run {run_dir}")
 
@@ -224,24 +229,29 @@ def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         if has_validation
         else None
     )
-    ensure_built(bundle.model, train_data)
-    # Resume at the last finished epoch, on the batches an uninterrupted run would see next.
-    initial_epoch = resume.restore(bundle.model, run_dir)
+    with strategy.scope():
+        ensure_built(bundle.model, train_data)
+        # Resume at the last finished epoch, on the batches an uninterrupted run would see next.
+        initial_epoch = resume.restore(bundle.model, run_dir)
     train_data = train_data.skip(initial_epoch * steps)
+    exports = [export.model for export in bundle.exports.values()]
+    fitting = distribute.fitting(strategy, bundle.model, train_data, exports)
+    train_data = distribute.distribute_dataset(train_data, strategy, config.train.batch_size)
     started = time.perf_counter()
     try:
-        bundle.model.fit(
-            train_data,
-            epochs=config.train.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            validation_data=val_data,
-            validation_steps=config.train.validation_steps,
-            callbacks=_callbacks(run_dir, config, bundle, monitor, has_validation)
-            + list(callbacks),
-            verbose=config.train.verbose,
-            shuffle=False,  # the pipeline shuffles
-        )
+        with fitting:
+            bundle.model.fit(
+                train_data,
+                epochs=config.train.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                validation_steps=config.train.validation_steps,
+                callbacks=_callbacks(run_dir, config, bundle, monitor, has_validation)
+                + list(callbacks),
+                verbose=config.train.verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
     except KeyboardInterrupt:
         print(f"\nInterrupted; continue with: python train.py --resume {run_dir}")
         raise
