@@ -33,6 +33,9 @@ class Alert:
             multi-record Avro file or row of a parquet file).
         schema_version: the candidate's ``schemavsn``; ``""`` when the packet has none (1.7/1.8).
         original_shape: stamp shape before padding, (63, 63) normally.
+        history: (N, len(history.HISTORY_FIELDS)) float32 light curve of ``prv_candidates``,
+            ``fp_hists`` and the alert's own detection (last, ``days`` = 0), by time
+            (``stampnet.data.history``); None where it was not decoded.
     """
 
     object_id: str
@@ -45,6 +48,7 @@ class Alert:
     source: str
     schema_version: str
     original_shape: tuple[int, int]
+    history: np.ndarray | None = None
 
 
 class AlertError(ValueError):

@@ -135,6 +135,7 @@ def _card(
         "num_alerts": staging.num_alerts(),
         "num_objects": staging.num_objects(),
         "counts": staging.counts(),
+        "history": staging.history_card(),
         "rejection_counts": rejections.counts(),
         "rejections": rejections.to_list(),
     }

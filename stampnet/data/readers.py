@@ -26,6 +26,7 @@ from stampnet.constants import CUTOUT_FIELDS
 from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
 from stampnet.data.fits import FitsError, decode_cutout
+from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS, history_records
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
 
@@ -195,7 +196,11 @@ def _describe(error: BaseException) -> str:
 
 
 def iter_packets(
-    sources, rejections: RejectionLog | None = None, *, columns: Iterable[str] | None = None
+    sources,
+    rejections: RejectionLog | None = None,
+    *,
+    columns: Iterable[str] | None = None,
+    subfields: Mapping[str, Iterable[str]] | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """Raw alert packets ``(source, packet dict)`` from every file of ``sources``, in sorted order.
 
@@ -205,10 +210,12 @@ def iter_packets(
             each); a fresh ``RejectionLog`` if None.
         columns: top-level packet fields to decode (all if None); the others are skipped, which
             saves decoding each alert's history (``prv_candidates``, ``fp_hists``).
+        subfields: names kept inside record-valued columns of Avro files (see
+            ``avro.reduced_schema``), e.g. ``history.HISTORY_SUBFIELDS``.
     """
     rejections = RejectionLog() if rejections is None else rejections
     columns = None if columns is None else tuple(columns)
-    decoder = AvroDecoder(columns)
+    decoder = AvroDecoder(columns, subfields)
     for path in resolve_sources(sources):
         try:
             kind = _file_format(path)
@@ -266,8 +273,10 @@ def _cutout_array(packet: Mapping, field: str, source: str, candid) -> np.ndarra
         raise AlertError(source, candid, f"{field}: {error}") from None
 
 
-def alert_from_packet(packet: Mapping, source: str) -> Alert:
+def alert_from_packet(packet: Mapping, source: str, *, history: bool = False) -> Alert:
     """Turns one alert packet (Avro record or parquet row as a dict) into an ``Alert``.
+
+    ``history=True`` also decodes its light curve (``stampnet.data.history.history_records``).
 
     Raises:
         AlertError: the packet lacks a candidate, objectId, jd or fid, a cutout is missing or not
@@ -305,19 +314,27 @@ def alert_from_packet(packet: Mapping, source: str) -> Alert:
         source=source,
         schema_version=str(schema_version),
         original_shape=original_shape,
+        history=history_records(packet, jd, include_alert=True) if history else None,
     )
 
 
-def iter_alerts(sources, *, rejections: RejectionLog | None = None) -> Iterator[Alert]:
+def iter_alerts(
+    sources, *, rejections: RejectionLog | None = None, history: bool = False
+) -> Iterator[Alert]:
     """Decoded ``Alert`` records from every file of ``sources`` (see ``iter_packets``).
+
+    ``history=True`` also decodes each alert's ``prv_candidates`` and ``fp_hists`` into
+    ``Alert.history``; without it they are skipped while decoding (the fast path).
 
     Packets that cannot be decoded are recorded in ``rejections`` (with a warning naming the
     file and candid) and skipped; reading always goes on.
     """
     rejections = RejectionLog() if rejections is None else rejections
-    for source, packet in iter_packets(sources, rejections, columns=ALERT_COLUMNS):
+    columns = ALERT_COLUMNS + HISTORY_COLUMNS if history else ALERT_COLUMNS
+    subfields = HISTORY_SUBFIELDS if history else None
+    for source, packet in iter_packets(sources, rejections, columns=columns, subfields=subfields):
         try:
-            yield alert_from_packet(packet, source)
+            yield alert_from_packet(packet, source, history=history)
         except AlertError as error:
             rejections.add_error(error)
         except _DECODE_ERRORS as error:  # a packet of valid Avro but absurd content

@@ -23,6 +23,14 @@ import numpy as np
 from stampnet.constants import UNLABELLED
 from stampnet.data.alert import Alert, RejectionLog
 from stampnet.data.card import FeatureAccumulator
+from stampnet.data.history import (
+    HISTORY_FIELDS,
+    MAX_ALERT_HISTORY,
+    MAX_SEQUENCE_HISTORY,
+    history_summary,
+    merge_histories,
+    pad_history,
+)
 from stampnet.data.labels import LabelTable
 from stampnet.data.readers import iter_alerts
 from stampnet.data.splits import SPLITS, check_fractions, object_label, split_key, split_sizes
@@ -67,6 +75,9 @@ class Staging:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.rejections = RejectionLog()
         self.alerts_read = 0
+        #: Alerts read with at least one row of history before them, per kind of row.
+        self.history_counts = {"alerts_with_history": 0, "detection": 0, "upper_limit": 0,
+                               "forced": 0}  # fmt: skip
         self._spill_path = self.directory / "alerts.spill"
         self._spill = open(self._spill_path, "w+b")  # noqa: SIM115 (closed in close())
         self._db = sqlite3.connect(self.directory / "index.sqlite", check_same_thread=False)
@@ -88,8 +99,9 @@ class Staging:
     # ----------------------------------------------------------------------------- ingestion
     def ingest(self, sources, labels: LabelTable | None = None) -> int:
         """Reads, decodes and spills every alert of ``sources``; returns the alerts read."""
-        for alert in iter_alerts(sources, rejections=self.rejections):
+        for alert in iter_alerts(sources, rejections=self.rejections, history=True):
             self.alerts_read += 1
+            self._count_history(alert.history)
             label = labels.label_for(alert.object_id, alert.candid) if labels else UNLABELLED
             self._add(alert, label)
         self._db.execute("CREATE INDEX alerts_by_object ON alerts (object_id, jd, candid)")
@@ -97,6 +109,34 @@ class Staging:
         if labels is not None:
             self._reject_unused_labels(labels)
         return self.alerts_read
+
+    def _count_history(self, history) -> None:
+        kinds = history_summary(history)
+        self.history_counts["alerts_with_history"] += int(sum(kinds.values()) > 0)
+        for kind, count in kinds.items():
+            self.history_counts[kind] += int(count > 0)
+
+    def history_card(self) -> dict:
+        """The dataset card's description of the stored light-curve history."""
+        return {
+            "fields": list(HISTORY_FIELDS),
+            "kinds": {"detection": 0, "upper_limit": 1, "forced": 2},
+            "max_length": {"alerts": MAX_ALERT_HISTORY, "sequences": MAX_SEQUENCE_HISTORY},
+            "description": (
+                "history (L, len(fields)) float32 and history_mask (L,) bool, right-padded, "
+                "sorted by time, the most recent L rows kept. alerts: prv_candidates, fp_hists "
+                "and the alert itself (days = 0), days relative to the alert's jd. sequences: "
+                "the merged, de-duplicated rows of the object's stored alerts, days relative to "
+                "its first stored alert. See stampnet.data.history for units (magnitudes, "
+                "microjansky difference fluxes); NaN = not measured."
+            ),
+            # Counted over every alert read (duplicates and later rejections included).
+            "alerts_read": self.alerts_read,
+            "alerts_with_history_of_kind": {
+                kind: self.history_counts[kind] for kind in ("detection", "upper_limit", "forced")
+            },
+            "alerts_with_history": self.history_counts["alerts_with_history"],
+        }
 
     def _add(self, alert: Alert, label: str) -> None:
         row = self._db.execute(
@@ -121,6 +161,7 @@ class Staging:
                 np.asarray(alert.stamp_mask, bool),
                 np.asarray(alert.metadata, np.float64),
                 alert.source,
+                np.asarray(alert.history, np.float32),
             ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -256,8 +297,11 @@ class Staging:
             (split,),
         )
         for label, offset, length in rows:
-            candid, object_id, jd, fid, stamps, mask, metadata, source = self._read(offset, length)
+            candid, object_id, jd, fid, stamps, mask, metadata, source, history = self._read(
+                offset, length
+            )
             present = np.isfinite(metadata)
+            history, history_mask = pad_history(history, MAX_ALERT_HISTORY)
             yield (
                 candid,
                 {
@@ -271,6 +315,8 @@ class Staging:
                     "metadata": np.where(present, metadata, 0.0).astype(np.float32),
                     "metadata_present": present,
                     "source": source,
+                    "history": history,
+                    "history_mask": history_mask,
                 },
             )
 
@@ -288,6 +334,8 @@ class Staging:
             records = [self._read(offset, length) for offset, length in rows]
             metadata = np.stack([record[6] for record in records])
             present = np.isfinite(metadata)
+            merged = merge_histories([(record[2], record[8]) for record in records], records[0][2])
+            history, history_mask = pad_history(merged, MAX_SEQUENCE_HISTORY)
             yield (
                 object_id,
                 {
@@ -300,6 +348,8 @@ class Staging:
                     "stamp_mask": np.stack([record[5] for record in records]).astype(np.uint8),
                     "metadata": np.where(present, metadata, 0.0).astype(np.float32),
                     "metadata_present": present,
+                    "history": history,
+                    "history_mask": history_mask,
                 },
             )
 
