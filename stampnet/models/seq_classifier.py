@@ -26,7 +26,10 @@ from stampnet.models.conv_autoencoder import build_conv_trunk
 from stampnet.saving import load_model
 
 RECURRENT_KINDS = ("lstm", "gru", "conv1d")
-INPUT_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
+INPUT_KEYS = (
+    "stamps", "stamp_mask", "detection_mask", "detection_features", "features",
+    "light_curve", "light_curve_mask",
+)  # fmt: skip
 
 
 def sequence_inputs(num_features: int | None = None) -> dict[str, keras.KerasTensor]:
@@ -166,6 +169,7 @@ def build_seq_classifier(
     kernel_size: int = 3,
     dropout_rate: float = 0.2,
     encoder: keras.Model | None = None,
+    light_curve_units: int = 0,
     name: str = "seq_classifier",
 ) -> keras.Model:
     """Sequence classifier over the first detections of an object (Neira et al. 2024).
@@ -182,6 +186,9 @@ def build_seq_classifier(
         kernel_size: temporal kernel of "conv1d".
         dropout_rate: dropout before the softmax head.
         encoder: a prepared stamp encoder (e.g. ``initialise_encoder_from_run``); built if None.
+        light_curve_units: > 0 adds the recurrent light-curve branch
+            (``stampnet.models.lightcurve``) on the inputs "light_curve" and "light_curve_mask"
+            (``sequence_dataset(..., with_history=True)``), joined with the stamp summary.
 
     Example:
         >>> model = build_seq_classifier(["SN", "AGN"], stats, recurrent="gru")
@@ -204,6 +211,8 @@ def build_seq_classifier(
     summary = temporal_summary(
         frames, mask, inputs["detection_mask"], recurrent, units, bidirectional, kernel_size
     )
+    if light_curve_units:
+        summary = with_light_curve(inputs, summary, light_curve_units)
     if num_features:
         static = FeatureNormalization(feature_stats, name="feature_normalization")(
             inputs["features"]
@@ -217,13 +226,41 @@ def build_seq_classifier(
     return keras.Model(inputs, probabilities, name=name)
 
 
+def with_light_curve(inputs: dict, summary, units: int):
+    """Adds the light-curve inputs to ``inputs`` and joins their branch with ``summary``."""
+    from stampnet.layers.lightcurve import light_curve_inputs
+    from stampnet.models.lightcurve import light_curve_branch
+
+    inputs.update(light_curve_inputs())
+    branch = light_curve_branch(inputs["light_curve"], inputs["light_curve_mask"], units)
+    return keras.layers.Concatenate(name="with_light_curve")([summary, branch])
+
+
 def truncate_detections(inputs: dict, num_detections: int) -> dict:
-    """The same batch with every detection after the first ``num_detections`` masked out."""
+    """The same batch with every detection after the first ``num_detections`` masked out.
+
+    A light curve (days relative to the last detection given) then loses the rows after the
+    ``num_detections``-th detection, and its days are counted from that detection again.
+    """
     if num_detections < 1:
         raise ValueError(f"num_detections must be >= 1, received {num_detections}")
     detection_mask = np.asarray(inputs["detection_mask"], dtype=np.float32).copy()
+    available = (detection_mask > 0.5).sum(axis=1)
     detection_mask[:, num_detections:] = 0.0
-    return {**inputs, "detection_mask": detection_mask}
+    truncated = {**inputs, "detection_mask": detection_mask}
+    if "light_curve" in inputs:
+        days = np.asarray(inputs["detection_features"])[..., -1]  # since the first detection
+        rows = np.arange(len(days))
+        last = days[rows, np.maximum(available - 1, 0)]
+        kept = days[rows, np.maximum(np.minimum(available, num_detections) - 1, 0)]
+        shift = (kept - last)[:, None]  # <= 0: how far before the last detection we stop
+        light_curve = np.asarray(inputs["light_curve"], np.float32).copy()
+        mask = np.asarray(inputs["light_curve_mask"], np.float32).copy()
+        mask[light_curve[..., 0] > shift + 1e-4] = 0.0
+        light_curve[..., 0] -= shift
+        light_curve[mask == 0] = 0.0
+        truncated.update(light_curve=light_curve, light_curve_mask=mask)
+    return truncated
 
 
 def accuracy_by_num_detections(model, dataset, max_detections: int) -> list[dict]:
