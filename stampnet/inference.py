@@ -69,7 +69,17 @@ class Classifier:
         if self.feature_names:
             metadata = np.stack([alert.metadata for alert in alerts])
             inputs["features"] = metadata[:, self._feature_indices].astype(np.float32)
+        if self.uses_history:
+            from stampnet.data.history import light_curve_batch
+
+            inputs["light_curve"], inputs["light_curve_mask"] = light_curve_batch(alerts)
         return inputs
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether the model has the light-curve branch (then alerts are read with history)."""
+        names = self.model.input if isinstance(getattr(self.model, "input", None), dict) else {}
+        return "light_curve" in names
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self._forward(inputs))
@@ -104,11 +114,11 @@ def load_classifier(model) -> Classifier:
     )
 
 
-def _batches(sources, batch_size: int, rejections) -> Iterator[list]:
+def _batches(sources, batch_size: int, rejections, history: bool = False) -> Iterator[list]:
     from stampnet.data.readers import iter_alerts
 
     batch = []
-    for alert in iter_alerts(sources, rejections=rejections):
+    for alert in iter_alerts(sources, rejections=rejections, history=history):
         batch.append(alert)
         if len(batch) == batch_size:
             yield batch
@@ -164,6 +174,7 @@ def classify(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     prefetch: int = PREFETCH_BATCHES,
+    history: bool | None = None,
 ) -> dict:
     """Classifies every alert of ``sources`` and writes one CSV row per alert to ``out_csv``.
 
@@ -174,6 +185,8 @@ def classify(
             in the ``rejected`` column.
         batch_size: alerts per model call.
         prefetch: batches decoded ahead in a reader thread (0 reads in the calling thread).
+        history: decode each alert's light-curve history; None: only for a model with the
+            light-curve branch (True forces it, e.g. to measure its cost).
 
     Returns:
         A summary: ``classified``, ``rejected``, ``rejections`` (counts per reason), ``seconds``,
@@ -193,7 +206,8 @@ def classify(
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
     start, classified, written_rejections = time.perf_counter(), 0, 0
-    batches = _batches(sources, batch_size, rejections)
+    history = classifier.uses_history if history is None else bool(history)
+    batches = _batches(sources, batch_size, rejections, history)
     if prefetch:
         batches = _prefetch(batches, prefetch)
     with open(out_csv, "w", newline="") as handle:

@@ -163,3 +163,24 @@ def test_vae_refuses_a_light_curve_decoder_without_the_branch():
             build_sequence_decoder(dense_units=8, **tiny),
             build_light_curve_decoder(latent_dim=3, units=8),
         )
+
+
+def test_classify_reads_the_history_for_a_model_with_the_branch(ztf_dir, tmp_path):
+    import csv
+
+    from stampnet.inference import classify, load_classifier
+
+    model = build_stamp_classifier(
+        class_names=("SN", "AGN", "VS"), feature_stats=STATS, light_curve_units=8
+    )
+    classifier = load_classifier(model)
+    assert classifier.uses_history
+    summary = classify(classifier, ztf_dir / MULTI_PACKET_PARQUET, tmp_path / "p.csv")
+    alerts = list(iter_alerts(ztf_dir / MULTI_PACKET_PARQUET, history=True))
+    assert summary["classified"] == len(alerts)
+    expected = classifier.predict(classifier.inputs(alerts))
+    with open(tmp_path / "p.csv") as handle:
+        rows = {int(row["candid"]): row for row in csv.DictReader(handle)}
+    for alert, probabilities in zip(alerts, expected, strict=True):
+        written = [float(rows[alert.candid][f"p_{name}"]) for name in ("SN", "AGN", "VS")]
+        np.testing.assert_allclose(written, probabilities, atol=1e-4)

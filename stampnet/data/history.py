@@ -165,7 +165,9 @@ def history_records(
         reference_jd: the time origin of ``days``; the packet's ``candidate.jd`` if None.
         include_alert: also add the packet's own detection (``candidate``) at ``days = 0``.
 
-    Rows with no jd are dropped; a packet without history gives a (0, K) array.
+    Rows with no jd are dropped, and so are rows after ``reference_jd`` (some re-serialised
+    packets of the shared sample list later epochs of the object in ``prv_candidates``: a model
+    must not see the future). A packet without history gives a (0, K) array.
     """
     candidate = packet.get("candidate") if isinstance(packet.get("candidate"), Mapping) else {}
     if reference_jd is None:
@@ -174,7 +176,7 @@ def history_records(
     rows += [forced_row(entry, reference_jd) for entry in _entries(packet.get("fp_hists"))]
     if include_alert and candidate:
         rows.append(detection_row(candidate, reference_jd))
-    rows = [row for row in rows if row is not None]
+    rows = [row for row in rows if row is not None and row[0] < SAME_EPOCH_DAYS]
     if not rows:
         return np.zeros((0, len(HISTORY_FIELDS)), np.float32)
     array = np.asarray(rows, np.float64)
@@ -195,6 +197,23 @@ def pad_history(records: np.ndarray, max_length: int) -> tuple[np.ndarray, np.nd
     history[: len(records)] = records
     mask[: len(records)] = True
     return history, mask
+
+
+def light_curve_batch(alerts, max_length: int = MAX_ALERT_HISTORY):
+    """Model inputs of a list of ``Alert`` records read with history: ``(light_curve (B, L, K)
+    float32, light_curve_mask (B, L) float32)``, L the longest history (at most
+    ``max_length``, the most recent rows), padded rows zero."""
+    missing = [alert.source for alert in alerts if alert.history is None]
+    if missing:
+        raise ValueError(
+            f"Alerts read without history (iter_alerts(..., history=True)): {missing[:3]}"
+        )
+    length = max([1, *(min(len(alert.history), max_length) for alert in alerts)])
+    padded = [pad_history(alert.history, length) for alert in alerts]
+    return (
+        np.stack([rows for rows, _ in padded]),
+        np.stack([mask for _, mask in padded]).astype(np.float32),
+    )
 
 
 def merge_histories(histories: Iterable[tuple[float, np.ndarray]], reference_jd: float):

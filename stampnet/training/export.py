@@ -20,6 +20,10 @@ encoder               as classifier                                             
 sequence_encoder      as sequence_classifier                                      z_mean, z_log_var
 ====================  ==========================================================  ===============
 
+A model with the light-curve branch (``stampnet.models.lightcurve``) also takes, last,
+light_curve (None,L,K) (rows of ``stampnet.data.history.HISTORY_FIELDS``, NaN = not measured)
+and light_curve_mask (None,L), with L free.
+
 T is the model's time axis (``None`` when the model accepts any length). Reload with
 ``tf.saved_model.load(path).signatures["classifier"](science=..., ...)`` or, in Keras,
 ``keras.layers.TFSMLayer(path, call_endpoint="classifier")``.
@@ -63,6 +67,12 @@ def _input_signature(export: Export) -> list[tf.TensorSpec]:
             tf.TensorSpec((None, *time), tf.float32, name="detection_mask"),
         ]
     signature.append(tf.TensorSpec((None, num_features), tf.float32, name="features"))
+    if "light_curve" in inputs:
+        width = inputs["light_curve"].shape[-1]
+        signature += [
+            tf.TensorSpec((None, None, width), tf.float32, name="light_curve"),
+            tf.TensorSpec((None, None), tf.float32, name="light_curve_mask"),
+        ]
     return signature
 
 
@@ -84,7 +94,9 @@ def serving_inputs_from_batch(inputs: Mapping) -> dict[str, np.ndarray]:
     valid = np.asarray(inputs["stamp_mask"]) > 0
     stamps = np.where(valid, stamps, np.nan).astype(np.float32)
     serving = {name: stamps[..., index] for index, name in enumerate(CHANNELS)}
-    for name in ("detection_features", "detection_mask", "features"):
+    for name in (
+        "detection_features", "detection_mask", "features", "light_curve", "light_curve_mask"
+    ):  # fmt: skip
         if name in inputs:
             serving[name] = np.asarray(inputs[name], np.float32)
     return serving
@@ -111,6 +123,8 @@ def _endpoint(export: Export):
         return _outputs(export, model(inputs, training=False))
 
     # Explicit argument names: they become the signature's input names.
+    if "light_curve" in model_keys:
+        return _light_curve_endpoint(export, call)
     if export.kind in SEQUENCE_KINDS:
 
         def serve(science, template, difference, detection_features, detection_mask, features):
@@ -129,6 +143,44 @@ def _endpoint(export: Export):
 
         def serve(science, template, difference, features):
             return call(model_inputs_from_serving(science, template, difference, features))
+
+    return serve
+
+
+def _light_curve_endpoint(export: Export, call):
+    """``_endpoint``'s functions with the two light-curve inputs last."""
+    if export.kind in SEQUENCE_KINDS:
+
+        def serve(
+            science, template, difference, detection_features, detection_mask, features,
+            light_curve, light_curve_mask,
+        ):  # fmt: skip
+            return call(
+                model_inputs_from_serving(
+                    science,
+                    template,
+                    difference,
+                    features,
+                    detection_features=detection_features,
+                    detection_mask=detection_mask,
+                    light_curve=light_curve,
+                    light_curve_mask=light_curve_mask,
+                )  # fmt: skip
+            )
+
+        return serve
+
+    def serve(science, template, difference, features, light_curve, light_curve_mask):
+        return call(
+            model_inputs_from_serving(
+                science,
+                template,
+                difference,
+                features,
+                light_curve=light_curve,
+                light_curve_mask=light_curve_mask,
+            )  # fmt: skip
+        )
 
     return serve
 
