@@ -94,64 +94,68 @@ def _sign(isdiffpos) -> float:
     return math.nan
 
 
-def detection_row(record: Mapping, reference_jd: float) -> list[float] | None:
-    """One ``prv_candidates`` entry (or the alert's ``candidate``) -> a row; None without a jd.
+def _column(entries: list, name: str) -> np.ndarray:
+    """One field of every entry as float64; None, non-numbers and infinities -> NaN."""
+    try:
+        values = np.array([entry.get(name) for entry in entries], dtype=np.float64)
+    except (TypeError, ValueError):  # a string or other odd value: convert one by one
+        values = np.array([_number(entry, name) for entry in entries], dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def detection_rows(entries: list, reference_jd: float) -> np.ndarray:
+    """``prv_candidates`` entries (or ``[candidate]``) -> rows (N, K) float64, jd-less dropped.
 
     An entry without ``magpsf`` (and, in ZTF packets, without ``candid``) is a non-detection:
     an upper limit at ``diffmaglim``.
     """
-    jd = _number(record, "jd")
-    if math.isnan(jd):
-        return None
-    row = [math.nan] * len(HISTORY_FIELDS)
-    row[_COLUMN["days"]] = jd - reference_jd
-    row[_COLUMN["fid"]] = _number(record, "fid")
-    row[_COLUMN["diffmaglim"]] = _number(record, "diffmaglim")
-    magpsf = _number(record, "magpsf")
-    if math.isnan(magpsf):
-        row[_COLUMN["kind"]] = KIND_UPPER_LIMIT
-        return row
-    sigmapsf = _number(record, "sigmapsf")
-    positive = _sign(record.get("isdiffpos"))
-    flux = 10.0 ** (-0.4 * (magpsf - MICROJANSKY_ZERO_POINT))
-    row[_COLUMN["kind"]] = KIND_DETECTION
-    row[_COLUMN["magpsf"]] = magpsf
-    row[_COLUMN["sigmapsf"]] = sigmapsf
-    row[_COLUMN["isdiffpos"]] = positive
-    row[_COLUMN["flux"]] = -flux if positive == 0.0 else flux
-    row[_COLUMN["flux_error"]] = flux * sigmapsf / MAG_PER_RELATIVE_FLUX
-    return row
+    rows = np.full((len(entries), len(HISTORY_FIELDS)), np.nan)
+    jd = _column(entries, "jd")
+    magpsf, sigmapsf = _column(entries, "magpsf"), _column(entries, "sigmapsf")
+    detected = np.isfinite(magpsf)
+    positive = np.array([_sign(entry.get("isdiffpos")) for entry in entries], np.float64)
+    flux = 10.0 ** (-0.4 * (magpsf - MICROJANSKY_ZERO_POINT))  # NaN for upper limits
+    rows[:, _COLUMN["days"]] = jd - reference_jd
+    rows[:, _COLUMN["fid"]] = _column(entries, "fid")
+    rows[:, _COLUMN["kind"]] = np.where(detected, KIND_DETECTION, KIND_UPPER_LIMIT)
+    rows[:, _COLUMN["magpsf"]] = magpsf
+    rows[:, _COLUMN["sigmapsf"]] = np.where(detected, sigmapsf, np.nan)
+    rows[:, _COLUMN["diffmaglim"]] = _column(entries, "diffmaglim")
+    rows[:, _COLUMN["isdiffpos"]] = np.where(detected, positive, np.nan)
+    rows[:, _COLUMN["flux"]] = np.where(positive == 0.0, -flux, flux)
+    rows[:, _COLUMN["flux_error"]] = flux * sigmapsf / MAG_PER_RELATIVE_FLUX
+    return rows[np.isfinite(jd)]
 
 
-def forced_row(record: Mapping, reference_jd: float) -> list[float] | None:
-    """One ``fp_hists`` entry -> a row of kind ``KIND_FORCED``; None without a jd."""
-    jd = _number(record, "jd")
-    if math.isnan(jd):
-        return None
-    row = [math.nan] * len(HISTORY_FIELDS)
-    row[_COLUMN["days"]] = jd - reference_jd
-    row[_COLUMN["fid"]] = _number(record, "fid")
-    row[_COLUMN["kind"]] = KIND_FORCED
-    row[_COLUMN["diffmaglim"]] = _number(record, "diffmaglim")
-    flux = _number(record, "forcediffimflux")
-    error = _number(record, "forcediffimfluxunc")
-    zero_point = _number(record, "magzpsci")
-    if flux == FORCED_FLUX_MISSING or error == FORCED_FLUX_MISSING or not error > 0:
-        return row
-    scale = 10.0 ** (-0.4 * (zero_point - MICROJANSKY_ZERO_POINT))  # NaN without a zero point
-    flux, error = flux * scale, error * scale
-    row[_COLUMN["flux"]] = flux
-    row[_COLUMN["flux_error"]] = error
-    if flux >= FORCED_MAG_MIN_SNR * error:
-        row[_COLUMN["magpsf"]] = MICROJANSKY_ZERO_POINT - 2.5 * math.log10(flux)
-        row[_COLUMN["sigmapsf"]] = MAG_PER_RELATIVE_FLUX * error / flux
-    return row
+def forced_rows(entries: list, reference_jd: float) -> np.ndarray:
+    """``fp_hists`` entries -> rows (N, K) of kind ``KIND_FORCED``, jd-less dropped."""
+    rows = np.full((len(entries), len(HISTORY_FIELDS)), np.nan)
+    jd = _column(entries, "jd")
+    flux, error = _column(entries, "forcediffimflux"), _column(entries, "forcediffimfluxunc")
+    missing = (flux == FORCED_FLUX_MISSING) | (error == FORCED_FLUX_MISSING) | ~(error > 0)
+    scale = 10.0 ** (-0.4 * (_column(entries, "magzpsci") - MICROJANSKY_ZERO_POINT))
+    flux = np.where(missing, np.nan, flux * scale)  # NaN too without a zero point
+    error = np.where(missing, np.nan, error * scale)
+    significant = flux >= FORCED_MAG_MIN_SNR * error
+    with np.errstate(invalid="ignore", divide="ignore"):
+        magpsf = MICROJANSKY_ZERO_POINT - 2.5 * np.log10(np.where(significant, flux, np.nan))
+        sigmapsf = np.where(significant, MAG_PER_RELATIVE_FLUX * error / flux, np.nan)
+    rows[:, _COLUMN["days"]] = jd - reference_jd
+    rows[:, _COLUMN["fid"]] = _column(entries, "fid")
+    rows[:, _COLUMN["kind"]] = KIND_FORCED
+    rows[:, _COLUMN["magpsf"]] = magpsf
+    rows[:, _COLUMN["sigmapsf"]] = sigmapsf
+    rows[:, _COLUMN["diffmaglim"]] = _column(entries, "diffmaglim")
+    rows[:, _COLUMN["flux"]] = flux
+    rows[:, _COLUMN["flux_error"]] = error
+    return rows[np.isfinite(jd)]
 
 
-def _entries(value) -> Iterable:
+def _entries(value) -> list:
     # Avro gives None or a list of dicts; parquet rows the same (or a numpy array of dicts).
     if value is None:
-        return ()
+        return []
     return [entry for entry in value if isinstance(entry, Mapping)]
 
 
@@ -172,14 +176,16 @@ def history_records(
     candidate = packet.get("candidate") if isinstance(packet.get("candidate"), Mapping) else {}
     if reference_jd is None:
         reference_jd = _number(candidate, "jd")
-    rows = [detection_row(entry, reference_jd) for entry in _entries(packet.get("prv_candidates"))]
-    rows += [forced_row(entry, reference_jd) for entry in _entries(packet.get("fp_hists"))]
+    parts = [
+        detection_rows(_entries(packet.get("prv_candidates")), reference_jd),
+        forced_rows(_entries(packet.get("fp_hists")), reference_jd),
+    ]
     if include_alert and candidate:
-        rows.append(detection_row(candidate, reference_jd))
-    rows = [row for row in rows if row is not None and row[0] < SAME_EPOCH_DAYS]
-    if not rows:
+        parts.append(detection_rows([candidate], reference_jd))
+    array = np.concatenate(parts)
+    array = array[array[:, _COLUMN["days"]] < SAME_EPOCH_DAYS]
+    if not len(array):
         return np.zeros((0, len(HISTORY_FIELDS)), np.float32)
-    array = np.asarray(rows, np.float64)
     order = np.lexsort((array[:, _COLUMN["kind"]], array[:, _COLUMN["days"]]))
     return array[order].astype(np.float32)
 

@@ -111,7 +111,7 @@ class Staging:
         return self.alerts_read
 
     def _count_history(self, history) -> None:
-        kinds = history_summary(history)
+        kinds = history_summary(np.zeros((0, len(HISTORY_FIELDS))) if history is None else history)
         self.history_counts["alerts_with_history"] += int(sum(kinds.values()) > 0)
         for kind, count in kinds.items():
             self.history_counts[kind] += int(count > 0)
@@ -161,7 +161,9 @@ class Staging:
                 np.asarray(alert.stamp_mask, bool),
                 np.asarray(alert.metadata, np.float64),
                 alert.source,
-                np.asarray(alert.history, np.float32),
+                np.zeros((0, len(HISTORY_FIELDS)), np.float32)
+                if alert.history is None
+                else np.asarray(alert.history, np.float32),
             ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )

@@ -276,7 +276,8 @@ def accuracy_by_num_detections(model, dataset, max_detections: int) -> list[dict
     total = 0
     for batch in dataset:
         inputs, labels = batch[0], np.asarray(batch[1])
-        inputs = {key: np.asarray(value) for key, value in inputs.items() if key in INPUT_KEYS}
+        keys = set(model.input) if isinstance(getattr(model, "input", None), dict) else INPUT_KEYS
+        inputs = {key: np.asarray(value) for key, value in inputs.items() if key in keys}
         available = np.asarray(inputs["detection_mask"]).sum(axis=1)
         total += len(labels)
         for n in range(1, max_detections + 1):
