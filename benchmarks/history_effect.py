@@ -128,12 +128,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--units", type=int, default=32, help="light-curve branch width")
     parser.add_argument("--length", type=int, default=64, help="light-curve rows kept")
+    parser.add_argument(
+        "--arms", choices=("both", "plain", "light_curve"), default="both",
+        help="train without the branch, with it, or both (to run the arms in parallel)",
+    )  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()
     examples = first_packets(Path(args.source))
     counts = np.bincount([label for _, label in examples], minlength=len(CLASSES))
     print("first packets of labelled objects:", dict(zip(CLASSES, counts.tolist(), strict=True)))
-    for units, name in ((0, "stamps + features"), (args.units, "+ light-curve branch")):
+    arms = [(0, "stamps + features"), (args.units, "+ light-curve branch")]
+    arms = {"both": arms, "plain": arms[:1], "light_curve": arms[1:]}[args.arms]
+    for units, name in arms:
         results = np.array(
             [run(examples, seed, units, args.epochs, args.length) for seed in range(args.seeds)]
         )
