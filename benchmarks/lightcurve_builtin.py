@@ -64,7 +64,7 @@ def vae_arm(data_dir, args):
     keras.utils.set_random_seed(args.seed)
     vae = build_seq_vae(latent_dim=16, beta=0.0, seed=args.seed, light_curve_units=32)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
-    train = datasets(data_dir, "train", args.steps, 32, True, labelled=False)
+    train = datasets(data_dir, args.vae_train_split, args.steps, 32, True, labelled=False)
     steps = math.ceil(sum(1 for _ in train.unbatch()) / 32)
     annealing = KLAnnealing(
         "cyclical", beta_max=0.5, ramp_epochs=4, steps_per_epoch=steps,
@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="detections per object")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-vae", action="store_true")
+    parser.add_argument("--skip-classifier", action="store_true")
+    parser.add_argument("--vae-train-split", default="train", help='e.g. "train[:25%%]"')
     args = parser.parse_args()
 
     from stampnet.data.card import load_card
@@ -94,7 +96,7 @@ def main() -> None:
     card = load_card(data_dir)
     print(f"{data_dir}: {card['num_objects']} objects, classes {card['class_names']}")
     print(f"history: {card.get('history', {}).get('alerts_with_history')} alerts with history")
-    for units, name in ((0, "stamps only"), (32, "+ light curve")):
+    for units, name in () if args.skip_classifier else ((0, "stamps only"), (32, "+ light curve")):
         rows, seconds = classifier_arm(data_dir, card, units, args)
         by_n = ", ".join(f"{row['num_detections']}: {row['accuracy']:.3f}" for row in rows)
         print(f"seq_classifier {name:>14} ({seconds:.0f} s): test accuracy by detections {by_n}")
@@ -106,7 +108,8 @@ def main() -> None:
             f"{report['light_curve_mse']:.4f}"
             f" vs mean baseline {report['light_curve_baseline_mse']:.4f} (ratio "
             f"{report['light_curve_mse_ratio']:.3f}, {report['light_curve_rows']} rows); stamps "
-            f"MSE ratio {report['mse_ratio']:.3f}"
+            f"MSE ratio {report['mse_ratio']:.3f}; trained on {args.vae_train_split}, "
+            f"{args.vae_epochs} epochs"
         )
 
 
