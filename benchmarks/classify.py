@@ -32,7 +32,20 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3, help="classify the source this often")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cores", type=int, default=2, help="CPUs to pin the process to")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="decode every alert's light-curve history (prv_candidates, fp_hists) too",
+    )
+    parser.add_argument(
+        "--light-curve-units",
+        type=int,
+        default=0,
+        help="classify with ALeRCE's architecture + a light-curve branch of this width "
+        "(untrained weights: the speed is the same); implies --history",
+    )
     args = parser.parse_args()
+    args.history = args.history or args.light_curve_units > 0
 
     cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)  # before TensorFlow sizes its thread pools
@@ -48,11 +61,23 @@ def main() -> None:
     print(f"pinned to CPUs {cpus}; load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / "alerce_2020.keras"
-        import_alerce_checkpoint(args.checkpoint).save(model_path)
+        model = import_alerce_checkpoint(args.checkpoint)
+        if args.light_curve_units:
+            from stampnet.models.stamp_classifier import build_stamp_classifier
+
+            model = build_stamp_classifier(
+                class_names=model.get_layer("probabilities").class_names,
+                feature_stats=model.get_layer("feature_normalization").stats,
+                light_curve_units=args.light_curve_units,
+            )
+        model.save(model_path)
         classifier = load_classifier(model_path)
+        print(f"model {classifier.name}; light-curve history decoded: {args.history}")
 
         start, cpu_start = time.perf_counter(), time.process_time()
-        alerts = list(iter_alerts(args.source, rejections=RejectionLog(warn=False)))
+        alerts = list(
+            iter_alerts(args.source, rejections=RejectionLog(warn=False), history=args.history)
+        )
         read_rate = len(alerts) / (time.perf_counter() - start)
         read_cpu_rate = len(alerts) / (time.process_time() - cpu_start)
         print(
@@ -76,7 +101,11 @@ def main() -> None:
         for index in range(args.passes):
             cpu_start = process.cpu_times()
             summary = classify(
-                classifier, args.source, Path(tmp) / "p.csv", batch_size=args.batch_size
+                classifier,
+                args.source,
+                Path(tmp) / "p.csv",
+                batch_size=args.batch_size,
+                history=args.history,
             )
             cpu_end = process.cpu_times()
             # CPU seconds spent: on a shared machine wall time measures the neighbours too.

@@ -97,7 +97,17 @@ class Classifier:
         if self.feature_names:
             metadata = np.stack([alert.metadata for alert in alerts])
             inputs["features"] = metadata[:, self._feature_indices].astype(np.float32)
+        if self.uses_history:
+            from stampnet.data.history import light_curve_batch
+
+            inputs["light_curve"], inputs["light_curve_mask"] = light_curve_batch(alerts)
         return inputs
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether the model has the light-curve branch (then alerts are read with history)."""
+        names = self.model.input if isinstance(getattr(self.model, "input", None), dict) else {}
+        return "light_curve" in names
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self._forward(inputs))
@@ -132,10 +142,14 @@ def load_classifier(model) -> Classifier:
     )
 
 
-def _batches(sources, batch_size: int, rejections, reader=None) -> Iterator[list]:
+def _batches(sources, batch_size: int, rejections, reader=None, history=False) -> Iterator[list]:
+    import dataclasses
+
     from stampnet.data.own import AlertReader
 
     reader = AlertReader() if reader is None else reader
+    if history and hasattr(reader, "history"):
+        reader = dataclasses.replace(reader, history=True)
     batch = []
     for alert in reader(sources, rejections=rejections):
         batch.append(alert)
@@ -194,6 +208,7 @@ def classify(
     batch_size: int = DEFAULT_BATCH_SIZE,
     prefetch: int = PREFETCH_BATCHES,
     reader=None,
+    history: bool | None = None,
 ) -> dict:
     """Classifies every alert of ``sources`` and writes one CSV row per alert to ``out_csv``.
 
@@ -206,6 +221,8 @@ def classify(
         prefetch: batches decoded ahead in a reader thread (0 reads in the calling thread).
         reader: what reads ``sources`` (``stampnet.data.own.AlertReader``, which reads packets
             and a user's own arrays, tables and HDF5 files, by default).
+        history: decode each alert's light-curve history; None: only for a model with the
+            light-curve branch (True forces it, e.g. to measure its cost).
 
     Returns:
         A summary: ``classified``, ``rejected``, ``rejections`` (counts per reason), ``seconds``,
@@ -249,7 +266,8 @@ def classify(
                     write_pending()
 
         rejections = RejectionLog(warn=False, on_reject=write_rejection)
-        batches = _batches(sources, batch_size, rejections, reader)
+        history = classifier.uses_history if history is None else bool(history)
+        batches = _batches(sources, batch_size, rejections, reader, history)
         if prefetch:
             batches = _prefetch(batches, prefetch)
         try:

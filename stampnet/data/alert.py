@@ -53,6 +53,9 @@ class Alert:
             build then takes it from a labels CSV, or "unknown").
         split: the split the input itself assigns (a split column, a train/ folder), else None
             (the build then draws one per object).
+        history: (N, len(history.HISTORY_FIELDS)) float32 light curve of ``prv_candidates``,
+            ``fp_hists`` and the alert's own detection (last, ``days`` = 0), by time
+            (``stampnet.data.history``); None where it was not decoded.
     """
 
     object_id: str
@@ -68,6 +71,7 @@ class Alert:
     channels: tuple[str, ...] = CHANNELS
     label: str | None = None
     split: str | None = None
+    history: np.ndarray | None = None
 
 
 class AlertError(ValueError):

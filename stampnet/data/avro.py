@@ -16,7 +16,7 @@ import dataclasses
 import io
 import json
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import fastavro
 
@@ -115,13 +115,38 @@ def _decompress(block: bytes, codec: bytes) -> bytes:
     raise AvroFormatError(f"unsupported Avro codec {codec!r} (expected null, deflate, snappy)")
 
 
-def reduced_schema(writer_schema: dict, fields: Iterable[str]) -> dict:
-    """The writer's record schema with only ``fields`` (in writer order) at the top level."""
+def reduced_schema(
+    writer_schema: dict, fields: Iterable[str], subfields: Mapping[str, Iterable[str]] | None = None
+) -> dict:
+    """The writer's record schema with only ``fields`` (in writer order) at the top level.
+
+    ``subfields`` maps a kept field holding records (or an array / nullable union of them, as
+    ``prv_candidates``) to the names kept inside those records: fastavro then skips the others
+    instead of building them, which is most of the cost of decoding an alert's history.
+    """
     wanted = set(fields)
+    subfields = subfields or {}
     return {
         **writer_schema,
-        "fields": [field for field in writer_schema["fields"] if field["name"] in wanted],
+        "fields": [
+            {**field, "type": _reduced_type(field["type"], set(subfields[field["name"]]))}
+            if field["name"] in subfields
+            else field
+            for field in writer_schema["fields"]
+            if field["name"] in wanted
+        ],
     }
+
+
+def _reduced_type(schema, names: set):
+    """``schema`` with its record types (inside unions and arrays) cut down to ``names``."""
+    if isinstance(schema, list):
+        return [_reduced_type(branch, names) for branch in schema]
+    if isinstance(schema, dict) and schema.get("type") == "array":
+        return {**schema, "items": _reduced_type(schema["items"], names)}
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        return {**schema, "fields": [f for f in schema["fields"] if f["name"] in names]}
+    return schema
 
 
 class AvroDecoder:
@@ -129,6 +154,8 @@ class AvroDecoder:
 
     Args:
         fields: top-level fields to decode (all if None); others are skipped, not built.
+        subfields: for some of ``fields`` holding records, the names kept inside them
+            (``reduced_schema``); ignored when ``fields`` is None.
 
     Example:
         >>> decoder = AvroDecoder(fields=("candid", "candidate", "cutoutScience"))
@@ -136,8 +163,13 @@ class AvroDecoder:
         ...     packets = list(decoder.records(handle))
     """
 
-    def __init__(self, fields: Iterable[str] | None = None):
+    def __init__(
+        self,
+        fields: Iterable[str] | None = None,
+        subfields: Mapping[str, Iterable[str]] | None = None,
+    ):
         self.fields = None if fields is None else tuple(fields)
+        self.subfields = {key: tuple(value) for key, value in (subfields or {}).items()}
         self._schemas: dict[bytes, tuple] = {}
 
     def _parsed(self, schema_text: bytes) -> tuple:
@@ -157,13 +189,17 @@ class AvroDecoder:
     def _reader_schema(self, writer: dict) -> dict | None:
         if self.fields is None or not isinstance(writer, dict) or "fields" not in writer:
             return None
-        reader = reduced_schema(writer, self.fields)
+        reader = reduced_schema(writer, self.fields, self.subfields)
         try:
             # A kept field may use a named type defined inside a dropped one: decode it all.
             fastavro.parse_schema(reader)
         except CORRUPT_INPUT_ERRORS:  # fastavro raises several types for unknown named types
-            return None
-        return reader if len(reader["fields"]) < len(writer["fields"]) else None
+            reader = reduced_schema(writer, self.fields)
+            try:
+                fastavro.parse_schema(reader)
+            except CORRUPT_INPUT_ERRORS:  # as above
+                return None
+        return reader if reader != writer else None
 
     def _split_schemas(self, writer: dict) -> tuple | None:
         """(prefix, tail) writer schemas around an unwanted history, for ``_decode_split``."""

@@ -8,6 +8,7 @@ build resumes its staging, and a failed one leaves an earlier dataset untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Sequence
@@ -75,6 +76,8 @@ def build_dataset(
     if int(max_detections) < 1:
         raise ValueError(f"max_detections must be >= 1, received {max_detections}")
     reader = AlertReader() if reader is None else reader
+    if isinstance(reader, AlertReader) and not reader.history:
+        reader = dataclasses.replace(reader, history=True)  # datasets store the light curves
     files = getattr(reader, "resolve_sources", resolve_sources)(sources)
     if not files:
         raise ValueError(f"No alert files found in {sources!r}: nothing to build.")
@@ -136,6 +139,7 @@ def _card(
         "num_alerts": staging.num_alerts(),
         "num_objects": staging.num_objects(),
         "counts": staging.counts(),
+        "history": staging.history_card(),
         "rejection_counts": rejections.counts(),
         "num_rejections": len(rejections),
         # The first rejections only: all of them are in the file beside the card.

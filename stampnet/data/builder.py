@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
+from stampnet.data.history import HISTORY_FIELDS, MAX_ALERT_HISTORY, MAX_SEQUENCE_HISTORY
 from stampnet.data.splits import DEFAULT_SPLIT_FRACTIONS
 from stampnet.data.staging import Staging, staged
 from stampnet.features import METADATA_FIELDS
@@ -79,7 +80,7 @@ def _features(config_name: str, geometry: StampGeometry = ZTF) -> tfds.features.
             {
                 "candid": tfds.features.Scalar(np.int64),
                 "object_id": tfds.features.Text(),
-                "jd": tfds.features.Scalar(np.float64),
+                "jd": tfds.features.Tensor(shape=(), dtype=np.float64, encoding=raw),
                 "fid": tfds.features.Scalar(np.int64),
                 "label": tfds.features.Text(),
                 "stamps": tfds.features.Tensor(shape=stamp_shape, dtype=np.float32, encoding=raw),
@@ -87,6 +88,7 @@ def _features(config_name: str, geometry: StampGeometry = ZTF) -> tfds.features.
                 "metadata": tfds.features.Tensor(shape=(num_fields,), dtype=np.float32),
                 "metadata_present": tfds.features.Tensor(shape=(num_fields,), dtype=np.bool_),
                 "source": tfds.features.Text(),
+                **_history_features(MAX_ALERT_HISTORY),
             }
         )
     return tfds.features.FeaturesDict(
@@ -95,7 +97,8 @@ def _features(config_name: str, geometry: StampGeometry = ZTF) -> tfds.features.
             "label": tfds.features.Text(),
             "num_alerts": tfds.features.Scalar(np.int64),
             "candid": tfds.features.Tensor(shape=(None,), dtype=np.int64),
-            "jd": tfds.features.Tensor(shape=(None,), dtype=np.float64),
+            # Raw bytes: a tf.train.Example float list is float32, which rounds a jd to 0.25 d.
+            "jd": tfds.features.Tensor(shape=(None,), dtype=np.float64, encoding=raw),
             "stamps": tfds.features.Tensor(
                 shape=(None, *stamp_shape), dtype=np.float32, encoding=raw
             ),
@@ -108,8 +111,20 @@ def _features(config_name: str, geometry: StampGeometry = ZTF) -> tfds.features.
             "metadata_present": tfds.features.Tensor(
                 shape=(None, num_fields), dtype=np.bool_, encoding=raw
             ),
+            **_history_features(MAX_SEQUENCE_HISTORY),
         }
     )
+
+
+def _history_features(length: int) -> dict:
+    """The light-curve history (``stampnet.data.history``), fixed length with a mask."""
+    raw = tfds.features.Encoding.BYTES
+    return {
+        "history": tfds.features.Tensor(
+            shape=(length, len(HISTORY_FIELDS)), dtype=np.float32, encoding=raw
+        ),
+        "history_mask": tfds.features.Tensor(shape=(length,), dtype=np.bool_, encoding=raw),
+    }
 
 
 class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
@@ -137,8 +152,12 @@ class ZtfAlerts(tfds.core.GeneratorBasedBuilder):
         >>> train = builder.as_dataset(split="train")
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Raw stamps, masks and METADATA_FIELDS with presence flags."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Raw stamps, masks and METADATA_FIELDS with presence flags.",
+        "1.1.0": "history and history_mask: the light curve (prv_candidates, fp_hists); jd "
+        "stored as float64 bytes (1.0.0 rounded it to float32, 0.25 d).",
+    }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name="alerts", description="One example per alert."),
         tfds.core.BuilderConfig(

@@ -68,6 +68,8 @@ class AlertReader:
             them once with ``stampnet convert`` and read the npz/HDF5 instead.
         derive_snr: append an ``snr_difference`` channel (``stampnet.data.derived``) to stamps
             that have a ``difference`` channel and no SNR channel.
+        history: decode the light-curve history of alert packets (``Alert.history``); own-data
+            rows carry none.
 
     Example:
         >>> reader = AlertReader(mapping=preset("deep-hits"))
@@ -77,6 +79,7 @@ class AlertReader:
     mapping: DataMapping | None = None
     allow_pickle: bool = False
     derive_snr: bool = False
+    history: bool = False
 
     def reading(self) -> dict:
         """How the input was read, for the dataset card."""
@@ -151,7 +154,7 @@ class AlertReader:
             rejections.add(str(path), None, f"cannot open file ({_describe(error)})")
             return
         if kind is None:
-            yield from iter_alerts(path, rejections=rejections)
+            yield from iter_alerts(path, rejections=rejections, history=self.history)
             return
         if kind == "pickle" and not self.allow_pickle:
             rejections.add(

@@ -135,6 +135,27 @@ def _finish(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _check_history(data_dir, config: str) -> None:
+    if "history" not in load_builder(data_dir, config).info.features:
+        raise ValueError(
+            f"{data_dir} ({config}) has no light-curve history (built before stampnet stored "
+            "it): rebuild it with `stampnet build --overwrite`, or use a model without the "
+            "light-curve branch"
+        )
+
+
+def _light_curve(history, history_mask, days_offset=None):
+    """The stored history as model inputs: rows (L, K) raw, mask (L,) float32.
+
+    ``days_offset`` (a scalar) is subtracted from ``days`` (sequences: so that the last alert
+    used is at 0). Padded rows are zero.
+    """
+    mask = tf.cast(history_mask, tf.float32)
+    if days_offset is not None:
+        history = tf.concat([history[:, :1] - days_offset, history[:, 1:]], axis=-1)
+    return tf.where(mask[:, None] > 0, history, 0.0), mask
+
+
 def _raw_metadata(example) -> tf.Tensor:
     return tf.where(
         example["metadata_present"],
@@ -158,6 +179,7 @@ def alert_dataset(
     drop_remainder: bool = False,
     with_ids: bool = False,
     shuffle_buffer: int = ALERT_SHUFFLE_BUFFER,
+    with_history: bool = False,
 ) -> tf.data.Dataset:
     """Batches of single alerts: ``(inputs, label)`` or ``(inputs, label, sample_weight)``.
 
@@ -167,6 +189,9 @@ def alert_dataset(
     examples, which are dropped when ``labelled_only``. ``balance="oversample"`` repeats forever
     (set ``steps_per_epoch``). ``split`` accepts TFDS slicing, e.g. "train[:10%]". (H, W, C) is
     the card's ``stamp_shape`` (ZTF: 63, 63, 3).
+    ``with_history`` adds "light_curve" (B,L,K) raw rows of ``history.HISTORY_FIELDS`` (the
+    alert's light curve up to and including itself, days relative to it) and
+    "light_curve_mask" (B,L) float32 (1 = a real row), zero-padded.
     """
     card = load_card(data_dir)
     stamp_shape = StampGeometry.from_card(card).shape
@@ -179,11 +204,17 @@ def alert_dataset(
             "stamp_mask": tf.ensure_shape(tf.cast(example["stamp_mask"], tf.float32), stamp_shape),
             "features": tf.gather(_raw_metadata(example), feature_index, axis=-1),
         }
+        if with_history:
+            inputs["light_curve"], inputs["light_curve_mask"] = _light_curve(
+                example["history"], example["history_mask"]
+            )
         if with_ids:
             inputs["candid"] = example["candid"]
             inputs["object_id"] = example["object_id"]
         return inputs
 
+    if with_history:
+        _check_history(data_dir, "alerts")
     dataset = _read(data_dir, "alerts", split, shuffle, seed)
     return _finish(
         dataset,
@@ -219,6 +250,7 @@ def sequence_dataset(
     drop_remainder: bool = False,
     with_ids: bool = False,
     shuffle_buffer: int = SEQUENCE_SHUFFLE_BUFFER,
+    with_history: bool = False,
 ) -> tf.data.Dataset:
     """Batches of objects: each its first ``max_detections`` alerts in time order, zero-padded.
 
@@ -227,7 +259,9 @@ def sequence_dataset(
     raw (``features.DETECTION_FIELDS`` then days since the first detection; NaN = missing in a
     real detection, 0 in padding), "features": (B,F) raw static features of the first alert}, with
     T = ``max_detections`` (+ "candid" (B,T) and "object_id" with ``with_ids``). Labels, balancing
-    and the other arguments as ``alert_dataset``.
+    and the other arguments as ``alert_dataset``. ``with_history`` adds "light_curve" (B,L,K)
+    and "light_curve_mask" (B,L): the object's merged light curve up to its last alert used
+    (later rows are masked out), days relative to that alert.
     """
     card = load_card(data_dir)
     if not 1 <= int(max_detections) <= int(card["max_detections"]):
@@ -262,6 +296,13 @@ def sequence_dataset(
             "detection_features": pad(detection),
             "features": tf.gather(raw[0], feature_index),
         }
+        if with_history:
+            # Only what was known at the last alert used: later rows would leak the future.
+            last = tf.cast(jd[-1] - jd[0], tf.float32)
+            known = example["history_mask"] & (example["history"][:, 0] <= last + 1e-4)
+            inputs["light_curve"], inputs["light_curve_mask"] = _light_curve(
+                example["history"], known, last
+            )
         if with_ids:
             inputs["candid"] = pad(example["candid"][:count])
             inputs["object_id"] = example["object_id"]
@@ -272,6 +313,8 @@ def sequence_dataset(
         sliced = ("candid", "jd", "stamps", "stamp_mask", "metadata", "metadata_present")
         return {key: value[:steps] if key in sliced else value for key, value in example.items()}
 
+    if with_history:
+        _check_history(data_dir, "sequences")
     dataset = _read(data_dir, "sequences", split, shuffle, seed).map(truncate)
     return _finish(
         dataset,

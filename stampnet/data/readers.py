@@ -27,6 +27,7 @@ from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
 from stampnet.data.errors import CORRUPT_INPUT_ERRORS, parquet_errors
 from stampnet.data.fits import GZIP_MAGIC, FitsError, decode_cutout
+from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS, history_records
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
 
@@ -204,7 +205,11 @@ def _describe(error: BaseException) -> str:
 
 
 def iter_packets(
-    sources, rejections: RejectionLog | None = None, *, columns: Iterable[str] | None = None
+    sources,
+    rejections: RejectionLog | None = None,
+    *,
+    columns: Iterable[str] | None = None,
+    subfields: Mapping[str, Iterable[str]] | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """Raw alert packets ``(source, packet dict)`` from every file of ``sources``, in sorted order.
 
@@ -214,10 +219,12 @@ def iter_packets(
             if None.
         columns: top-level packet fields to decode (all if None); the others are skipped, which
             saves decoding each alert's history (``prv_candidates``, ``fp_hists``).
+        subfields: names kept inside record-valued columns of Avro files (see
+            ``avro.reduced_schema``), e.g. ``history.HISTORY_SUBFIELDS``.
     """
     rejections = RejectionLog() if rejections is None else rejections
     columns = None if columns is None else tuple(columns)
-    decoder = AvroDecoder(columns)
+    decoder = AvroDecoder(columns, subfields)
     for path in resolve_sources(sources):
         try:
             kind = _file_format(path)
@@ -275,8 +282,10 @@ def _cutout_array(packet: Mapping, field: str, source: str, candid) -> np.ndarra
         raise AlertError(source, candid, f"{field}: {error}") from None
 
 
-def alert_from_packet(packet: Mapping, source: str) -> Alert:
+def alert_from_packet(packet: Mapping, source: str, *, history: bool = False) -> Alert:
     """Turns one alert packet (Avro record or parquet row as a dict) into an ``Alert``.
+
+    ``history=True`` also decodes its light curve (``stampnet.data.history.history_records``).
 
     Raises:
         AlertError: the packet lacks a candidate, objectId, jd or fid, a cutout is missing or not
@@ -314,20 +323,28 @@ def alert_from_packet(packet: Mapping, source: str) -> Alert:
         source=source,
         schema_version=str(schema_version),
         original_shape=original_shape,
+        history=history_records(packet, jd, include_alert=True) if history else None,
     )
 
 
-def iter_alerts(sources, *, rejections: RejectionLog | None = None) -> Iterator[Alert]:
+def iter_alerts(
+    sources, *, rejections: RejectionLog | None = None, history: bool = False
+) -> Iterator[Alert]:
     """Decoded ``Alert`` records from every file of ``sources`` (see ``iter_packets``).
+
+    ``history=True`` also decodes each alert's ``prv_candidates`` and ``fp_hists`` into
+    ``Alert.history``; without it they are skipped while decoding (the fast path).
 
     Packets that cannot be decoded are recorded in ``rejections`` and skipped; reading always goes
     on. Without a ``rejections`` log, one ``RejectionWarning`` sums them up at the end.
     """
     owned = rejections is None  # then its summary warning is ours to give, at the end
     rejections = RejectionLog() if owned else rejections
-    for source, packet in iter_packets(sources, rejections, columns=ALERT_COLUMNS):
+    columns = ALERT_COLUMNS + HISTORY_COLUMNS if history else ALERT_COLUMNS
+    subfields = HISTORY_SUBFIELDS if history else None
+    for source, packet in iter_packets(sources, rejections, columns=columns, subfields=subfields):
         try:
-            yield alert_from_packet(packet, source)
+            yield alert_from_packet(packet, source, history=history)
         except AlertError as error:
             rejections.add_error(error)
         except _DECODE_ERRORS as error:  # a packet of valid Avro but absurd content

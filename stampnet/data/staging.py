@@ -18,6 +18,7 @@ already staged, rolls back the one that was being read and truncates the spill f
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -32,6 +33,14 @@ import numpy as np
 from stampnet.constants import STAMP_SHAPE, UNLABELLED
 from stampnet.data.alert import Alert, RejectionLog, RejectionWarning
 from stampnet.data.card import FeatureAccumulator
+from stampnet.data.history import (
+    HISTORY_FIELDS,
+    MAX_ALERT_HISTORY,
+    MAX_SEQUENCE_HISTORY,
+    history_summary,
+    merge_histories,
+    pad_history,
+)
 from stampnet.data.labels import LabelTable
 from stampnet.data.readers import iter_alerts, resolve_sources
 from stampnet.data.splits import SPLITS, check_fractions, object_label, split_key, split_sizes
@@ -42,7 +51,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     candid INTEGER PRIMARY KEY, object_id TEXT NOT NULL, jd REAL NOT NULL, fid INTEGER NOT NULL,
     label TEXT NOT NULL, schema_version TEXT NOT NULL, source TEXT NOT NULL,
-    offset INTEGER NOT NULL, metadata BLOB NOT NULL, given_split TEXT);
+    offset INTEGER NOT NULL, metadata BLOB NOT NULL, given_split TEXT,
+    history BLOB NOT NULL, history_detection INTEGER NOT NULL, history_upper_limit INTEGER NOT NULL,
+    history_forced INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     position INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, alerts_read INTEGER NOT NULL, spill_end INTEGER NOT NULL);
@@ -57,7 +68,7 @@ CREATE TABLE objects (
 DROP TABLE IF EXISTS temp.label_sizes;
 """
 #: Bumped when the spill or index layout changes: a staging of another layout is not resumed.
-STAGING_FORMAT = "3"
+STAGING_FORMAT = "4"
 
 
 def record_bytes(shape) -> int:
@@ -160,10 +171,10 @@ class Staging:
             labels: labels by object/candid; where it has none, the label the alert itself
                 carries (a label column of a table), else "unknown".
             reader: ``reader(sources, rejections=...) -> Iterator[Alert]``; by default
-                ``readers.iter_alerts`` (ZTF packets). Every alert must share the first one's
-                stamp geometry: the others are rejected, saying what differs.
+                ``readers.iter_alerts`` with the history (ZTF packets). Every alert must share
+                the first one's stamp geometry: the others are rejected, saying what differs.
         """
-        reader = iter_alerts if reader is None else reader
+        reader = functools.partial(iter_alerts, history=True) if reader is None else reader
         files = getattr(reader, "resolve_sources", resolve_sources)(sources)
         reading = reader.reading() if hasattr(reader, "reading") else None
         start = self._resume(files, labels_fingerprint(labels), json.dumps(reading, sort_keys=True))
@@ -256,6 +267,34 @@ class Staging:
             )
         return not found
 
+    def history_card(self) -> dict:
+        """The dataset card's description of the stored light-curve history."""
+        kinds = ("detection", "upper_limit", "forced")
+        counts = self._db.execute(
+            "SELECT COUNT(*), SUM(history_detection), SUM(history_upper_limit), "
+            "SUM(history_forced), SUM(MAX(history_detection, history_upper_limit, history_forced))"
+            " FROM alerts"
+        ).fetchone()
+        return {
+            "fields": list(HISTORY_FIELDS),
+            "kinds": {"detection": 0, "upper_limit": 1, "forced": 2},
+            "max_length": {"alerts": MAX_ALERT_HISTORY, "sequences": MAX_SEQUENCE_HISTORY},
+            "description": (
+                "history (L, len(fields)) float32 and history_mask (L,) bool, right-padded, "
+                "sorted by time, the most recent L rows kept. alerts: prv_candidates, fp_hists "
+                "and the alert itself (days = 0), days relative to the alert's jd. sequences: "
+                "the merged, de-duplicated rows of the object's stored alerts, days relative to "
+                "its first stored alert. See stampnet.data.history for units (magnitudes, "
+                "microjansky difference fluxes); NaN = not measured."
+            ),
+            # Counted over the alerts kept (after duplicates), with at least one earlier row.
+            "alerts": int(counts[0]),
+            "alerts_with_history_of_kind": {
+                kind: int(count or 0) for kind, count in zip(kinds, counts[1:4], strict=True)
+            },
+            "alerts_with_history": int(counts[4] or 0),
+        }
+
     def _add(self, alert: Alert, label: str) -> None:
         row = self._db.execute(
             "SELECT schema_version, source FROM alerts WHERE candid = ?", (alert.candid,)
@@ -278,11 +317,15 @@ class Staging:
                 f"{alert.source} (candid {alert.candid}): stamps {stamps.shape} and mask "
                 f"{mask.shape}, expected {self.geometry.shape}"
             )
+        history = np.asarray(
+            np.zeros((0, len(HISTORY_FIELDS))) if alert.history is None else alert.history, "<f4"
+        ).reshape(-1, len(HISTORY_FIELDS))
+        kinds = history_summary(history)
         self._spill.seek(0, 2)
         offset = self._spill.tell()
         self._spill.write(stamps.tobytes() + mask.tobytes())
         self._db.execute(
-            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 alert.candid,
                 alert.object_id,
@@ -294,6 +337,8 @@ class Staging:
                 offset,
                 np.asarray(alert.metadata, "<f8").tobytes(),
                 alert.split,
+                history.tobytes(),
+                *(int(kinds[kind] > 0) for kind in ("detection", "upper_limit", "forced")),
             ),
         )
 
@@ -434,14 +479,17 @@ class Staging:
     def alert_examples(self, split: str) -> Iterator[tuple[int, dict]]:
         """(key, example) of every alert of ``split``, in spill-file order."""
         rows = self._db.execute(
-            "SELECT a.candid, a.object_id, a.jd, a.fid, a.label, a.offset, a.metadata, a.source "
-            "FROM alerts a JOIN objects o USING (object_id) WHERE o.split = ? ORDER BY a.offset",
+            "SELECT a.candid, a.object_id, a.jd, a.fid, a.label, a.offset, a.metadata, a.source, "
+            "a.history FROM alerts a JOIN objects o USING (object_id) WHERE o.split = ? "
+            "ORDER BY a.offset",
             (split,),
         )
-        for candid, object_id, jd, fid, label, offset, metadata, source in rows:
+        for candid, object_id, jd, fid, label, offset, metadata, source, history in rows:
             stamps, mask = self._read(offset)
             metadata = np.frombuffer(metadata, "<f8")
+            history = _history_rows(history)
             present = np.isfinite(metadata)
+            history, history_mask = pad_history(history, MAX_ALERT_HISTORY)
             yield (
                 candid,
                 {
@@ -455,6 +503,8 @@ class Staging:
                     "metadata": np.where(present, metadata, 0.0).astype(np.float32),
                     "metadata_present": present,
                     "source": source,
+                    "history": history,
+                    "history_mask": history_mask,
                 },
             )
 
@@ -466,13 +516,15 @@ class Staging:
         )
         for object_id, label in objects:
             rows = self._db.execute(
-                "SELECT candid, jd, offset, metadata FROM alerts WHERE object_id = ? "
+                "SELECT candid, jd, offset, metadata, history FROM alerts WHERE object_id = ? "
                 "ORDER BY jd, candid LIMIT ?",
                 (object_id, max_detections),
             ).fetchall()
             arrays = [self._read(row[2]) for row in rows]
             metadata = np.stack([np.frombuffer(row[3], "<f8") for row in rows])
             present = np.isfinite(metadata)
+            merged = merge_histories([(row[1], _history_rows(row[4])) for row in rows], rows[0][1])
+            history, history_mask = pad_history(merged, MAX_SEQUENCE_HISTORY)
             yield (
                 object_id,
                 {
@@ -485,8 +537,14 @@ class Staging:
                     "stamp_mask": np.stack([mask for _, mask in arrays]),
                     "metadata": np.where(present, metadata, 0.0).astype(np.float32),
                     "metadata_present": present,
+                    "history": history,
+                    "history_mask": history_mask,
                 },
             )
+
+
+def _history_rows(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, "<f4").reshape(-1, len(HISTORY_FIELDS))
 
 
 def _size_and_mtime(path: Path) -> tuple[int, int]:

@@ -66,16 +66,34 @@ def latent_mean(outputs) -> np.ndarray:
 
 def truncate_detections(inputs: Mapping, count: int) -> dict:
     """A sequence batch keeping only each object's first ``count`` detections: the later ones
-    are zeroed in every per-detection input, exactly as the pipeline pads a shorter object."""
+    are zeroed in every per-detection input, exactly as the pipeline pads a shorter object.
+
+    A light curve (days relative to the last detection given) loses its rows after the
+    ``count``-th detection, and its days are counted from that detection again.
+    """
     if count < 1:
         raise ValueError(f"count must be >= 1 detection, received {count}")
-    keep = np.arange(np.asarray(inputs["detection_mask"]).shape[1]) < count
+    detection_mask = np.asarray(inputs["detection_mask"])
+    keep = np.arange(detection_mask.shape[1]) < count
     truncated = dict(inputs)
     for key in ("stamps", "stamp_mask", "detection_features", "detection_mask"):
         if key in inputs:
             values = np.asarray(inputs[key])
             shape = (1, keep.size) + (1,) * (values.ndim - 2)
             truncated[key] = values * keep.reshape(shape).astype(values.dtype)
+    if "light_curve" in inputs:
+        available = (detection_mask > 0.5).sum(axis=1)
+        days = np.asarray(inputs["detection_features"])[..., -1]  # since the first detection
+        rows = np.arange(len(days))
+        last = days[rows, np.maximum(available - 1, 0)]
+        kept = days[rows, np.maximum(np.minimum(available, count) - 1, 0)]
+        shift = (kept - last)[:, None]  # <= 0: how far before the last detection we stop
+        light_curve = np.asarray(inputs["light_curve"], np.float32).copy()
+        mask = np.asarray(inputs["light_curve_mask"], np.float32).copy()
+        mask[light_curve[..., 0] > shift + 1e-4] = 0.0
+        light_curve[..., 0] -= shift
+        light_curve[mask == 0] = 0.0
+        truncated.update(light_curve=light_curve, light_curve_mask=mask)
     return truncated
 
 

@@ -29,7 +29,10 @@ from stampnet.models.conv_autoencoder import build_conv_trunk
 from stampnet.saving import load_model
 
 RECURRENT_KINDS = ("lstm", "gru", "conv1d")
-INPUT_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
+INPUT_KEYS = (
+    "stamps", "stamp_mask", "detection_mask", "detection_features", "features",
+    "light_curve", "light_curve_mask",
+)  # fmt: skip
 
 
 def sequence_inputs(
@@ -181,6 +184,7 @@ def build_seq_classifier(
     dropout_rate: float = 0.2,
     encoder: keras.Model | None = None,
     geometry: StampGeometry = ZTF,
+    light_curve_units: int = 0,
     name: str = "seq_classifier",
 ) -> keras.Model:
     """Sequence classifier over the first detections of an object (Neira et al. 2024).
@@ -198,6 +202,9 @@ def build_seq_classifier(
         dropout_rate: dropout before the softmax head.
         encoder: a prepared stamp encoder (e.g. ``initialise_encoder_from_run``); built if None.
         geometry: size and channel names of the stamps (the dataset card's; ZTF by default).
+        light_curve_units: > 0 adds the recurrent light-curve branch
+            (``stampnet.models.lightcurve``) on the inputs "light_curve" and "light_curve_mask"
+            (``sequence_dataset(..., with_history=True)``), joined with the stamp summary.
 
     Example:
         >>> model = build_seq_classifier(["SN", "AGN"], stats, recurrent="gru")
@@ -222,6 +229,8 @@ def build_seq_classifier(
     summary = temporal_summary(
         frames, mask, inputs["detection_mask"], recurrent, units, bidirectional, kernel_size
     )
+    if light_curve_units:
+        summary = with_light_curve(inputs, summary, light_curve_units)
     if num_features:
         static = FeatureNormalization(feature_stats, name="feature_normalization")(
             inputs["features"]
@@ -233,3 +242,13 @@ def build_seq_classifier(
         len(class_names), activation="softmax", name="probabilities", dtype="float32"
     )(x)
     return keras.Model(inputs, probabilities, name=name)
+
+
+def with_light_curve(inputs: dict, summary, units: int):
+    """Adds the light-curve inputs to ``inputs`` and joins their branch with ``summary``."""
+    from stampnet.layers.lightcurve import light_curve_inputs
+    from stampnet.models.lightcurve import light_curve_branch
+
+    inputs.update(light_curve_inputs())
+    branch = light_curve_branch(inputs["light_curve"], inputs["light_curve_mask"], units)
+    return keras.layers.Concatenate(name="with_light_curve")([summary, branch])

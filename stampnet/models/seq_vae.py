@@ -25,7 +25,17 @@ from stampnet.layers.sequence import (
 )
 from stampnet.losses import elbo
 from stampnet.models.conv_autoencoder import StampAutoencoder, batch_mean, build_decoder
-from stampnet.models.seq_classifier import build_stamp_encoder, sequence_inputs, sequence_trunk
+from stampnet.models.lightcurve import (
+    LIGHT_CURVE_KEYS,
+    build_light_curve_decoder,
+    light_curve_target,
+)
+from stampnet.models.seq_classifier import (
+    build_stamp_encoder,
+    sequence_inputs,
+    sequence_trunk,
+    with_light_curve,
+)
 
 ENCODER_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
 CONDITION_KEYS = ("detection_features", "detection_mask")
@@ -44,6 +54,7 @@ def build_sequence_encoder(
     feature_stats=None,
     stamp_encoder: keras.Model | None = None,
     geometry: StampGeometry = ZTF,
+    light_curve_units: int = 0,
     name: str = "sequence_encoder",
 ) -> keras.Model:
     """Raw sequence inputs (all five ``sequence_dataset`` keys) -> ``[z_mean, z_log_var, z]``.
@@ -52,7 +63,8 @@ def build_sequence_encoder(
     steps). The static ``features`` of the first alert enter the latent only when
     ``feature_stats`` is given; otherwise the input is accepted (any width) and ignored, so that
     every consumer can pass the pipeline's dict as it comes (a functional model matches dict
-    inputs by position, not by key, and fails on extra keys).
+    inputs by position, not by key, and fails on extra keys). ``light_curve_units > 0`` adds the
+    light-curve branch (``stampnet.models.lightcurve``) and its two inputs.
     """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be >= 1, received {latent_dim}")
@@ -66,6 +78,8 @@ def build_sequence_encoder(
     if bidirectional:
         recurrent = keras.layers.Bidirectional(recurrent, name="bidirectional_lstm")
     summary = recurrent(frames, mask=mask)
+    if light_curve_units:
+        summary = with_light_curve(inputs, summary, light_curve_units)
     if num_features:
         static = FeatureNormalization(feature_stats, name="feature_normalization")(
             inputs["features"]
@@ -139,6 +153,11 @@ class SequenceVAE(StampAutoencoder):
         crop_size, normalisation: must equal the encoder's preprocessing.
         reconstruction_loss: "bce" or "mse".
         beta: initial KL weight (annealed during training).
+        light_curve_decoder: from ``lightcurve.build_light_curve_decoder``, or None. With it
+            (and an encoder with the light-curve branch) the VAE also reconstructs each light
+            curve's scaled flux, a masked squared error summed over the rows with a flux, and
+            ``call`` also returns "light_curve_reconstruction" (B, L).
+        light_curve_weight: weight of that term against the stamps' (summed over pixels).
 
     Example:
         >>> vae = SequenceVAE(build_sequence_encoder(), build_sequence_decoder())
@@ -146,9 +165,35 @@ class SequenceVAE(StampAutoencoder):
         >>> vae.fit(sequence_dataset(...))
     """
 
+    def __init__(self, encoder, decoder, light_curve_decoder=None, light_curve_weight=1.0, **kw):
+        super().__init__(encoder, decoder, **kw)
+        self.light_curve_decoder = light_curve_decoder
+        self.light_curve_weight = float(light_curve_weight)
+        self.light_curve_tracker = keras.metrics.Mean(name="light_curve_loss")
+        missing = [key for key in LIGHT_CURVE_KEYS if key not in self.encoder_keys]
+        if light_curve_decoder is not None and missing:
+            raise ValueError(
+                f"A light-curve decoder needs an encoder with the light-curve branch; the "
+                f"encoder lacks the inputs {missing} (build it with light_curve_units > 0)"
+            )
+
+    @property
+    def metrics(self):
+        extra = [self.light_curve_tracker] if self.light_curve_decoder is not None else []
+        return [*super().metrics, *extra]
+
+    @property
+    def encoder_keys(self) -> tuple[str, ...]:
+        """The input names the encoder takes (ENCODER_KEYS, + the light curve's if it has them)."""
+        return tuple(self.encoder.input) if isinstance(self.encoder.input, dict) else ENCODER_KEYS
+
     def encode(self, inputs, training=False):
-        outputs = self.encoder({key: inputs[key] for key in ENCODER_KEYS}, training=training)
+        outputs = self.encoder({key: inputs[key] for key in self.encoder_keys}, training=training)
         return tuple(outputs[:3])
+
+    def decode_light_curve(self, z, inputs, training=False):
+        conditions = {key: inputs[key] for key in LIGHT_CURVE_KEYS}
+        return self.light_curve_decoder({"z": z, **conditions}, training=training)
 
     def regularisation(self, z_mean, z_log_var, z):
         return elbo.gaussian_kl(z_mean, z_log_var)
@@ -160,7 +205,12 @@ class SequenceVAE(StampAutoencoder):
     def call(self, inputs, training=False):
         z_mean, z_log_var, _ = self.encode(inputs, training=training)
         reconstruction = self.decode(z_mean, inputs, training)
-        return {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var}
+        outputs = {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var}
+        if self.light_curve_decoder is not None:
+            outputs["light_curve_reconstruction"] = self.decode_light_curve(
+                z_mean, inputs, training
+            )
+        return outputs
 
     def target_and_mask(self, inputs):
         """Preprocessed crops (B, T, c, c, 3) and their weights: valid pixel AND real detection."""
@@ -172,7 +222,7 @@ class SequenceVAE(StampAutoencoder):
 
     def compute_losses(self, inputs, training=False):
         # Only the model's inputs (a pipeline with_ids adds string ids), as tensors.
-        inputs = {key: ops.convert_to_tensor(inputs[key]) for key in ENCODER_KEYS}
+        inputs = {key: ops.convert_to_tensor(inputs[key]) for key in self.encoder_keys}
         target, mask = self.target_and_mask(inputs)
         z_mean, z_log_var, z = self.encode(inputs, training=training)
         reconstruction = self.decode(z, inputs, training)
@@ -181,11 +231,36 @@ class SequenceVAE(StampAutoencoder):
             self.reconstruction_loss,
         )  # fmt: skip
         reconstruction_loss = batch_mean(per_sequence)
+        light_curve_loss = None
+        if self.light_curve_decoder is not None:
+            flux, weight = light_curve_target(inputs["light_curve"], inputs["light_curve_mask"])
+            predicted = self.decode_light_curve(z, inputs, training)
+            light_curve_loss = batch_mean(ops.sum(ops.square(flux - predicted) * weight, axis=1))
+            reconstruction_loss = reconstruction_loss + self.light_curve_weight * light_curve_loss
         regularisation = batch_mean(self.regularisation(z_mean, z_log_var, z))
         total = reconstruction_loss + ops.convert_to_tensor(self.beta) * regularisation
         # The same terms as StampAutoencoder.compute_losses, in its trackers' order; the last
         # is the negative ELBO at beta = 1, which early stopping follows while beta anneals.
-        return total, reconstruction_loss, regularisation, reconstruction_loss + regularisation
+        losses = (total, reconstruction_loss, regularisation, reconstruction_loss + regularisation)
+        return losses if light_curve_loss is None else (*losses, light_curve_loss)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.light_curve_decoder is not None:
+            config["light_curve_decoder"] = keras.saving.serialize_keras_object(
+                self.light_curve_decoder
+            )
+            config["light_curve_weight"] = self.light_curve_weight
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("light_curve_decoder") is not None:
+            config["light_curve_decoder"] = keras.saving.deserialize_keras_object(
+                config["light_curve_decoder"]
+            )
+        return super().from_config(config)
 
     def functional_model(self, name: str | None = None) -> keras.Model:
         """A functional view sharing this model's weights: raw sequences -> ``call``'s outputs."""
@@ -217,22 +292,33 @@ def build_seq_vae(
     feature_stats=None,
     stamp_encoder: keras.Model | None = None,
     geometry: StampGeometry = ZTF,
+    light_curve_units: int = 0,
+    light_curve_weight: float = 10.0,
     name: str = "seq_vae",
 ) -> SequenceVAE:
-    """A ``SequenceVAE`` with matching encoder and decoder (arguments as in the builders)."""
+    """A ``SequenceVAE`` with matching encoder and decoder (arguments as in the builders).
+
+    ``light_curve_units > 0``: the encoder reads the light curve too and a light-curve decoder
+    of that width reconstructs it (``SequenceVAE``'s ``light_curve_weight``).
+    """
     encoder = build_sequence_encoder(
         latent_dim=latent_dim, crop_size=crop_size, normalisation=normalisation,
         conv_filters=conv_filters, embedding_dim=embedding_dim, units=units,
         bidirectional=bidirectional, seed=seed, feature_stats=feature_stats,
-        stamp_encoder=stamp_encoder, geometry=geometry,
+        stamp_encoder=stamp_encoder, geometry=geometry, light_curve_units=light_curve_units,
     )  # fmt: skip
     decoder = build_sequence_decoder(
         latent_dim=latent_dim, crop_size=crop_size, conv_filters=conv_filters,
         dense_units=embedding_dim, units=units, num_channels=geometry.num_channels,
     )  # fmt: skip
+    light_curve_decoder = (
+        build_light_curve_decoder(latent_dim=latent_dim, units=light_curve_units)
+        if light_curve_units
+        else None
+    )
     vae = SequenceVAE(
-        encoder, decoder, crop_size=crop_size, normalisation=normalisation,
-        reconstruction_loss=reconstruction_loss, beta=beta, name=name,
+        encoder, decoder, light_curve_decoder, light_curve_weight, crop_size=crop_size,
+        normalisation=normalisation, reconstruction_loss=reconstruction_loss, beta=beta, name=name,
     )  # fmt: skip
     # A symbolic call builds the model as Keras expects (fit's BackupAndRestore and export
     # refuse a model never called) and records free T and feature widths for the export.

@@ -149,6 +149,7 @@ def build_stamp_classifier(
     dropout_rate: float = 0.5,
     normalisation: str = "minmax",
     model_version: str = f"stampnet-{__version__}",
+    light_curve_units: int = 0,
     name: str = "stamp_classifier",
 ) -> keras.Model:
     """Builds ALeRCE's rotation-invariant stamp classifier (Carrasco-Davis et al. 2021).
@@ -165,10 +166,14 @@ def build_stamp_classifier(
         dropout_rate: dropout after each hidden dense layer in training (0 = none).
         normalisation: stamp normalisation of ``StampPreprocessing`` ("minmax" as ALeRCE).
         model_version: recorded in the output layer and in every ``stampnet classify`` row.
+        light_curve_units: > 0 adds a recurrent branch over the alert's light-curve history
+            (inputs "light_curve", "light_curve_mask"; ``stampnet.models.lightcurve``), joined
+            with the stamps and features; 0 (default) is ALeRCE's model, unchanged.
         name: model name.
 
     Returns:
-        A functional model: {"stamps", "stamp_mask"[, "features"]} -> probabilities (B, C).
+        A functional model: {"stamps", "stamp_mask"[, "features"][, "light_curve",
+        "light_curve_mask"]} -> probabilities (B, C).
     """
     class_names = tuple(class_names)
     if len(class_names) < 2:
@@ -204,6 +209,15 @@ def build_stamp_classifier(
             epsilon=BATCHNORM_EPSILON, name="batchnorm_features"
         )(features)
         tensor = keras.layers.Concatenate(name="dense_with_features")([tensor, features])
+    if light_curve_units:
+        from stampnet.layers.lightcurve import light_curve_inputs
+        from stampnet.models.lightcurve import light_curve_branch
+
+        inputs.update(light_curve_inputs())
+        branch = light_curve_branch(
+            inputs["light_curve"], inputs["light_curve_mask"], light_curve_units
+        )
+        tensor = keras.layers.Concatenate(name="dense_with_light_curve")([tensor, branch])
     if pool_after == "dense_1":
         tensor = _dense(tensor, HIDDEN_UNITS, "dense_2", dropout_rate)
         tensor = _dense(tensor, HIDDEN_UNITS, "dense_3", dropout_rate)

@@ -26,6 +26,12 @@ class Epoch:
     detected: bool = False
     candidate: dict | None = None
     stamps: tuple | None = None
+    #: PSF flux (DN) in the difference image at the object's position and its 1-sigma error:
+    #: the PSF fit of the rendered stamp where one was rendered (``measured``), else the true
+    #: flux, to which the forced photometry adds its noise (``stampnet.simulation.history``).
+    difference_flux: float = 0.0
+    flux_error: float = float("nan")
+    measured: bool = False
 
 
 def _exposure(rng, fid, difficulty, label) -> Exposure:
@@ -83,6 +89,7 @@ def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float,
         epochs.append(epoch)
         delta = (var_flux - reference[int(fid)]) * exposure.scale
         error = physics.flux_error(limit)
+        epoch.difference_flux, epoch.flux_error = float(delta), float(error)
         # Cheap photometric pre-check: render only epochs that can reach 5 sigma.
         if model.label != "bogus" and abs(delta) < 4.5 * error:
             continue
@@ -98,6 +105,8 @@ def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float,
         # Calibration (zero-point) uncertainty adds a floor to the relative flux error.
         relative_floor = physics.SIGMAPSF_FLOOR / 1.0857
         snr = measured / np.sqrt(error**2 + (relative_floor * measured) ** 2)
+        epoch.difference_flux, epoch.flux_error = float(measured), float(abs(measured / snr))
+        epoch.measured = True
         if abs(snr) < DETECTION_SNR:
             continue
         epoch.detected = True

@@ -117,6 +117,22 @@ def prv_candidate_record(values: dict) -> dict:
 
 
 @functools.cache
+def _fp_hist_defaults() -> dict:
+    fields = {field["name"]: field for field in alert_schema()["fields"]}
+    return _defaults(next(t for t in fields["fp_hists"]["type"] if isinstance(t, dict))["items"])
+
+
+def fp_hist_record(values: dict) -> dict:
+    """One forced-photometry record (schema 4.02 ``fp_hist``): every field, ``values`` set."""
+    record = dict(_fp_hist_defaults())
+    unknown = set(values) - set(record)
+    if unknown:
+        raise ValueError(f"not fields of the ztf.alert 4.02 fp_hist: {sorted(unknown)}")
+    record.update(values)
+    return record
+
+
+@functools.cache
 def _container_header_prefix() -> bytes:
     """Magic and metadata of an Avro object-container file: written once, reused per alert."""
     buffer = io.BytesIO()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stampnet.simulation import classes, metadata, observe, packets
+from stampnet.simulation import classes, history, metadata, observe, packets
 
 #: Bumped whenever the simulated data change, so cached built-in datasets are rebuilt.
 SIMULATOR_VERSION = "1.3.0"
@@ -48,6 +48,12 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     first = next(epoch for epoch in epochs if epoch.detected)
     object_id = _object_id(rng, first.jd)
     history_start = start - (rng.uniform(100.0, 800.0) if model.prior_detections else 0.0)
+    # The 30-day history (upper limits, forced photometry) has its own generator: it leaves
+    # the stamps and candidates drawn from ``rng`` as they were.
+    history_rng = rng.spawn(1)[0]
+    seen_once = model.label in ("asteroid", "bogus") and model.duration <= 1.0
+    visits = history.field_visits(history_rng, first, difficulty, label) if seen_once else []
+    forced = history.forced_fluxes(history_rng, visits + epochs)
     results, detections = [], 0
     for number, epoch in enumerate(epochs):
         if not epoch.detected:
@@ -60,8 +66,8 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
         candidate["ncovhist"] = model.prior_coverage + number + 1
         prv = [
             _prv_candidate(previous)
-            for previous in epochs[:number]
-            if epoch.jd - previous.jd < 30.0
+            for previous in visits + epochs[:number]
+            if epoch.jd - previous.jd < history.HISTORY_DAYS
         ]
         packet = {
             "schemavsn": packets.SCHEMA_VERSION,
@@ -70,7 +76,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
             "candid": candidate["candid"],
             "candidate": candidate,
             "prv_candidates": prv or None,
-            "fp_hists": None,
+            "fp_hists": history.fp_hists(visits + epochs, forced, epoch.jd),
             **{
                 field: packets.cutout(image, candidate["candid"], candidate["pid"], kind)
                 for field, image, kind in zip(

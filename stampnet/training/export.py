@@ -22,8 +22,10 @@ sequence_encoder      as sequence_classifier                                    
 ====================  ==========================================================  ===============
 
 Channels and H, W are the model's (``stampnet.compat.model_record``): ZTF models take
-``science, template, difference`` (None, 63, 63). T is the model's time axis (``None`` when the
-model accepts any length). Reload with
+``science, template, difference`` (None, 63, 63). A model with the light-curve branch
+(``stampnet.models.lightcurve``) also takes, last, light_curve (None,L,K) (rows of
+``stampnet.data.history.HISTORY_FIELDS``, NaN = not measured) and light_curve_mask (None,L), with
+L free. T is the model's time axis (``None`` when the model accepts any length). Reload with
 ``tf.saved_model.load(path).signatures["classifier"](science=..., ...)`` or, in Keras,
 ``keras.layers.TFSMLayer(path, call_endpoint="classifier")``.
 """
@@ -74,6 +76,12 @@ def _input_signature(export: Export) -> list[tf.TensorSpec]:
             tf.TensorSpec((None, *time), tf.float32, name="detection_mask"),
         ]
     signature.append(tf.TensorSpec((None, num_features), tf.float32, name="features"))
+    if "light_curve" in inputs:
+        width = inputs["light_curve"].shape[-1]
+        signature += [
+            tf.TensorSpec((None, None, width), tf.float32, name="light_curve"),
+            tf.TensorSpec((None, None), tf.float32, name="light_curve_mask"),
+        ]
     return signature
 
 
@@ -99,7 +107,9 @@ def serving_inputs_from_batch(inputs: Mapping, channels=CHANNELS) -> dict[str, n
     valid = np.asarray(inputs["stamp_mask"]) > 0
     stamps = np.where(valid, stamps, np.nan).astype(np.float32)
     serving = {name: stamps[..., index] for index, name in enumerate(channels)}
-    for name in ("detection_features", "detection_mask", "features"):
+    for name in (
+        "detection_features", "detection_mask", "features", "light_curve", "light_curve_mask"
+    ):  # fmt: skip
         if name in inputs:
             serving[name] = np.asarray(inputs[name], np.float32)
     return serving
@@ -126,8 +136,10 @@ def _endpoint(export: Export):
         return _outputs(export, model(inputs, training=False))
 
     # Positional arguments in the order of ``_input_signature``, whose TensorSpec names become
-    # the signature's input names (one per channel of the model's data).
+    # the signature's input names (one per channel of the model's data; the light curve last).
     num_channels = len(serving_channels(model))
+    if "light_curve" in model_keys:
+        return _light_curve_endpoint(export, call, num_channels)
     if export.kind in SEQUENCE_KINDS:
 
         def serve(*arguments):
@@ -148,6 +160,40 @@ def _endpoint(export: Export):
 
         def serve(*arguments):
             return call(model_inputs_from_serving(arguments[:num_channels], arguments[-1]))
+
+    return serve
+
+
+def _light_curve_endpoint(export: Export, call, num_channels: int):
+    """``_endpoint``'s functions with the two light-curve inputs last."""
+    if export.kind in SEQUENCE_KINDS:
+
+        def serve(*arguments):
+            channels, rest = arguments[:num_channels], arguments[num_channels:]
+            detection_features, detection_mask, features, light_curve, light_curve_mask = rest
+            return call(
+                model_inputs_from_serving(
+                    channels,
+                    features,
+                    detection_features=detection_features,
+                    detection_mask=detection_mask,
+                    light_curve=light_curve,
+                    light_curve_mask=light_curve_mask,
+                )
+            )
+
+        return serve
+
+    def serve(*arguments):
+        channels, (features, light_curve, light_curve_mask) = (
+            arguments[:num_channels],
+            arguments[num_channels:],
+        )
+        return call(
+            model_inputs_from_serving(
+                channels, features, light_curve=light_curve, light_curve_mask=light_curve_mask
+            )
+        )
 
     return serve
 

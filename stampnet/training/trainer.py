@@ -130,6 +130,10 @@ def make_dataset(
         shuffle=training,
         seed=config.train.seed,
         repeat=training,
+        # The light-curve inputs: for a model built with the branch (--option
+        # light_curve_units=N), or any functional model that takes them.
+        with_history=bool(config.model_config.option("light_curve_units", 0))
+        or (keys is not None and "light_curve" in keys),
     )
     if spec.dataset == "sequences":
         dataset = pipeline.sequence_dataset(

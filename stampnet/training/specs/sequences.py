@@ -12,7 +12,10 @@ Presets are sized so that ``python train.py --model seq_vae`` with no other argu
 the built-in simulated sequences in a few minutes on 2 CPU cores: 21x21 crops, 16/32 filters,
 64 units, 5 detections. ``--option bidirectional=true`` runs the recurrent layers both ways;
 ``--option reconstruction_loss=mse`` and ``--option static_features=true`` (seq_vae) are the
-other model-specific knobs.
+other model-specific knobs. ``--option light_curve_units=32`` adds the recurrent light-curve
+branch (``stampnet.models.lightcurve``) on the dataset's stored history (and, for seq_vae, its
+reconstruction, weighted by ``--option light_curve_weight=10``); the stamp classifier takes the
+same option.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def build_classifier(config: RunConfig, data: DataInfo) -> Bundle:
         dropout_rate=model_config.dropout_rate,
         encoder=_stamp_encoder(config, data),
         geometry=data.geometry,
+        light_curve_units=int(model_config.option("light_curve_units", 0)),
         name="seq_classifier",
     )
     trainable = with_augmentation(
@@ -109,6 +113,8 @@ def build_vae(config: RunConfig, data: DataInfo) -> Bundle:
         ),
         stamp_encoder=_stamp_encoder(config, data),
         geometry=data.geometry,
+        light_curve_units=int(model_config.option("light_curve_units", 0)),
+        light_curve_weight=float(model_config.option("light_curve_weight", 10.0)),
     )
     vae.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
     steps = config.train.steps_per_epoch or math.ceil(

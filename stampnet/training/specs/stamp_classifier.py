@@ -28,6 +28,7 @@ def build(config: RunConfig, data: DataInfo) -> Bundle:
         pool_after=model_config.pool_after,
         dropout_rate=model_config.dropout_rate,
         normalisation=model_config.normalisation,
+        light_curve_units=int(model_config.option("light_curve_units", 0)),
         name="stamp_classifier",
     )
     trainable = with_augmentation(
