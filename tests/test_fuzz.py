@@ -74,15 +74,19 @@ def test_infinite_metadata_is_missing_not_passed_on():
     assert np.isnan(vector[METADATA_FIELDS.index("magpsf")])
 
 
-def test_absurd_pixel_values_are_invalid_so_normalised_stamps_stay_finite():
-    """Found by fuzzing: a -3.4e38 pixel made the standardised stamp NaN (its square overflows)."""
+def test_absurd_pixel_values_are_clipped_so_normalised_stamps_stay_finite():
+    """Found by fuzzing: a -3.4e38 pixel made the standardised stamp NaN (its square overflows).
+    Real ZTF templates hold such -FLT_MAX pixels, so they stay valid (ALeRCE's graph saw them),
+    clipped to +-MAX_ABS_PIXEL."""
     rng = np.random.default_rng(0)
     cutouts = [rng.normal(100, 10, (63, 63)).astype(np.float32) for _ in range(3)]
     cutouts[1][5, 5], cutouts[1][6, 6] = -3.4e38, 3.4e38
     cutouts[2][7, 7] = 2 * MAX_ABS_PIXEL
+    cutouts[0][3, 3] = np.inf
     stamps, mask, _ = stack_stamps(cutouts)
-    assert not mask[5, 5, 1] and not mask[6, 6, 1] and not mask[7, 7, 2]
-    assert stamps[5, 5, 1] == 0 and mask.sum() == 3 * 63 * 63 - 3
+    assert mask[5, 5, 1] and mask[6, 6, 1] and mask[7, 7, 2] and not mask[3, 3, 0]
+    assert stamps[5, 5, 1] == -MAX_ABS_PIXEL and stamps[6, 6, 1] == MAX_ABS_PIXEL
+    assert stamps[3, 3, 0] == 0 and mask.sum() == 3 * 63 * 63 - 1
     for normalisation in ("minmax", "standardize"):
         layer = StampPreprocessing(crop_size=63, normalisation=normalisation)
         assert np.isfinite(np.asarray(layer(stamps[None], mask[None].astype("float32")))).all()

@@ -22,8 +22,12 @@ from stampnet.constants import NUM_CHANNELS, STAMP_SIZE
 #: Size of a ZTF CCD quadrant image in pixels (NAXIS1 = x, NAXIS2 = y).
 QUADRANT_WIDTH = 3072
 QUADRANT_HEIGHT = 3080
-#: Pixels beyond this magnitude are corrupt, not light: ZTF counts stay below ~1e7, and
-#: normalising float32 stamps squares pixel values (3969 squares of 1e15 still fit in float32).
+#: Finite pixels are clipped to this magnitude: ZTF counts stay below ~1e7, and normalising
+#: float32 stamps squares and subtracts pixel values (3969 squares of 1e15 still fit in float32,
+#: while a -3.4e38 pixel made a standardised stamp NaN). Some real ZTF templates hold -3.4e38
+#: (-FLT_MAX) blank pixels: they stay valid, as ALeRCE's graph saw them, so its published
+#: probabilities are reproduced on those alerts too (clipped or not, min-max normalisation in
+#: float32 gives the same stamp).
 MAX_ABS_PIXEL = 1e15
 
 
@@ -92,9 +96,9 @@ def stack_stamps(
             data read through ``stampnet.data.own`` declares its own).
 
     Returns:
-        ``(stamps, mask, original_shape)``: float32 stamps with invalid pixels (NaN, inf, beyond
-        ``MAX_ABS_PIXEL``, padding) set to 0.0, a bool mask that is True on valid pixels, and
-        the cutouts' shape.
+        ``(stamps, mask, original_shape)``: float32 stamps with invalid pixels (NaN, inf,
+        padding) set to 0.0 and finite ones clipped to +-``MAX_ABS_PIXEL``, a bool mask that is
+        True on valid pixels, and the cutouts' shape.
 
     Raises:
         StampError: wrong number of cutouts, not 2-D, mismatched or too large shapes, a truncated
@@ -102,15 +106,13 @@ def stack_stamps(
     """
     height, width = _check_shapes(cutouts, num_channels, size)
     stacked = np.stack(cutouts, axis=-1).astype(np.float32, copy=False)
-    with np.errstate(invalid="ignore"):
-        valid = np.abs(stacked) <= MAX_ABS_PIXEL  # False for NaN and inf too
+    valid = np.isfinite(stacked)
     if not valid.all():
         stacked[~valid] = 0.0
         empty = [index for index in range(num_channels) if not valid[..., index].any()]
         if empty:
-            raise StampError(
-                f"channel(s) {empty} hold no valid pixel (finite, |value| <= {MAX_ABS_PIXEL:g})"
-            )
+            raise StampError(f"channel(s) {empty} hold no valid (finite) pixel")
+    np.clip(stacked, -MAX_ABS_PIXEL, MAX_ABS_PIXEL, out=stacked)
     if (height, width) == (size, size):
         return stacked, valid, (height, width)
 
