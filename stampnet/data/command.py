@@ -117,34 +117,32 @@ def summary(card: dict, data_dir: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    common = {
+        "labels": args.labels,
+        "seed": args.seed,
+        "max_detections": args.max_detections,
+        "split_fractions": args.split_fractions,
+        "overwrite": args.overwrite,
+    }
     if args.beam_workers or args.beam_option:
         from stampnet.data.beam_build import build_dataset_beam
 
         card = build_dataset_beam(
             args.source,
             args.out,
-            labels=args.labels,
-            seed=args.seed,
-            max_detections=args.max_detections,
-            split_fractions=args.split_fractions,
-            overwrite=args.overwrite,
+            **common,
             num_workers=max(args.beam_workers, 1),
             beam_args=args.beam_option,
         )
-        print(summary(card, args.out))
-        return 0
-    from stampnet.data.build import build_dataset  # imports TensorFlow: only when building
+    else:
+        from stampnet.data.build import build_dataset  # imports TensorFlow: only when building
 
-    card = build_dataset(
-        args.source,
-        args.out,
-        labels=args.labels,
-        seed=args.seed,
-        max_detections=args.max_detections,
-        split_fractions=args.split_fractions,
-        overwrite=args.overwrite,
-        scratch_dir=args.scratch_dir,
-        reader=reader_from_args(args),
-    )
+        card = build_dataset(
+            args.source,
+            args.out,
+            **common,
+            scratch_dir=args.scratch_dir,
+            reader=reader_from_args(args),
+        )
     print(summary(card, args.out))
     return 0

@@ -136,64 +136,14 @@ def _endpoint(export: Export):
         return _outputs(export, model(inputs, training=False))
 
     # Positional arguments in the order of ``_input_signature``, whose TensorSpec names become
-    # the signature's input names (one per channel of the model's data; the light curve last).
+    # the signature's input names: one per channel of the model's data, then the others by name.
     num_channels = len(serving_channels(model))
-    if "light_curve" in model_keys:
-        return _light_curve_endpoint(export, call, num_channels)
-    if export.kind in SEQUENCE_KINDS:
-
-        def serve(*arguments):
-            channels, (detection_features, detection_mask, features) = (
-                arguments[:num_channels],
-                arguments[num_channels:],
-            )
-            return call(
-                model_inputs_from_serving(
-                    channels,
-                    features,
-                    detection_features=detection_features,
-                    detection_mask=detection_mask,
-                )
-            )
-
-    else:
-
-        def serve(*arguments):
-            return call(model_inputs_from_serving(arguments[:num_channels], arguments[-1]))
-
-    return serve
-
-
-def _light_curve_endpoint(export: Export, call, num_channels: int):
-    """``_endpoint``'s functions with the two light-curve inputs last."""
-    if export.kind in SEQUENCE_KINDS:
-
-        def serve(*arguments):
-            channels, rest = arguments[:num_channels], arguments[num_channels:]
-            detection_features, detection_mask, features, light_curve, light_curve_mask = rest
-            return call(
-                model_inputs_from_serving(
-                    channels,
-                    features,
-                    detection_features=detection_features,
-                    detection_mask=detection_mask,
-                    light_curve=light_curve,
-                    light_curve_mask=light_curve_mask,
-                )
-            )
-
-        return serve
+    names = [spec.name for spec in _input_signature(export)][num_channels:]
 
     def serve(*arguments):
-        channels, (features, light_curve, light_curve_mask) = (
-            arguments[:num_channels],
-            arguments[num_channels:],
-        )
-        return call(
-            model_inputs_from_serving(
-                channels, features, light_curve=light_curve, light_curve_mask=light_curve_mask
-            )
-        )
+        named = dict(zip(names, arguments[num_channels:], strict=True))
+        features = named.pop("features")
+        return call(model_inputs_from_serving(arguments[:num_channels], features, **named))
 
     return serve
 
