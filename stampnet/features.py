@@ -167,6 +167,10 @@ class FeatureStats:
         return np.nan_to_num(normalised, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
+#: The largest float32: metadata are stored as float32 (TFRecords, model inputs).
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _as_float(value) -> float:
     """The value as a float; NaN (missing) when absent, not a number, or infinite (no
     measurement is infinite: an inf is a corrupt field, and must not reach a model)."""
@@ -176,7 +180,8 @@ def _as_float(value) -> float:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         return math.nan
-    return number if math.isfinite(number) else math.nan
+    # Stored as float32: a value beyond its range would become inf there.
+    return number if math.isfinite(number) and abs(number) <= FLOAT32_MAX else math.nan
 
 
 def isdiffpos_value(value) -> float:

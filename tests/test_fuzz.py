@@ -90,3 +90,28 @@ def test_absurd_pixel_values_are_clipped_so_normalised_stamps_stay_finite():
     for normalisation in ("minmax", "standardize"):
         layer = StampPreprocessing(crop_size=63, normalisation=normalisation)
         assert np.isfinite(np.asarray(layer(stamps[None], mask[None].astype("float32")))).all()
+
+
+def test_metadata_beyond_float32_is_missing_not_inf_in_the_stored_vector():
+    """Found by the 10,000-case run: 1e308 is finite in float64 but inf once stored as float32."""
+    vector = metadata_vector({"magpsf": 1e308, "sgscore1": -4e38, "ra": 3e38, "dec": 0.0})
+    assert np.isnan(vector[METADATA_FIELDS.index("magpsf")])
+    assert np.isnan(vector[METADATA_FIELDS.index("sgscore1")])
+    assert np.isfinite(vector.astype(np.float32)[np.isfinite(vector)]).all()
+
+
+def test_parquet_table_losing_rows_without_an_error_is_a_rejection(corpus, tmp_path):
+    """Found by the 10,000-case run (seed 7, case 3959): a bit flip left a parquet table whose
+    batches held no row although its footer declares 8; the file gave no alert and no rejection."""
+    from stampnet.data.alert import RejectionLog
+    from stampnet.data.mapping import resolve_mapping
+    from stampnet.data.own import AlertReader
+
+    case = mutators.make_case(corpus, 7, 3959)
+    assert case.mutator == "flip_bits" and case.filename.endswith(".parquet")
+    path = tmp_path / case.filename
+    path.write_bytes(case.data)
+    log = RejectionLog(warn=False)
+    alerts = list(AlertReader(mapping=resolve_mapping(None, "alerce-table"))(path, rejections=log))
+    assert len(alerts) + len(log) > 0
+    assert any("declares 8 rows" in rejection.reason for rejection in log), log.counts()

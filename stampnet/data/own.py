@@ -39,8 +39,8 @@ from stampnet.data.errors import own_data_errors
 from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.mapping import AUTO, DataMapping, guess_mapping
 from stampnet.data.readers import _file_format, _in_directory_scan, iter_alerts, resolve_sources
-from stampnet.data.stamps import StampError, fit_to_shape, stack_stamps
-from stampnet.features import METADATA_FIELDS, metadata_vector
+from stampnet.data.stamps import MAX_ABS_PIXEL, StampError, fit_to_shape, stack_stamps
+from stampnet.features import FLOAT32_MAX, METADATA_FIELDS, metadata_vector
 
 SPLIT_NAMES = {
     "train": "train",
@@ -300,6 +300,7 @@ class _RowReader:
         stacked = np.stack(images, axis=-1).astype(np.float32)
         valid = np.isfinite(stacked)
         stacked[~valid] = 0.0
+        np.clip(stacked, -MAX_ABS_PIXEL, MAX_ABS_PIXEL, out=stacked)  # as stack_stamps does
         empty = [c for c in range(stacked.shape[-1]) if not valid[..., c].any()]
         if empty:
             raise StampError(f"channel(s) {empty} hold no valid (finite) pixel")
@@ -327,8 +328,10 @@ class _RowReader:
             for name, value in zip(names, values, strict=True):
                 if name in _FIELD_INDEX:
                     metadata[_FIELD_INDEX[name]] = value
-        # NaN = missing; an infinite value is a corrupt cell, not a measurement (found by fuzzing).
-        return np.where(np.isfinite(metadata), metadata, np.nan)
+        # NaN = missing; an infinite value (or one beyond float32, as stored) is a corrupt cell,
+        # not a measurement (found by fuzzing).
+        usable = np.isfinite(metadata) & (np.abs(metadata) <= FLOAT32_MAX)
+        return np.where(usable, metadata, np.nan)
 
     def _label(self, columns: dict, index: int) -> str | None:
         if not self.label:
