@@ -69,7 +69,11 @@ class Classifier:
         )
 
     def check(self, alerts: list) -> None:
-        """Refuses alerts whose stamps the model was not built for, saying what differs."""
+        """Refuses alerts whose stamps the model was not built for, saying what differs.
+
+        Alerts holding the model's channels among others (a Deep-HiTS-style database with an
+        SNR channel, in another order) are classified on the model's channels, picked by name.
+        """
         from stampnet import compat
 
         if self._record is None:
@@ -79,6 +83,9 @@ class Classifier:
             channels = tuple(getattr(alert, "channels", None) or ())
             seen.setdefault((alert.stamps.shape, channels), alert.source)
         for (shape, channels), source in seen.items():
+            order = self._channel_order(channels)
+            if order is not None:
+                shape, channels = (*shape[:2], len(order)), self._record.geometry.channels
             compat.check(
                 self._record,
                 compat.data_record_of_stamps(shape, channels),
@@ -87,12 +94,29 @@ class Classifier:
                 classes="ignore",
             )
 
+    def _channel_order(self, channels: tuple[str, ...]) -> list[int] | None:
+        """Positions of the model's channels in ``channels`` when they are there in another
+        order or among others; None when ``channels`` are the model's (or unknown)."""
+        wanted = self._record.geometry.channels
+        if not channels or channels == wanted or not set(wanted) <= set(channels):
+            return None
+        return [channels.index(name) for name in wanted]
+
+    def _stamps(self, alert, key: str) -> np.ndarray:
+        values = getattr(alert, key)
+        order = self._channel_order(tuple(getattr(alert, "channels", None) or ()))
+        return values if order is None else values[..., order]
+
     def inputs(self, alerts: list) -> dict[str, np.ndarray]:
         """The raw model inputs of a list of ``Alert`` records (checked with ``check``)."""
         self.check(alerts)
         inputs = {
-            "stamps": np.stack([alert.stamps for alert in alerts]).astype(np.float32, copy=False),
-            "stamp_mask": np.stack([alert.stamp_mask for alert in alerts]).astype(np.float32),
+            "stamps": np.stack([self._stamps(alert, "stamps") for alert in alerts]).astype(
+                np.float32, copy=False
+            ),
+            "stamp_mask": np.stack([self._stamps(alert, "stamp_mask") for alert in alerts]).astype(
+                np.float32
+            ),
         }
         if self.feature_names:
             metadata = np.stack([alert.metadata for alert in alerts])

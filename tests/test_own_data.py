@@ -117,7 +117,9 @@ def alerce_2020_model(alerce_2020_dir, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("layout", ["alerce-table", "btsbot", "hdf5"])
+@pytest.mark.parametrize(
+    "layout", ["alerce-table", "btsbot", "hdf5", "deep-hits-npz", "deep-hits-pickle"]
+)
 def test_exported_layout_classifies_like_the_packets(
     layout, exported, alerce_2020_model, ztf_dir, tmp_path
 ):
@@ -125,7 +127,11 @@ def test_exported_layout_classifies_like_the_packets(
 
     root, summaries = exported
     quietly(classify, alerce_2020_model, subset(ztf_dir), tmp_path / "packets.csv")
-    reader = AlertReader(mapping=load_mapping(summaries[layout]["mapping"]))
+    # Deep-HiTS layouts hold four channels in their own order: the model's three are picked.
+    reader = AlertReader(
+        mapping=load_mapping(summaries[layout]["mapping"]),
+        allow_pickle=layout == "deep-hits-pickle",
+    )
     summary = quietly(
         classify, alerce_2020_model, root / layout, tmp_path / "own.csv", reader=reader
     )
