@@ -21,13 +21,9 @@ import keras
 
 from stampnet import __version__
 from stampnet.geometry import StampGeometry
-from stampnet.layers.preprocessing import StampPreprocessing, center_crop_bounds
-from stampnet.layers.rotation import CyclicConcatenation, RotationStack
-from stampnet.models.stamp_classifier import (
-    ChannelSelection,
-    ClassProbabilities,
-    stamp_inputs,
-)
+from stampnet.layers.preprocessing import center_crop_bounds
+from stampnet.layers.rotation import CyclicConcatenation
+from stampnet.models.stamp_classifier import ClassProbabilities, rotated_images, stamp_inputs
 from stampnet.models.trunk import apply_conv_trunk
 
 #: The Deep-HiTS database: 21x21 stamps of four channels.
@@ -77,15 +73,7 @@ def build_deep_hits(
         raise ValueError(f"dense_units must be positive, received {dense_units}")
     center_crop_bounds(crop_size, geometry.size)
     inputs = stamp_inputs(geometry)
-    images = StampPreprocessing(
-        crop_size, normalisation, geometry.channels, name="stamp_preprocessing"
-    )(inputs["stamps"], inputs["stamp_mask"])
-    images = ChannelSelection(
-        geometry.channels if channels is None else channels,
-        geometry.channels,
-        name="channel_selection",
-    )(images)
-    stacked = RotationStack(name="rotations")(images)
+    stacked = rotated_images(inputs, geometry, crop_size, normalisation, channels)
     features = apply_conv_trunk(stacked, conv_filters=tuple(conv_filters), kernel_size=3)
     tensor = CyclicConcatenation(name="cyclic_concatenation")(features)
     for index in (1, 2):

@@ -137,6 +137,20 @@ def _image_trunk(images, kernel_size, dropout_rate, pool_after):
     return CyclicAveragePooling(name="cyclic_pooling")(tensor)
 
 
+def rotated_images(inputs: dict, geometry, crop_size: int, normalisation: str, channels=None):
+    """Raw stamp inputs -> the cropped, normalised, channel-selected stamps at four rotations
+    (the part ALeRCE's and Deep-HiTS' classifiers share before their trunks)."""
+    images = StampPreprocessing(
+        crop_size, normalisation, geometry.channels, name="stamp_preprocessing"
+    )(inputs["stamps"], inputs["stamp_mask"])
+    images = ChannelSelection(
+        geometry.channels if channels is None else channels,
+        geometry.channels,
+        name="channel_selection",
+    )(images)
+    return RotationStack(name="rotations")(images)
+
+
 def build_stamp_classifier(
     *,
     class_names: Sequence[str],
@@ -189,15 +203,7 @@ def build_stamp_classifier(
         feature_stats = None  # the "none" feature set
 
     inputs = stamp_inputs(geometry)
-    images = StampPreprocessing(
-        crop_size, normalisation, geometry.channels, name="stamp_preprocessing"
-    )(inputs["stamps"], inputs["stamp_mask"])
-    images = ChannelSelection(
-        geometry.channels if channels is None else channels,
-        geometry.channels,
-        name="channel_selection",
-    )(images)
-    stacked = RotationStack(name="rotations")(images)
+    stacked = rotated_images(inputs, geometry, crop_size, normalisation, channels)
     tensor = _image_trunk(stacked, kernel_size, dropout_rate, pool_after)
 
     if feature_stats is not None:

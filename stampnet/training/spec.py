@@ -228,3 +228,24 @@ def _input_dict(model: keras.Model) -> dict:
     if isinstance(model.input, dict):
         return dict(model.input)
     return {tensor.name.split(":")[0]: tensor for tensor in inputs}
+
+
+def classifier_bundle(
+    classifier: keras.Model,
+    config: RunConfig,
+    data: DataInfo,
+    *,
+    kind: str = "classifier",
+    loss: keras.losses.Loss | None = None,
+) -> Bundle:
+    """A classifier trained behind on-device augmentation, with sparse cross-entropy (or
+    ``loss``) and accuracy, exported as the signature ``classifier`` of export ``kind``."""
+    trainable = with_augmentation(
+        classifier, data, enabled=config.data.augment, seed=config.train.seed
+    )
+    trainable.compile(
+        optimizer=keras.optimizers.Adam(config.train.learning_rate),
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return Bundle(model=trainable, exports={"classifier": Export(classifier, kind)})

@@ -9,10 +9,8 @@ a 21-pixel crop (the whole Deep-HiTS stamp; the centre of a ZTF one), plain cros
 
 from __future__ import annotations
 
-import keras
-
 from stampnet.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from stampnet.training.spec import Bundle, DataInfo, Export, ModelSpec, with_augmentation
+from stampnet.training.spec import Bundle, DataInfo, ModelSpec, classifier_bundle
 
 
 def build(config: RunConfig, data: DataInfo) -> Bundle:
@@ -35,15 +33,7 @@ def build(config: RunConfig, data: DataInfo) -> Bundle:
         dropout_rate=model_config.dropout_rate,
         name="deep_hits",
     )
-    trainable = with_augmentation(
-        classifier, data, enabled=config.data.augment, seed=config.train.seed
-    )
-    trainable.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return Bundle(model=trainable, exports={"classifier": Export(classifier, "classifier")})
+    return classifier_bundle(classifier, config, data)
 
 
 SPEC = ModelSpec(

@@ -25,7 +25,7 @@ import math
 import keras
 
 from stampnet.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from stampnet.training.spec import Bundle, DataInfo, Export, ModelSpec, with_augmentation
+from stampnet.training.spec import Bundle, DataInfo, Export, ModelSpec, classifier_bundle
 
 
 def _conv_filters(model_config: ModelConfig) -> tuple[int, int]:
@@ -76,17 +76,7 @@ def build_classifier(config: RunConfig, data: DataInfo) -> Bundle:
         light_curve_units=int(model_config.option("light_curve_units", 0)),
         name="seq_classifier",
     )
-    trainable = with_augmentation(
-        classifier, data, enabled=config.data.augment, seed=config.train.seed
-    )
-    trainable.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return Bundle(
-        model=trainable, exports={"classifier": Export(classifier, "sequence_classifier")}
-    )
+    return classifier_bundle(classifier, config, data, kind="sequence_classifier")
 
 
 def build_vae(config: RunConfig, data: DataInfo) -> Bundle:

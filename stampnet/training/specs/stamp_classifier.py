@@ -7,10 +7,8 @@ on the validation loss with the best weights restored. The model itself is
 
 from __future__ import annotations
 
-import keras
-
 from stampnet.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from stampnet.training.spec import Bundle, DataInfo, Export, ModelSpec, with_augmentation
+from stampnet.training.spec import Bundle, DataInfo, ModelSpec, classifier_bundle
 
 
 def build(config: RunConfig, data: DataInfo) -> Bundle:
@@ -31,15 +29,9 @@ def build(config: RunConfig, data: DataInfo) -> Bundle:
         light_curve_units=int(model_config.option("light_curve_units", 0)),
         name="stamp_classifier",
     )
-    trainable = with_augmentation(
-        classifier, data, enabled=config.data.augment, seed=config.train.seed
+    return classifier_bundle(
+        classifier, config, data, loss=EntropyRegularisedCrossentropy(beta=model_config.beta)
     )
-    trainable.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate),
-        loss=EntropyRegularisedCrossentropy(beta=model_config.beta),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return Bundle(model=trainable, exports={"classifier": Export(classifier, "classifier")})
 
 
 SPEC = ModelSpec(
