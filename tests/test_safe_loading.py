@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from stampnet.data.staging import RECORD_BYTES, Staging
+from stampnet.data.staged_alerts import RECORD_BYTES
+from stampnet.data.staging import Staging
 from stampnet.saving import load_model
 from tests.conftest import REPO_ROOT
 
