@@ -85,7 +85,7 @@ def synthetic_chunk(rows: int, rng: np.random.Generator) -> dict:
 
 
 def write_database(out: Path, fraction: float, seed: int = 0) -> dict:
-    from stampnet.data.export import write_deep_hits_chunk
+    from stampnet.data.export_layouts import write_deep_hits_chunk
 
     rng = np.random.default_rng(seed)
     counts = {split: round(size * fraction) for split, size in FULL_SIZES.items()}

@@ -1,0 +1,104 @@
+"""Labels, class balancing, shuffling and batching of a stream of decoded examples (the last
+stage of ``stampnet.data.pipeline``'s datasets).
+
+Class balancing follows ALeRCE's stamp classifier (Carrasco-Davis et al. 2021), which trains on
+batches with the same number of examples of every class: ``balance="oversample"`` reads one
+endlessly repeated stream per class and samples them uniformly; ``balance="weights"`` instead adds
+a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+BALANCE_MODES = (None, "oversample", "weights")
+
+
+def _label_lookup(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
+    """Label string -> index into ``class_names``; anything else (``unknown``, ...) -> -1."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(class_names), tf.string),
+            tf.range(len(class_names), dtype=tf.int32),
+        ),
+        default_value=-1,
+    )
+
+
+def _class_counts(card: dict, config: str, split: str, class_names: Sequence[str]) -> np.ndarray:
+    base_split = split.split("[")[0]  # "train[:50%]" is counted as "train"
+    per_label = card["counts"][config].get(base_split, {})
+    return np.array([per_label.get(name, 0) for name in class_names], np.float64)
+
+
+def labelled_batches(
+    dataset: tf.data.Dataset,
+    to_inputs,
+    *,
+    card: dict,
+    config: str,
+    split: str,
+    class_names: Sequence[str],
+    labelled_only: bool,
+    balance: str | None,
+    shuffle: bool,
+    shuffle_buffer: int,
+    seed: int,
+    repeat: bool,
+    batch_size: int,
+    drop_remainder: bool,
+) -> tf.data.Dataset:
+    """Labels, filtering, balancing, shuffling, parsing into inputs, batching and prefetching."""
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, received {batch_size}")
+    if not class_names and (labelled_only or balance):
+        raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
+    lookup = _label_lookup(class_names)
+    dataset = dataset.map(lambda example: (example, lookup.lookup(example["label"])))
+    if labelled_only or balance == "oversample":
+        dataset = dataset.filter(lambda example, label: label >= 0)
+    counts = _class_counts(card, config, split, class_names)
+
+    if balance == "oversample":
+        present = [index for index, count in enumerate(counts) if count > 0]
+        if not present:
+            raise ValueError(f"No labelled example of {list(class_names)} in split {split!r}")
+        buffer = max(shuffle_buffer // len(present), 1)
+        streams = []
+        for index in present:
+            stream = dataset.filter(lambda example, label, index=index: label == index)
+            if shuffle:
+                stream = stream.shuffle(buffer, seed=seed + index)
+            streams.append(stream.repeat())
+        dataset = tf.data.Dataset.sample_from_datasets(
+            streams, weights=[1.0 / len(present)] * len(present), seed=seed
+        )
+    else:
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+
+    dataset = dataset.map(
+        lambda example, label: (to_inputs(example), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if balance == "weights":
+        labelled = counts > 0
+        weights = np.zeros(len(class_names), np.float32)
+        weights[labelled] = counts.sum() / (labelled.sum() * counts[labelled])
+        table = tf.constant(weights)
+        dataset = dataset.map(
+            lambda inputs, label: (
+                inputs,
+                label,
+                tf.where(label >= 0, tf.gather(table, tf.maximum(label, 0)), 0.0),
+            )
+        )
+    dataset = dataset.batch(int(batch_size), drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
