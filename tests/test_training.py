@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 
 import keras
@@ -53,7 +55,19 @@ def finished_run(tiny_data, tmp_path_factory):
     from stampnet.training.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return train(tiny_config(tiny_data, out, "--epochs", "2"))
+    output = io.StringIO()  # not a terminal, as CI logs and `| tee`
+    with contextlib.redirect_stdout(output):
+        result = train(tiny_config(tiny_data, out, "--epochs", "2", "--verbose", "1"))
+    (out.parent / "stdout.txt").write_text(output.getvalue())
+    return result
+
+
+def test_training_output_without_a_terminal_is_one_line_per_epoch(finished_run):
+    output = (finished_run.run_dir.parent / "stdout.txt").read_text()
+    lines = [line for line in output.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], output
+    assert "val_loss: " in lines[0]
+    assert "\r" not in output and "\b" not in output and "Epoch 1/2" not in output
 
 
 def test_run_folder_is_complete(finished_run, tiny_data):

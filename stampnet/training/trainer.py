@@ -36,7 +36,7 @@ from stampnet.data.locate import resolve_data_dir
 from stampnet.features import DETECTION_FIELDS, resolve_feature_names
 from stampnet.geometry import StampGeometry
 from stampnet.layers.preprocessing import center_crop_bounds
-from stampnet.training import distribute, resume, runs
+from stampnet.training import distribute, progress, resume, runs
 from stampnet.training.config import RunConfig, resolve_features
 from stampnet.training.export import export_saved_model
 from stampnet.training.registry import get_spec
@@ -194,7 +194,7 @@ def _callbacks(run_dir: Path, config: RunConfig, bundle: Bundle, monitor: str, h
         )
     # Last of ours: the backup is taken only after the epoch's row and checkpoints are written.
     callbacks.append(resume.EpochBackup(run_dir))
-    return callbacks + list(bundle.callbacks)
+    return callbacks + list(bundle.callbacks) + [progress.TrainingProgress()]  # bar or lines
 
 
 def train(config: RunConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
