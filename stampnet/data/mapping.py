@@ -148,6 +148,11 @@ def _preset_name(name: str) -> str:
 
 
 ZTF_CHANNELS = ("science", "template", "difference")
+#: What ALeRCE's and BTSbot's tables share: ZTF's three stamps, columns named after the packet's
+#: candidate fields (read as metadata), 63x63 stamps.
+_ZTF_TABLE = dict(
+    channels=ZTF_CHANNELS, candid="candid", jd="jd", fid="fid", feature_columns=AUTO, stamp_size=63
+)
 
 PRESETS: dict[str, DataMapping] = {
     "deep-hits": DataMapping(
@@ -160,28 +165,14 @@ PRESETS: dict[str, DataMapping] = {
         preset="deep-hits",
     ),
     "alerce-table": DataMapping(
-        channels=ZTF_CHANNELS,
+        **_ZTF_TABLE,
         channel_keys=("cutoutScience", "cutoutTemplate", "cutoutDifference"),
         object_id="oid",
-        candid="candid",
         label="class",
-        jd="jd",
-        fid="fid",
-        feature_columns=AUTO,
-        stamp_size=(63, 63),
         preset="alerce-table",
     ),
     "btsbot": DataMapping(
-        channels=ZTF_CHANNELS,
-        stamps="triplets",
-        object_id="objectId",
-        candid="candid",
-        label="label",
-        jd="jd",
-        fid="fid",
-        feature_columns=AUTO,
-        stamp_size=(63, 63),
-        preset="btsbot",
+        **_ZTF_TABLE, stamps="triplets", object_id="objectId", label="label", preset="btsbot"
     ),
 }
 

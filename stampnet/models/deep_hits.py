@@ -23,7 +23,12 @@ from stampnet import __version__
 from stampnet.geometry import StampGeometry
 from stampnet.layers.preprocessing import center_crop_bounds
 from stampnet.layers.rotation import CyclicConcatenation
-from stampnet.models.stamp_classifier import ClassProbabilities, rotated_images, stamp_inputs
+from stampnet.models.stamp_classifier import (
+    check_classifier_arguments,
+    classifier_model,
+    rotated_images,
+    stamp_inputs,
+)
 from stampnet.models.trunk import apply_conv_trunk
 
 #: The Deep-HiTS database: 21x21 stamps of four channels.
@@ -64,11 +69,7 @@ def build_deep_hits(
         >>> model = build_deep_hits(class_names=("bogus", "real"))
         >>> model({"stamps": stamps, "stamp_mask": mask})  # (B, 2)
     """
-    class_names = tuple(class_names)
-    if len(class_names) < 2:
-        raise ValueError(f"class_names needs at least 2 classes, received {class_names!r}")
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate}")
+    class_names = check_classifier_arguments(class_names, dropout_rate)
     if dense_units < 1:
         raise ValueError(f"dense_units must be positive, received {dense_units}")
     center_crop_bounds(crop_size, geometry.size)
@@ -81,6 +82,4 @@ def build_deep_hits(
         tensor = keras.layers.ReLU(name=f"dense_{index}_relu")(tensor)
     if dropout_rate:
         tensor = keras.layers.Dropout(dropout_rate, name="dropout")(tensor)
-    logits = keras.layers.Dense(len(class_names), name="output_logits")(tensor)
-    probabilities = ClassProbabilities(class_names, model_version, name="probabilities")(logits)
-    return keras.Model(inputs, probabilities, name=name)
+    return classifier_model(inputs, tensor, class_names, model_version, name)

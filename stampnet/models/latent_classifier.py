@@ -16,7 +16,7 @@ from stampnet import __version__
 from stampnet.features import FeatureStats
 from stampnet.layers.preprocessing import FeatureNormalization
 from stampnet.models.conv_autoencoder import STAMP_KEYS, inputs_like
-from stampnet.models.stamp_classifier import ClassProbabilities
+from stampnet.models.stamp_classifier import check_classifier_arguments, classifier_model
 from stampnet.saving import load_model
 
 #: Files of a run folder that may hold the encoder, in the order they are tried.
@@ -85,11 +85,7 @@ def build_latent_classifier(
     Returns:
         A functional model {"stamps", "stamp_mask"[, "features"]} -> probabilities (B, C).
     """
-    class_names = tuple(class_names)
-    if len(class_names) < 2:
-        raise ValueError(f"class_names needs at least 2 classes, received {class_names!r}")
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate}")
+    class_names = check_classifier_arguments(class_names, dropout_rate)
     if feature_stats is not None and not feature_stats.names:
         feature_stats = None
     encoder.trainable = not freeze_encoder
@@ -106,6 +102,4 @@ def build_latent_classifier(
         tensor = keras.layers.Dense(units, activation="relu", name=f"dense_{index}")(tensor)
         if dropout_rate:
             tensor = keras.layers.Dropout(dropout_rate, name=f"dropout_{index}")(tensor)
-    logits = keras.layers.Dense(len(class_names), name="output_logits")(tensor)
-    probabilities = ClassProbabilities(class_names, model_version, name="probabilities")(logits)
-    return keras.Model(inputs, probabilities, name=name)
+    return classifier_model(inputs, tensor, class_names, model_version, name)

@@ -118,6 +118,26 @@ def stamp_inputs(geometry: StampGeometry = ZTF) -> dict:
     return {key: keras.Input(geometry.shape, name=key) for key in ("stamps", "stamp_mask")}
 
 
+def check_classifier_arguments(class_names: Sequence[str], dropout_rate: float) -> tuple:
+    """``class_names`` as a tuple, after the checks every stamp classifier makes."""
+    class_names = tuple(class_names)
+    if len(class_names) < 2:
+        raise ValueError(f"class_names needs at least 2 classes, received {class_names!r}")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate}")
+    return class_names
+
+
+def classifier_model(
+    inputs: dict, tensor, class_names, model_version: str, name: str
+) -> keras.Model:
+    """The head every stamp classifier ends with: ``output_logits`` (ALeRCE's layer name) and
+    ``ClassProbabilities``, as a functional model of ``inputs``."""
+    logits = keras.layers.Dense(len(class_names), name="output_logits")(tensor)
+    probabilities = ClassProbabilities(class_names, model_version, name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name=name)
+
+
 def _dense(tensor, units, name, dropout_rate):
     """Dense, ReLU (a layer of its own, so both ALeRCE tensors BiasAdd and Relu have a twin),
     and dropout in training."""
@@ -189,14 +209,10 @@ def build_stamp_classifier(
         A functional model: {"stamps", "stamp_mask"[, "features"][, "light_curve",
         "light_curve_mask"]} -> probabilities (B, C).
     """
-    class_names = tuple(class_names)
-    if len(class_names) < 2:
-        raise ValueError(f"class_names needs at least 2 classes, received {class_names!r}")
+    class_names = check_classifier_arguments(class_names, dropout_rate)
     center_crop_bounds(crop_size, geometry.size)
     if pool_after not in POOL_POSITIONS:
         raise ValueError(f"pool_after must be one of {POOL_POSITIONS}, received {pool_after!r}")
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate}")
     if kernel_size < 1:
         raise ValueError(f"kernel_size must be positive, received {kernel_size}")
     if feature_stats is not None and not feature_stats.names:
@@ -227,6 +243,4 @@ def build_stamp_classifier(
     if pool_after == "dense_1":
         tensor = _dense(tensor, HIDDEN_UNITS, "dense_2", dropout_rate)
         tensor = _dense(tensor, HIDDEN_UNITS, "dense_3", dropout_rate)
-    logits = keras.layers.Dense(len(class_names), name="output_logits")(tensor)
-    probabilities = ClassProbabilities(class_names, model_version, name="probabilities")(logits)
-    return keras.Model(inputs, probabilities, name=name)
+    return classifier_model(inputs, tensor, class_names, model_version, name)
