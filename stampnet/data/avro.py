@@ -1,13 +1,29 @@
-"""Decoding Avro alert containers fast: parsed schemas are reused, unneeded fields are skipped.
+"""Decoding Avro alert records fast: parsed schemas are reused, unneeded fields are skipped.
 
-A ZTF archive tarball holds one Avro container file per alert, each with its own copy of the
-writer schema (~20 KB of JSON). ``fastavro.reader`` parses that schema again for every alert,
-and decodes the alert's history (``prv_candidates``, ``fp_hists``: tens of records of ~100
-fields) that stampnet does not use. Together that is about two thirds of the cost of reading an
-alert. ``AvroDecoder`` parses the container header itself, keeps the parsed writer schema (and a
-reader schema limited to the requested top-level fields, so fastavro skips the rest) per distinct
-schema text, and decodes records with ``fastavro.schemaless_reader``, one data block at a time.
-A corrupt block costs only its own records: reading resumes at the next sync marker.
+A ZTF archive tarball holds one Avro container per alert, each with its own copy of the writer
+schema (~20 KB of JSON), which ``fastavro.reader`` parses again for every alert. ``AvroDecoder``
+reads the container itself (``avro_container``), keeps the parsed writer schema (and a reader
+schema limited to the requested fields) per distinct schema text, and decodes records with
+``fastavro.schemaless_reader``. A corrupt block costs only its own records.
+
+**The history jump** (``AvroDecoder._decode_split``). Avro cannot skip a field without decoding
+it, and an alert's history (``prv_candidates``, ``fp_hists``: tens of records of ~100 fields)
+is most of a packet's decoding cost, even with a reader schema that drops it. When the history is
+not requested, a one-record block is decoded as: the fields before the history, then the cutouts
+found by their first file name. Its contract:
+
+- it returns exactly the requested fields that a full decode returns, or None, and then the
+  block is decoded in full (slower, same result); it never returns a wrong record: a candidate
+  position counts only if the cutouts decoded from it end exactly at the block's end and the
+  first cutout holds gzip data;
+- it applies only to blocks of one record (the ZTF archive's layout; Spark and multi-alert files
+  take the reader schema), to writer schemas with ``cutoutScience`` after the skipped fields, and
+  when the requested fields before ``cutoutScience`` end before the history;
+- it assumes ZTF's cutout names (ending ``.fits.gz``, < 512 bytes, found among the first 16
+  matches); other names fall back to the full decode.
+
+``benchmarks/read.py`` measures it against plain fastavro and against the same decoder without it
+in one run; it is moot when the history is requested (``iter_alerts(..., history=True)``).
 """
 
 from __future__ import annotations
@@ -95,6 +111,8 @@ class AvroDecoder:
         fields: top-level fields to decode (all if None); others are skipped, not built.
         subfields: for some of ``fields`` holding records, the names kept inside them
             (``reduced_schema``); ignored when ``fields`` is None.
+        skip_history: jump over an unwanted history in one-record blocks (``_decode_split``);
+            False decodes it with the reader schema (for measuring what the jump buys).
 
     Example:
         >>> decoder = AvroDecoder(fields=("candid", "candidate", "cutoutScience"))
@@ -106,8 +124,11 @@ class AvroDecoder:
         self,
         fields: Iterable[str] | None = None,
         subfields: Mapping[str, Iterable[str]] | None = None,
+        *,
+        skip_history: bool = True,
     ):
         self.fields = None if fields is None else tuple(fields)
+        self.skip_history = skip_history
         self.subfields = {key: tuple(value) for key, value in (subfields or {}).items()}
         self._schemas: dict[bytes, tuple] = {}
 
@@ -120,7 +141,7 @@ class AvroDecoder:
             cached = (
                 parsed_writer,
                 reader and fastavro.parse_schema(reader),
-                self._split_schemas(writer),
+                self._split_schemas(writer) if self.skip_history else None,
             )
             self._schemas[schema_text] = cached
         return cached
