@@ -25,6 +25,10 @@ COMMANDS = {
     "evaluate": ("stampnet.evaluation.command", "evaluate runs (same as python evaluate.py)"),
     "info": ("stampnet.info", "versions, devices, and whether XLA and mixed precision work"),
 }
+#: Environment a command sets before TensorFlow is imported (an explicit setting wins).
+#: classify: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or
+#: AMX; on AVX2 cores they run the ALeRCE model about twice as fast (benchmarks/classify.py).
+COMMAND_ENVIRONMENT = {"classify": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     known, rest = parser.parse_known_args(argv[:1])
+    for name, value in COMMAND_ENVIRONMENT.get(known.command, {}).items():
+        os.environ.setdefault(name, value)
     try:
         module = importlib.import_module(known.module_name)
     except ModuleNotFoundError as error:

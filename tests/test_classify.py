@@ -3,6 +3,8 @@ model's own feature list and class names used, results independent of batching."
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import pandas as pd
@@ -158,3 +160,16 @@ def test_every_counted_rejection_is_a_row_when_rejections_arrive_while_rows_are_
     assert summary["classified"] == 8 and summary["rejected"] == 24
     assert table["rejected"].notna().sum() == summary["rejected"]
     assert sorted(table.loc[table["rejected"].notna(), "source"]) == sorted(map(str, junk))
+
+
+def test_classify_command_turns_onednn_on_unless_the_user_set_it(monkeypatch, tmp_path):
+    """TensorFlow leaves oneDNN off on AVX2 CPUs; on, the ALeRCE model runs ~2x faster."""
+    arguments = ["classify", "--model", str(tmp_path / "no.keras"), "--source", ".", "--out", "p"]
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # first: the test's end restores the original
+    with pytest.raises(SystemExit, match="no.keras"):
+        stampnet_main(arguments)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    with pytest.raises(SystemExit, match="no.keras"):
+        stampnet_main(arguments)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

@@ -84,7 +84,7 @@ def test_a_programming_error_in_the_cutout_decoder_surfaces(ztf_dir, monkeypatch
 
 
 def test_memory_error_while_decoding_a_block_surfaces(ztf_dir, monkeypatch):
-    monkeypatch.setattr(avro, "_decompress", raising(MemoryError()))
+    monkeypatch.setattr(avro, "decompress_block", raising(MemoryError()))
     with pytest.raises(MemoryError):
         list(iter_alerts(ztf_dir / SMALL_AVRO, rejections=RejectionLog(warn=False)))
 

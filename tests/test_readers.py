@@ -315,6 +315,22 @@ def test_history_skipping_decoder_equals_full_decoding(ztf_dir):
     assert members == 1564 and shortcut_hits == members
 
 
+def test_decoder_without_the_history_jump_reads_the_history_and_gives_the_same_fields(ztf_dir):
+    """skip_history=False (benchmarks/read.py's comparison) decodes through the history."""
+    from stampnet.data.avro import AvroDecoder
+    from stampnet.data.readers import ALERT_COLUMNS
+
+    plain = AvroDecoder(ALERT_COLUMNS, skip_history=False)
+    plain._decode_split = None  # must not be called
+    fast = AvroDecoder(ALERT_COLUMNS)
+    path = sorted((ztf_dir / "alerts").glob("*.tar.gz"))[-1]
+    with tarfile.open(path, "r|gz") as archive:
+        blobs = [archive.extractfile(member).read() for member in archive if member.isfile()]
+    for data in blobs:
+        assert list(plain.records_of_bytes(data)) == list(fast.records_of_bytes(data))
+    assert blobs
+
+
 @pytest.mark.parametrize(
     "file_name, history_name",
     [

@@ -1,58 +1,59 @@
-"""Decoding Avro alert containers fast: parsed schemas are reused, unneeded fields are skipped.
+"""Decoding Avro alert records fast: parsed schemas are reused, unneeded fields are skipped.
 
-A ZTF archive tarball holds one Avro container file per alert, each with its own copy of the
-writer schema (~20 KB of JSON). ``fastavro.reader`` parses that schema again for every alert,
-and decodes the alert's history (``prv_candidates``, ``fp_hists``: tens of records of ~100
-fields) that stampnet does not use. Together that is about two thirds of the cost of reading an
-alert. ``AvroDecoder`` parses the container header itself, keeps the parsed writer schema (and a
-reader schema limited to the requested top-level fields, so fastavro skips the rest) per distinct
-schema text, and decodes records with ``fastavro.schemaless_reader``, one data block at a time.
-A corrupt block costs only its own records: reading resumes at the next sync marker.
+A ZTF archive tarball holds one Avro container per alert, each with its own copy of the writer
+schema (~20 KB of JSON), which ``fastavro.reader`` parses again for every alert. ``AvroDecoder``
+reads the container itself (``avro_container``), keeps the parsed writer schema (and a reader
+schema limited to the requested fields) per distinct schema text, and decodes records with
+``fastavro.schemaless_reader``. A corrupt block costs only its own records.
+
+**The history jump** (``AvroDecoder._decode_split``). Avro cannot skip a field without decoding
+it, and an alert's history (``prv_candidates``, ``fp_hists``: tens of records of ~100 fields)
+is most of a packet's decoding cost, even with a reader schema that drops it. When the history is
+not requested, a one-record block is decoded as: the fields before the history, then the cutouts
+found by their first file name. Its contract:
+
+- it returns exactly the requested fields that a full decode returns, or None, and then the
+  block is decoded in full (slower, same result); it never returns a wrong record: a candidate
+  position counts only if the cutouts decoded from it end exactly at the block's end and the
+  first cutout holds gzip data;
+- it applies only to blocks of one record (the ZTF archive's layout; Spark and multi-alert files
+  take the reader schema), to writer schemas with ``cutoutScience`` after the skipped fields, and
+  when the requested fields before ``cutoutScience`` end before the history;
+- it assumes ZTF's cutout names (ending ``.fits.gz``, < 512 bytes, found among the first 16
+  matches); other names fall back to the full decode.
+
+``benchmarks/read.py`` measures it against plain fastavro and against the same decoder without it
+in one run; it is moot when the history is requested (``iter_alerts(..., history=True)``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 
 import fastavro
 
+from stampnet.data.avro_container import (
+    AVRO_MAGIC,
+    HEADER_CHUNK,
+    MAX_HEADER,
+    AvroFormatError,
+    SkippedBlock,
+    decompress_block,
+    read_block,
+    read_header,
+    seek_past,
+)
 from stampnet.data.errors import CORRUPT_INPUT_ERRORS
 
-AVRO_MAGIC = b"Obj\x01"
-SYNC_SIZE = 16
-#: Bytes read at once for the header (the ZTF schema is ~20 KB) and while resyncing.
-HEADER_CHUNK = 65536
-#: A header (schema and metadata) beyond this is taken as corrupt rather than read on.
-MAX_HEADER = 1 << 24
+__all__ = ["AVRO_MAGIC", "AvroDecoder", "AvroFormatError", "SkippedBlock", "reduced_schema"]
+
 #: The first field after an alert's history; cutout file names end with CUTOUT_NAME_SUFFIX.
 TAIL_START = "cutoutScience"
 CUTOUT_NAME_SUFFIX = b".fits.gz"
 MAX_NAME_LENGTH = 512
 MAX_NAME_CANDIDATES = 16
-
-
-class AvroFormatError(ValueError):
-    """Bytes that break the Avro object-container format; the message says where."""
-
-
-def _read_long(buffer: bytes, position: int) -> tuple[int, int]:
-    """Avro zig-zag varint at ``position`` -> (value, next position)."""
-    result = shift = 0
-    while True:
-        if position >= len(buffer):
-            raise AvroFormatError("container ends inside a number (truncated)")
-        byte = buffer[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), position
-        shift += 7
-        if shift > 63:
-            raise AvroFormatError("malformed variable-length number")
 
 
 def _encode_long(value: int) -> bytes:
@@ -67,52 +68,6 @@ def _encode_long(value: int) -> bytes:
 
 #: Avro encodings of every possible cutout-name length, looked up while locating the cutouts.
 _LENGTH_PREFIXES = tuple(_encode_long(length) for length in range(MAX_NAME_LENGTH))
-
-
-def _read_bytes(buffer: bytes, position: int) -> tuple[bytes, int]:
-    size, position = _read_long(buffer, position)
-    if size < 0 or position + size > len(buffer):
-        raise AvroFormatError(f"byte string of size {size} runs past the end of the container")
-    return buffer[position : position + size], position + size
-
-
-def read_header(buffer: bytes) -> tuple[dict[str, bytes], bytes, int]:
-    """Container header -> (metadata map, sync marker, position of the first data block)."""
-    if buffer[:4] != AVRO_MAGIC:
-        raise AvroFormatError(f"not an Avro container (starts with {buffer[:4]!r})")
-    metadata: dict[str, bytes] = {}
-    position = 4
-    while True:
-        count, position = _read_long(buffer, position)
-        if count == 0:
-            break
-        if count < 0:  # a negative block count is followed by the block's size in bytes
-            count = -count
-            _, position = _read_long(buffer, position)
-        for _ in range(count):
-            key, position = _read_bytes(buffer, position)
-            value, position = _read_bytes(buffer, position)
-            metadata[key.decode("utf-8")] = value
-    sync = buffer[position : position + SYNC_SIZE]
-    if len(sync) != SYNC_SIZE:
-        raise AvroFormatError("container header is truncated")
-    return metadata, sync, position + SYNC_SIZE
-
-
-def _decompress(block: bytes, codec: bytes) -> bytes:
-    if codec == b"null":
-        return block
-    if codec == b"deflate":
-        return zlib.decompress(block, -15)
-    if codec == b"snappy":
-        import cramjam
-
-        # Avro's snappy blocks end with the big-endian CRC32 of the uncompressed data.
-        data = bytes(cramjam.snappy.decompress_raw(block[:-4]))
-        if zlib.crc32(data).to_bytes(4, "big") != block[-4:]:
-            raise AvroFormatError("snappy block fails its CRC32 check")
-        return data
-    raise AvroFormatError(f"unsupported Avro codec {codec!r} (expected null, deflate, snappy)")
 
 
 def reduced_schema(
@@ -156,6 +111,8 @@ class AvroDecoder:
         fields: top-level fields to decode (all if None); others are skipped, not built.
         subfields: for some of ``fields`` holding records, the names kept inside them
             (``reduced_schema``); ignored when ``fields`` is None.
+        skip_history: jump over an unwanted history in one-record blocks (``_decode_split``);
+            False decodes it with the reader schema (for measuring what the jump buys).
 
     Example:
         >>> decoder = AvroDecoder(fields=("candid", "candidate", "cutoutScience"))
@@ -167,8 +124,11 @@ class AvroDecoder:
         self,
         fields: Iterable[str] | None = None,
         subfields: Mapping[str, Iterable[str]] | None = None,
+        *,
+        skip_history: bool = True,
     ):
         self.fields = None if fields is None else tuple(fields)
+        self.skip_history = skip_history
         self.subfields = {key: tuple(value) for key, value in (subfields or {}).items()}
         self._schemas: dict[bytes, tuple] = {}
 
@@ -181,7 +141,7 @@ class AvroDecoder:
             cached = (
                 parsed_writer,
                 reader and fastavro.parse_schema(reader),
-                self._split_schemas(writer),
+                self._split_schemas(writer) if self.skip_history else None,
             )
             self._schemas[schema_text] = cached
         return cached
@@ -300,16 +260,16 @@ class AvroDecoder:
         decoded = 0  # index in the file of the next record
         while position < end:
             try:
-                count, block = _read_block(handle, sync, end)
+                count, block = read_block(handle, sync, end)
             except AvroFormatError as error:
                 # The block's record count is unknown: later records are numbered as if none.
                 yield SkippedBlock(decoded, decoded, str(error))
-                position = _seek_past(handle, sync, position + 1)
+                position = seek_past(handle, sync, position + 1)
                 continue
             position = handle.tell()
             block_start = decoded
             try:
-                data = _decompress(block, codec)
+                data = decompress_block(block, codec)
                 if count == 1 and split is not None:
                     record = self._decode_split(data, split)
                     if record is not None:
@@ -325,60 +285,3 @@ class AvroDecoder:
                 first = decoded
                 decoded = max(decoded, block_start + min(count, len(block)))
                 yield SkippedBlock(first, decoded, f"{type(error).__name__}: {str(error)[:200]}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SkippedBlock:
-    """Records ``first_record`` to ``next_record - 1`` of a file, in a block that could not be
-    decoded (``next_record == first_record`` where the block's record count is unreadable)."""
-
-    first_record: int
-    next_record: int
-    reason: str
-
-
-def _stream_long(handle) -> int:
-    result = shift = 0
-    while True:
-        byte = handle.read(1)
-        if not byte:
-            raise AvroFormatError("container ends inside a block header (truncated)")
-        result |= (byte[0] & 0x7F) << shift
-        if not byte[0] & 0x80:
-            return (result >> 1) ^ -(result & 1)
-        shift += 7
-        if shift > 63:
-            raise AvroFormatError("malformed variable-length number")
-
-
-def _read_block(handle, sync: bytes, end: int) -> tuple[int, bytes]:
-    """(record count, raw block bytes) of the next data block, checked against the sync marker."""
-    count = _stream_long(handle)
-    size = _stream_long(handle)
-    if count < 0 or size < 0 or handle.tell() + size + SYNC_SIZE > end:
-        raise AvroFormatError(
-            f"data block header is corrupt or the file is truncated "
-            f"({count} records, {size} bytes, {end - handle.tell()} bytes left)"
-        )
-    block = handle.read(size)
-    if handle.read(SYNC_SIZE) != sync:
-        raise AvroFormatError("data block is not followed by the file's sync marker")
-    return count, block
-
-
-def _seek_past(handle, sync: bytes, start: int) -> int:
-    """Moves ``handle`` just past the next sync marker at or after ``start``; returns the offset
-    (the end of the file if there is none)."""
-    handle.seek(start)
-    carry = b""
-    while True:
-        chunk = handle.read(HEADER_CHUNK)
-        if not chunk:
-            return handle.tell()
-        window = carry + chunk
-        found = window.find(sync)
-        if found >= 0:
-            offset = handle.tell() - len(window) + found + SYNC_SIZE
-            handle.seek(offset)
-            return offset
-        carry = window[-(SYNC_SIZE - 1) :]

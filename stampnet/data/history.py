@@ -94,14 +94,31 @@ def _sign(isdiffpos) -> float:
     return math.nan
 
 
-def _column(entries: list, name: str) -> np.ndarray:
-    """One field of every entry as float64; None, non-numbers and infinities -> NaN."""
+def _table(entries: list, names: tuple[str, ...]) -> np.ndarray:
+    """Fields ``names`` of every entry as (N, len(names)) float64; None, non-numbers and
+    infinities -> NaN. One numpy conversion for the whole table: per-field loops cost as much as
+    decoding the history itself."""
     try:
-        values = np.array([entry.get(name) for entry in entries], dtype=np.float64)
+        values = np.array([[entry.get(name) for name in names] for entry in entries], np.float64)
     except (TypeError, ValueError):  # a string or other odd value: convert one by one
-        values = np.array([_number(entry, name) for entry in entries], dtype=np.float64)
+        values = np.array([[_number(entry, name) for name in names] for entry in entries])
+    values = values.reshape(len(entries), len(names))
     values[~np.isfinite(values)] = np.nan
     return values
+
+
+_DETECTION_FIELDS = ("jd", "fid", "magpsf", "sigmapsf", "diffmaglim")
+_FORCED_FIELDS = ("jd", "fid", "diffmaglim", "forcediffimflux", "forcediffimfluxunc", "magzpsci")
+_SIGNS = {"t": 1.0, "1": 1.0, "true": 1.0, "f": 0.0, "0": 0.0, "false": 0.0}
+
+
+def _signs(entries: list) -> np.ndarray:
+    """``_sign`` of every entry's isdiffpos; the common 't'/'f' strings by one dict look-up."""
+    return np.array(
+        [_SIGNS.get(value) if type(value) is str and value in _SIGNS else _sign(value)
+         for value in (entry.get("isdiffpos") for entry in entries)],
+        np.float64,
+    )  # fmt: skip
 
 
 def detection_rows(entries: list, reference_jd: float) -> np.ndarray:
@@ -111,17 +128,16 @@ def detection_rows(entries: list, reference_jd: float) -> np.ndarray:
     an upper limit at ``diffmaglim``.
     """
     rows = np.full((len(entries), len(HISTORY_FIELDS)), np.nan)
-    jd = _column(entries, "jd")
-    magpsf, sigmapsf = _column(entries, "magpsf"), _column(entries, "sigmapsf")
+    jd, fid, magpsf, sigmapsf, diffmaglim = _table(entries, _DETECTION_FIELDS).T
     detected = np.isfinite(magpsf)
-    positive = np.array([_sign(entry.get("isdiffpos")) for entry in entries], np.float64)
+    positive = _signs(entries)
     flux = 10.0 ** (-0.4 * (magpsf - MICROJANSKY_ZERO_POINT))  # NaN for upper limits
     rows[:, _COLUMN["days"]] = jd - reference_jd
-    rows[:, _COLUMN["fid"]] = _column(entries, "fid")
+    rows[:, _COLUMN["fid"]] = fid
     rows[:, _COLUMN["kind"]] = np.where(detected, KIND_DETECTION, KIND_UPPER_LIMIT)
     rows[:, _COLUMN["magpsf"]] = magpsf
     rows[:, _COLUMN["sigmapsf"]] = np.where(detected, sigmapsf, np.nan)
-    rows[:, _COLUMN["diffmaglim"]] = _column(entries, "diffmaglim")
+    rows[:, _COLUMN["diffmaglim"]] = diffmaglim
     rows[:, _COLUMN["isdiffpos"]] = np.where(detected, positive, np.nan)
     rows[:, _COLUMN["flux"]] = np.where(positive == 0.0, -flux, flux)
     rows[:, _COLUMN["flux_error"]] = flux * sigmapsf / MAG_PER_RELATIVE_FLUX
@@ -131,10 +147,9 @@ def detection_rows(entries: list, reference_jd: float) -> np.ndarray:
 def forced_rows(entries: list, reference_jd: float) -> np.ndarray:
     """``fp_hists`` entries -> rows (N, K) of kind ``KIND_FORCED``, jd-less dropped."""
     rows = np.full((len(entries), len(HISTORY_FIELDS)), np.nan)
-    jd = _column(entries, "jd")
-    flux, error = _column(entries, "forcediffimflux"), _column(entries, "forcediffimfluxunc")
+    jd, fid, diffmaglim, flux, error, magzpsci = _table(entries, _FORCED_FIELDS).T
     missing = (flux == FORCED_FLUX_MISSING) | (error == FORCED_FLUX_MISSING) | ~(error > 0)
-    scale = 10.0 ** (-0.4 * (_column(entries, "magzpsci") - MICROJANSKY_ZERO_POINT))
+    scale = 10.0 ** (-0.4 * (magzpsci - MICROJANSKY_ZERO_POINT))
     flux = np.where(missing, np.nan, flux * scale)  # NaN too without a zero point
     error = np.where(missing, np.nan, error * scale)
     significant = flux >= FORCED_MAG_MIN_SNR * error
@@ -142,11 +157,11 @@ def forced_rows(entries: list, reference_jd: float) -> np.ndarray:
         magpsf = MICROJANSKY_ZERO_POINT - 2.5 * np.log10(np.where(significant, flux, np.nan))
         sigmapsf = np.where(significant, MAG_PER_RELATIVE_FLUX * error / flux, np.nan)
     rows[:, _COLUMN["days"]] = jd - reference_jd
-    rows[:, _COLUMN["fid"]] = _column(entries, "fid")
+    rows[:, _COLUMN["fid"]] = fid
     rows[:, _COLUMN["kind"]] = KIND_FORCED
     rows[:, _COLUMN["magpsf"]] = magpsf
     rows[:, _COLUMN["sigmapsf"]] = sigmapsf
-    rows[:, _COLUMN["diffmaglim"]] = _column(entries, "diffmaglim")
+    rows[:, _COLUMN["diffmaglim"]] = diffmaglim
     rows[:, _COLUMN["flux"]] = flux
     rows[:, _COLUMN["flux_error"]] = error
     return rows[np.isfinite(jd)]

@@ -4,8 +4,8 @@ One entry point, ``iter_alerts(sources)``, reads whatever mix of files a user ha
 multi-record Avro of every ZTF schema (1.7 to 4.02, and Spark's ``topLevelRecord``
 re-serialisations with nullable unions and the snappy codec), nightly ``.tar.gz`` archives of the
 ZTF public archive (streamed member by member, never extracted), and Fink parquet dumps (read in
-row batches). The format is told by the file's first bytes, not its name. Memory stays flat: at
-most one tar member, Avro data block or parquet row batch is held at a time.
+row batches). The format is told by the file's first bytes, not its name (``sources.py``).
+Memory stays flat: at most one tar member, Avro data block or parquet row batch is held at a time.
 
 Bad input never crashes a reader: a corrupt file, member or packet is recorded in the
 ``RejectionLog`` (source, candid if known, reason), and reading goes on with the next one.
@@ -14,8 +14,6 @@ Bad input never crashes a reader: a corrupt file, member or packet is recorded i
 from __future__ import annotations
 
 import functools
-import glob
-import os
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -26,74 +24,20 @@ from stampnet.constants import CUTOUT_FIELDS
 from stampnet.data.alert import Alert, AlertError, RejectionLog
 from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
 from stampnet.data.errors import CORRUPT_INPUT_ERRORS, parquet_errors
-from stampnet.data.fits import GZIP_MAGIC, FitsError, decode_cutout
+from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS, history_records
+from stampnet.data.sources import file_format, in_directory_scan, resolve_sources
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
 
-PARQUET_MAGIC = b"PAR1"
-#: Files in a directory with one of these suffixes are alert files even if their bytes say not.
-DATA_SUFFIXES = (".avro", ".parquet", ".tar.gz", ".tgz", ".tar")
 #: Packet fields an Alert needs; the others (prv_candidates, fp_hists, broker values) are skipped.
 ALERT_COLUMNS = ("objectId", "candid", "schemavsn", "candidate", *CUTOUT_FIELDS)
 #: Tar members are read whole (one alert packet each): a larger member is rejected unread.
 MAX_TAR_MEMBER_BYTES = 64 << 20
 #: Rows decoded at a time from a parquet file (each row holds three stamps, ~15 KB).
 PARQUET_BATCH_ROWS = 64
-# What corrupt input raises (zlib, gzip, tarfile, fastavro, cramjam, pyarrow): a rejection of the
-# file or packet. Other errors are bugs or resource problems (MemoryError) and surface.
-_DECODE_ERRORS = CORRUPT_INPUT_ERRORS
-
-
-def _file_format(path: Path) -> str | None:
-    with open(path, "rb") as handle:
-        head = handle.read(262)
-    if head.startswith(AVRO_MAGIC):
-        return "avro"
-    if head.startswith(PARQUET_MAGIC):
-        return "parquet"
-    if head.startswith(GZIP_MAGIC) or head[257:262] == b"ustar":
-        return "tar"
-    return None
-
-
-def resolve_sources(sources) -> list[Path]:
-    """Expands a path, directory (recursive), glob, or list of these into sorted file paths.
-
-    Raises:
-        FileNotFoundError: a source matches no file.
-    """
-    if isinstance(sources, str | os.PathLike):
-        sources = [sources]
-    paths: dict[Path, None] = {}
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            found = [
-                item
-                for item in sorted(path.rglob("*"))
-                if item.is_file() and _in_directory_scan(item.relative_to(path), item)
-            ]
-        elif path.is_file():
-            found = [path]
-        else:
-            found = [Path(item) for item in sorted(glob.glob(str(source), recursive=True))]
-            found = [item for item in found if item.is_file()]
-            if not found:
-                raise FileNotFoundError(f"alert source {str(source)!r} matches no file")
-        paths.update(dict.fromkeys(found))
-    return list(paths)
-
-
-def _in_directory_scan(relative: Path, path: Path) -> bool:
-    # Inside directories, READMEs, label CSVs and Spark's _SUCCESS/.crc files are not alert data:
-    # skip hidden files and files that look like alert data neither by their bytes nor by name.
-    if any(part.startswith((".", "_")) for part in relative.parts):
-        return False
-    try:
-        return path.name.endswith(DATA_SUFFIXES) or _file_format(path) is not None
-    except OSError:
-        return True  # unreadable: let the reader report it
+#: Names ``stampnet.data.own`` imports from here (kept while it does); ``resolve_sources`` too.
+_file_format, _in_directory_scan = file_format, in_directory_scan
 
 
 def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple[str, dict]]:
@@ -121,7 +65,7 @@ def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple
                 yield f"{source}#{previous[0]}", previous[1]
             previous = (index, record)
             index += 1
-    except _DECODE_ERRORS as error:
+    except CORRUPT_INPUT_ERRORS as error:  # a rejection; bugs surface
         if previous is not None:
             yield f"{source}#{previous[0]}", previous[1]
         rejections.add(source, None, f"not a readable Avro file ({_describe(error)})")
@@ -169,7 +113,7 @@ def _iter_tar(
                     continue
                 records = functools.partial(decoder.records_of_bytes, data)
                 yield from _iter_avro(records, source, rejections)
-    except _DECODE_ERRORS as error:
+    except CORRUPT_INPUT_ERRORS as error:  # a rejection; bugs surface
         where = f"after member {last}" if last else "at its start"
         rejections.add(
             str(path),
@@ -227,7 +171,7 @@ def iter_packets(
     decoder = AvroDecoder(columns, subfields)
     for path in resolve_sources(sources):
         try:
-            kind = _file_format(path)
+            kind = file_format(path)
         except OSError as error:
             rejections.add(str(path), None, f"cannot open file ({_describe(error)})")
             continue
@@ -347,7 +291,7 @@ def iter_alerts(
             yield alert_from_packet(packet, source, history=history)
         except AlertError as error:
             rejections.add_error(error)
-        except _DECODE_ERRORS as error:  # a packet of valid Avro but absurd content
+        except CORRUPT_INPUT_ERRORS as error:  # a packet of valid Avro but absurd content
             candid = packet.get("candid") if isinstance(packet, Mapping) else None
             candid = candid if isinstance(candid, int) else None
             rejections.add(source, candid, f"cannot decode the packet ({_describe(error)})")
