@@ -28,6 +28,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn import metrics as skm
 
 from stampnet.data.card import load_card
@@ -222,11 +223,17 @@ def save_exports(run_dir: Path, bundle: Bundle) -> None:
 
 
 def predict_classes(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and predicted class ids over a finite ``(inputs, label[, weight])`` dataset."""
+    """Labels and predicted class ids over a finite ``(inputs, label[, weight])`` dataset.
+
+    The model is called, not ``predict_on_batch``-ed: for a model created under a strategy with
+    several replicas (the trained model itself, e.g. the latent classifier), Keras's predict feeds
+    the whole batch to every replica and concatenates the copies.
+    """
+    predict = tf.function(functools.partial(model, training=False), reduce_retracing=True)
     labels, predictions = [], []
     for element in dataset:
         inputs, label = element[0], element[1]
-        probabilities = model.predict_on_batch(inputs)
+        probabilities = predict(inputs)
         labels.append(np.asarray(label))
         predictions.append(np.argmax(probabilities, axis=-1))
     if not labels:
