@@ -16,12 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from stampnet.training.config import (
-    RunConfig,
-    add_config_arguments,
-    apply_overrides,
-    overrides_from_args,
-)
+from stampnet.training.config import RunConfig, apply_overrides
+from stampnet.training.flags import add_config_arguments, overrides_from_args
 from stampnet.training.registry import get_spec, model_names
 
 
