@@ -15,9 +15,16 @@ The single-process build's SQLite staging becomes Beam shuffles:
    staging does); the others are rejected as ``duplicate candid``;
 3. alerts are grouped by object: the object's label (``splits.object_label``), split key and
    the split the input gives, if any;
-4. objects are grouped by label; the others than given are ranked by split key and cut at the
-   fractions (``splits.split_sizes``/``split_of_rank``): the same splits as the staging's SQL;
-5. examples are made per alert (``alerts``) or per object (``sequences``) and written by TFDS'
+4. objects are grouped by label; those without a given split are ranked by split key and cut at
+   the fractions (``splits.split_sizes``): the same splits as the staging's SQL;
+5. every object's alert list meets its (split, label) through a side input (a dict by object id).
+   Until round 3 this was a ``CoGroupByKey`` of the alert lists with the assignments: on the
+   whole shared sample (DirectRunner, 2 processes) it lost the assignment of an object
+   (ZTF18aagqxtf in one run, ZTF18aaxxewy in another), while the same pipeline fed the
+   same alerts without their stamps and metadata assigned every object (one run): a loss that
+   comes with the data's size, not a key mismatch (one key coder on both sides did not help);
+   where in the runner it happens was not found. The side input needs no join;
+6. examples are made per alert (``alerts``) or per object (``sequences``) and written by TFDS'
    Beam writer, which shuffles through the runner (on disk, out of core) rather than in memory.
 
 Both configs are separate TFDS pipelines, so the files are decoded twice (the plain build decodes
