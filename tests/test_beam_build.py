@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from stampnet.data.alert import RejectionWarning
+from stampnet.data.beam_summary import check_complete
+from stampnet.data.card import load_card
 from stampnet.data.compare import card_differences, differences, digests
 
 pytest.importorskip("apache_beam")
@@ -51,6 +53,35 @@ def test_beam_build_writes_the_same_examples_splits_and_card(ztf_dir, tmp_path):
     assert "duplicate candid" in set(rejections["reason"])
     # Written aside and swapped in: nothing but the dataset is left beside it.
     assert sorted(path.name for path in tmp_path.iterdir()) == ["beam", "labels.csv", "plain"]
+    # A runner that drops records fails the build instead of publishing a smaller dataset.
+    check_complete(Counted(load_card(beam), lost=0), beam)
+    with pytest.raises(RuntimeError, match=r"lost data: \d+ alert records decoded"):
+        check_complete(Counted(load_card(beam), lost=1), beam)
+
+
+class Counted:
+    """What ``check_complete`` reads of a pipeline's summary, from a card; ``lost`` records
+    decoded and never kept."""
+
+    def __init__(self, card: dict, lost: int):
+        self.card = card
+        duplicates = card["rejection_counts"].get("duplicate candid", 0)
+        self.alerts_decoded = card["num_alerts"] + duplicates + lost
+        self.rejections = RejectionCounts(card["rejection_counts"])
+
+    def num_alerts(self) -> int:
+        return self.card["num_alerts"]
+
+    def counts(self) -> dict:
+        return self.card["counts"]
+
+
+class RejectionCounts:
+    def __init__(self, counts: dict):
+        self._counts = counts
+
+    def counts(self) -> dict:
+        return self._counts
 
 
 @pytest.mark.slow  # an export and two more builds

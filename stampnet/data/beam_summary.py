@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from stampnet.data.alert import RejectionLog
+from stampnet.data.builder import CONFIGS, load_builder
 from stampnet.data.card import FeatureAccumulator
 from stampnet.data.labels import LabelTable
 from stampnet.data.splits import SPLITS
@@ -75,8 +76,9 @@ def merge_summaries(summaries) -> dict:
     return merged
 
 
-def write_summary(summary, path: str, alerts_read: int, rejections: list, seen: list) -> None:
-    """The combined summary as JSON at ``path`` (a file system the workers share)."""
+def write_summary(summary, path: str, alerts_read, rejections: list, seen: list) -> None:
+    """The combined summary as JSON at ``path`` (a file system the workers share);
+    ``alerts_read``: (alerts read, alert records decoded) summed over the files."""
     counts = {"alerts": {}, "sequences": {}}
     for config in counts:
         for (split, label), count in sorted(summary[config].items()):
@@ -87,7 +89,8 @@ def write_summary(summary, path: str, alerts_read: int, rejections: list, seen: 
         "labels": sorted(summary["labels"]),
         "num_alerts": summary["num_alerts"],
         "num_objects": summary["num_objects"],
-        "alerts_read": alerts_read,
+        "alerts_read": alerts_read[0],
+        "alerts_decoded": alerts_read[1],
         "history_kinds": summary["history_kinds"],
         "history_any": summary["history_any"],
         "feature_count": features.count.tolist(),
@@ -108,6 +111,7 @@ class BeamSummary:
         summary = json.loads(Path(path).read_text())
         self.geometry = geometry
         self.alerts_read = int(summary["alerts_read"])
+        self.alerts_decoded = int(summary["alerts_decoded"])
         self._summary = summary
         self.rejections = RejectionLog(warn=False)
         for rejection in summary["rejections"]:
@@ -168,3 +172,34 @@ class _AggregateRow:
 
     def fetchone(self) -> tuple:
         return self._row
+
+
+def check_complete(summary: BeamSummary, data_dir: Path) -> None:
+    """Raises RuntimeError when the pipelines lost alerts: every alert record decoded must be
+    kept or rejected as a duplicate, and each config must hold the examples the card counts.
+
+    The DirectRunner (multi-process, Beam 2.77) was seen to lose records of the whole shared
+    sample between decoding and the candid grouping (1 worker: 512 of 2021 alerts, in one of
+    the runs of ``benchmarks/build_beam.py``), with no error; this turns such a loss into one.
+    """
+    duplicates = summary.rejections.counts().get("duplicate candid", 0)
+    accounted = summary.num_alerts() + duplicates
+    problems = []
+    if accounted != summary.alerts_decoded:
+        problems.append(
+            f"{summary.alerts_decoded} alert records decoded, {summary.num_alerts()} kept and "
+            f"{duplicates} duplicates"
+        )
+    counts = summary.counts()
+    for config in CONFIGS:
+        info = load_builder(data_dir, config).info
+        for split, by_label in counts[config].items():
+            written = info.splits[split].num_examples if split in info.splits else 0
+            if written != sum(by_label.values()):
+                problems.append(f"{config}/{split}: {written} examples written, "
+                                f"{sum(by_label.values())} counted")  # fmt: skip
+    if problems:
+        raise RuntimeError(
+            "The Beam runner lost data: " + "; ".join(problems) + ". Nothing was published; "
+            "build again, or build without Beam (stampnet build without --beam-workers)."
+        )

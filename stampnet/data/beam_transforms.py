@@ -34,7 +34,8 @@ HISTORY_KINDS = ("detection", "upper_limit", "forced")
 
 
 def decode_file(indexed_path, reader, labels, geometry):
-    """(file index, path) -> ("alert", record), ("rejection", (order, dict)), one ("read", n).
+    """(file index, path) -> ("alert", record), ("rejection", (order, dict)) and one
+    ("read", (alerts read, alert records yielded)).
 
     ``reader`` reads the file (an ``own.AlertReader``); ``geometry`` is the dataset's
     ``StampGeometry`` (its first alert's): alerts whose stamps differ are rejected, as the
@@ -42,7 +43,7 @@ def decode_file(indexed_path, reader, labels, geometry):
     """
     file_index, path = indexed_path
     rejections = RejectionLog(warn=False)
-    read = 0
+    read = yielded = 0
     for position, alert in enumerate(reader([path], rejections=rejections)):
         read += 1
         found = geometry.differences(geometry_of(alert.channels, alert.stamps.shape))
@@ -60,6 +61,7 @@ def decode_file(indexed_path, reader, labels, geometry):
             np.zeros((0, len(HISTORY_FIELDS))) if alert.history is None else alert.history, "<f4"
         ).reshape(-1, len(HISTORY_FIELDS))
         kinds = history_summary(history)
+        yielded += 1
         yield (
             "alert",
             {
@@ -84,7 +86,7 @@ def decode_file(indexed_path, reader, labels, geometry):
     # Every rejection (``to_list`` keeps only the first ones), ordered by where it was read.
     for sequence, rejection in enumerate(rejections):
         yield "rejection", ((file_index, 0, sequence), rejection.to_dict())
-    yield "read", read
+    yield "read", (read, yielded)
 
 
 def keep_newest(candid_records):
