@@ -83,10 +83,13 @@ def run_builds(args, root: Path) -> tuple[list, dict]:
         )
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode or not lines:
-            raise SystemExit(f"{kind} build failed:\n{done.stderr[-3000:]}")
+            error = [line for line in done.stderr.splitlines() if "Error" in line][-1:]
+            print(f"{kind} build failed:\n{done.stderr[-3000:]}", flush=True)
+            results.append({"build": kind, "failed": error[0] if error else done.returncode})
+            continue
         results.append(json.loads(lines[0][7:]))
         print(results[-1], flush=True)
-    kinds = [result["build"] for result in results]
+    kinds = [result["build"] for result in results if "failed" not in result]
     same = {}
     if "plain" in kinds:
         expected = digests(root / "plain")
@@ -102,6 +105,9 @@ def print_table(results: list, same: dict) -> None:
     print("| build | alerts | seconds | alerts/s | peak RSS MiB (process / largest child) |")
     print("|---|---|---|---|---|")
     for r in results:
+        if "failed" in r:
+            print(f"| {r['build']} | failed: {r['failed']} | | | |")
+            continue
         print(
             f"| {r['build']} | {r['alerts_read']} | {r['seconds']} | {r['alerts_per_s']} | "
             f"{r['peak_rss_mib']:.0f} / {r['peak_child_rss_mib']:.0f} |"
