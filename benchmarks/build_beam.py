@@ -60,11 +60,14 @@ def main() -> None:
     if args.one:
         print("RESULT " + json.dumps(build_once(args.one, args.source, args.labels, args.out)))
         return
+    load = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="build-beam-") as root:
         results, same = run_builds(args, Path(root))
     print_table(results, same)
     if args.json:
-        Path(args.json).write_text(json.dumps({"builds": results, "equal": same}, indent=2) + "\n")
+        machine = {"cpus": os.cpu_count(), "load_average_at_start": load, "source": args.source}
+        payload = {"machine": machine, "builds": results, "equal": same}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def run_builds(args, root: Path) -> tuple[list, dict]:
