@@ -23,9 +23,9 @@ from stampnet.data.builder import (
     BUILDER_NAME,
     CONFIGS,
     DEFAULT_STORED_DETECTIONS,
-    STORAGE,
     ZtfAlerts,
 )
+from stampnet.data.example_format import STORAGE
 from stampnet.data.labels import LabelTable
 from stampnet.data.own import AlertReader
 from stampnet.data.readers import resolve_sources
@@ -71,20 +71,14 @@ def build_dataset(
         The dataset card, as written to ``<data_dir>/dataset_card.json``.
     """
     started = time.perf_counter()
-    data_dir = Path(data_dir)
-    fractions = check_fractions(split_fractions)
-    if int(max_detections) < 1:
-        raise ValueError(f"max_detections must be >= 1, received {max_detections}")
-    reader = AlertReader() if reader is None else reader
-    if isinstance(reader, AlertReader) and not reader.history:
-        reader = dataclasses.replace(reader, history=True)  # datasets store the light curves
-    files = getattr(reader, "resolve_sources", resolve_sources)(sources)
-    if not files:
-        raise ValueError(f"No alert files found in {sources!r}: nothing to build.")
-    label_table = LabelTable.from_csv(labels) if isinstance(labels, str | Path) else labels
-
-    with output.building(data_dir, files, overwrite=overwrite, scratch_dir=scratch_dir) as paths:
-        with staged(paths.staging, sources, label_table, fractions, seed, reader) as staging:
+    request = BuildRequest.check(sources, labels, max_detections, split_fractions, reader)
+    fractions = request.fractions
+    with output.building(
+        data_dir, request.files, overwrite=overwrite, scratch_dir=scratch_dir
+    ) as paths:
+        with staged(
+            paths.staging, sources, request.labels, fractions, seed, request.reader
+        ) as staging:
             for config in CONFIGS:
                 ZtfAlerts(
                     config=config,
@@ -94,14 +88,49 @@ def build_dataset(
                     split_fractions=fractions,
                     staging=staging,
                 ).download_and_prepare(download_dir=str(paths.staging / "downloads"))
-            card = _card(staging, files, label_table, seed, max_detections, fractions, generator)
-            card["reading"] = reader.reading() if hasattr(reader, "reading") else None
+            card = request.card(staging, paths, seed, max_detections, generator)
             card["staging"] = output.staging_summary(staging)
-            staging.rejections.save(paths.partial / REJECTIONS_FILE)
         card["build_seconds"] = round(time.perf_counter() - started, 2)
         card_lib.write_card(paths.partial, card)
-    staging.rejections.warn_summary(f"building {data_dir}", saved=data_dir / REJECTIONS_FILE)
+    staging.rejections.warn_summary(f"building {data_dir}", saved=Path(data_dir) / REJECTIONS_FILE)
     return card
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequest:
+    """A build's checked arguments, shared by the plain build and the Beam build
+    (``stampnet.data.beam_build``): one place that checks them and writes the card."""
+
+    sources: object
+    files: list[Path]
+    labels: LabelTable | None
+    fractions: tuple[float, float, float]
+    reader: object
+
+    @classmethod
+    def check(cls, sources, labels, max_detections, split_fractions, reader) -> BuildRequest:
+        """Checks the arguments, finds the files; raises ValueError saying what is wrong."""
+        fractions = check_fractions(split_fractions)
+        if int(max_detections) < 1:
+            raise ValueError(f"max_detections must be >= 1, received {max_detections}")
+        reader = AlertReader() if reader is None else reader
+        if isinstance(reader, AlertReader) and not reader.history:
+            reader = dataclasses.replace(reader, history=True)  # datasets store the light curves
+        files = getattr(reader, "resolve_sources", resolve_sources)(sources)
+        if not files:
+            raise ValueError(f"No alert files found in {sources!r}: nothing to build.")
+        label_table = LabelTable.from_csv(labels) if isinstance(labels, str | Path) else labels
+        return cls(sources, files, label_table, fractions, reader)
+
+    def card(self, staging, paths, seed, max_detections, generator) -> dict:
+        """The dataset card of ``staging`` (a ``Staging``, or what stands in for one); saves
+        every rejection beside it in ``paths.partial``."""
+        card = _card(
+            staging, self.files, self.labels, seed, max_detections, self.fractions, generator
+        )
+        card["reading"] = self.reader.reading() if hasattr(self.reader, "reading") else None
+        staging.rejections.save(paths.partial / REJECTIONS_FILE)
+        return card
 
 
 def _card(

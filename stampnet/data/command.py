@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "max_detections": args.max_detections,
         "split_fractions": args.split_fractions,
         "overwrite": args.overwrite,
+        "scratch_dir": args.scratch_dir,
+        "reader": reader_from_args(args),
     }
     if args.beam_workers or args.beam_option:
         from stampnet.data.beam_build import build_dataset_beam
@@ -137,12 +139,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         from stampnet.data.build import build_dataset  # imports TensorFlow: only when building
 
-        card = build_dataset(
-            args.source,
-            args.out,
-            **common,
-            scratch_dir=args.scratch_dir,
-            reader=reader_from_args(args),
-        )
+        card = build_dataset(args.source, args.out, **common)
     print(summary(card, args.out))
     return 0
