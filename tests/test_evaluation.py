@@ -194,7 +194,9 @@ def _light_curve_rows(days, fid, kind, flux):
 
 
 def test_light_curve_baseline_streams_the_hand_computed_errors_per_band_and_kind():
-    from stampnet.evaluation.light_curves import LightCurveBaseline
+    from types import SimpleNamespace
+
+    from stampnet.evaluation.light_curves import LightCurveBaseline, light_curve_reconstruction
     from stampnet.layers.lightcurve import FLUX_SCALE, FLUX_SOFTENING_UJY
 
     # Two objects of three rows: g detections, an r upper limit (no flux), r forced photometry;
@@ -231,6 +233,11 @@ def test_light_curve_baseline_streams_the_hand_computed_errors_per_band_and_kind
     assert _is_png(plots.figure_png(plots.plot_light_curves(baseline.examples)))
     with pytest.raises(ValueError, match="No light-curve row with a flux"):
         LightCurveBaseline().result()
+    # the report of a split without a flux says so instead of failing the evaluation
+    report = Report("no flux")
+    context = SimpleNamespace(collected=SimpleNamespace(light_curves={"m": LightCurveBaseline()}),
+                              report=report)  # fmt: skip
+    assert light_curve_reconstruction(context, "m") == {} and "not scored" in report.render()
 
 
 def test_umap_is_seeded_and_records_its_parameters():

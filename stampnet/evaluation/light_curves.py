@@ -40,7 +40,7 @@ class LightCurveBaseline:
         self.class_names = tuple(class_names)
         self.examples_per_class = examples_per_class
         self.sums = defaultdict(lambda: np.zeros(4))  # group -> rows, Σt, Σt², Σ(t - p)²
-        self.examples: dict[str, dict] = {}
+        self.examples: dict[str, list[dict]] = {}
 
     def add(self, light_curve, light_curve_mask, prediction, labels=None) -> None:
         """One batch: rows (B, L, K), mask (B, L), predicted scaled flux (B, L), labels (B,)."""
@@ -101,6 +101,10 @@ def light_curve_reconstruction(context, name: str) -> dict:
     of a few light curves with their reconstruction (models without the branch: nothing)."""
     light_curves = context.collected.light_curves.get(name)
     if light_curves is None:
+        return {}
+    if not light_curves.sums:
+        context.report.paragraph("No light-curve row of this split has a flux: the light-curve "
+                                 "reconstruction is not scored.", "note")  # fmt: skip
         return {}
     scores = light_curves.result()
     context.report.heading("Light-curve reconstruction", 3)
