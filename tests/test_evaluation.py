@@ -579,6 +579,7 @@ def test_sequence_classifier_gets_accuracy_against_detections(tiny_data, tmp_pat
     assert "accuracy_vs_detections_model.png" in result["figures"]
 
 
+@pytest.mark.slow
 def test_sequence_vae_light_curve_reconstruction_is_reported_against_the_mean(tiny_data, tmp_path):
     # evaluate.py's path without its UMAP: the run's models over the split, then the report.
     from types import SimpleNamespace
