@@ -34,7 +34,6 @@ def classifier_arm(data_dir, card, units, args):
     import keras
 
     from stampnet.data.card import feature_stats_for
-    from stampnet.evaluation.light_curves import accuracy_by_num_detections
     from stampnet.models.seq_classifier import build_seq_classifier
 
     keras.utils.set_random_seed(args.seed)
@@ -52,8 +51,32 @@ def classifier_arm(data_dir, card, units, args):
     model.fit(keep_inputs(train, model), epochs=args.epochs, verbose=0)
     seconds = time.perf_counter() - started
     test = datasets(data_dir, "test", args.steps, 64, False)
-    rows = accuracy_by_num_detections(model, test, args.steps)
-    return rows, seconds
+    return accuracy_by_detections(model, test, card["class_names"]), seconds
+
+
+def accuracy_by_detections(model, dataset, class_names) -> list[dict]:
+    """Test accuracy from each object's first n detections, as ``evaluate.py`` computes it
+    (``runner.collect``): over every object (one with fewer than n uses all it has) and over
+    the objects with at least n."""
+    import numpy as np
+
+    from stampnet.evaluation import metrics, runner
+
+    collected = runner.collect(
+        {"model": model}, dataset.as_numpy_iterator(), dataset_classes=class_names,
+        model_classes=class_names, mistakes_per_model=0, sequences=True,
+    )  # fmt: skip
+    labels, by_detections = collected.labels, collected.probabilities_by_detections["model"]
+    with_n = metrics.accuracy_by_detections(labels, by_detections, collected.num_detections)
+    return [
+        {
+            "num_detections": n,
+            "accuracy": float(np.mean(by_detections[:, n - 1] == labels)),
+            "accuracy_with_n": with_n[n]["accuracy"],
+            "objects_with_n": with_n[n]["count"],
+        }
+        for n in sorted(with_n)
+    ]
 
 
 def vae_arm(data_dir, args):

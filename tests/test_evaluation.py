@@ -184,6 +184,62 @@ def test_mean_stamp_baseline_streams_the_hand_computed_losses():
     assert scores["mean_stamp_bce"] == pytest.approx(expected)
 
 
+def _light_curve_rows(days, fid, kind, flux):
+    from stampnet.data.history import HISTORY_FIELDS
+
+    rows = np.full((len(days), len(HISTORY_FIELDS)), np.nan, np.float32)
+    for name, values in (("days", days), ("fid", fid), ("kind", kind), ("flux", flux)):
+        rows[:, HISTORY_FIELDS.index(name)] = values
+    return rows
+
+
+def test_light_curve_baseline_streams_the_hand_computed_errors_per_band_and_kind():
+    from types import SimpleNamespace
+
+    from stampnet.evaluation.light_curves import LightCurveBaseline, light_curve_reconstruction
+    from stampnet.layers.lightcurve import FLUX_SCALE, FLUX_SOFTENING_UJY
+
+    # Two objects of three rows: g detections, an r upper limit (no flux), r forced photometry;
+    # the second object's last row is padding.
+    flux = np.array([[100.0, np.nan, -20.0], [300.0, 50.0, 7.0]])
+    curves = np.stack([
+        _light_curve_rows([-3, -2, -1], [1, 2, 2], [0, 1, 2], flux[0]),
+        _light_curve_rows([-5, -1, 0], [1, 1, 2], [0, 0, 2], flux[1]),
+    ])  # fmt: skip
+    mask = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    prediction = np.full((2, 3), 0.5)
+    baseline = LightCurveBaseline(["AGN", "SN"])
+    baseline.add(curves[:1], mask[:1], prediction[:1], labels=[1])  # two batches
+    baseline.add(curves[1:], mask[1:], prediction[1:], labels=[0])
+    scores = baseline.result()
+
+    target = np.arcsinh(np.array([100.0, -20.0, 300.0, 50.0]) / FLUX_SOFTENING_UJY) / FLUX_SCALE
+    assert scores["rows"] == 4
+    assert scores["mse"] == pytest.approx(np.mean((target - 0.5) ** 2))
+    assert scores["baseline_mse"] == pytest.approx(np.var(target))
+    assert scores["mse_ratio"] == pytest.approx(scores["mse"] / scores["baseline_mse"])
+    assert set(scores["per_group"]) == {"g detection", "r forced"}
+    detections = target[[0, 2, 3]]
+    assert scores["per_group"]["g detection"]["baseline_mse"] == pytest.approx(np.var(detections))
+    forced = {
+        "mse": pytest.approx((target[1] - 0.5) ** 2),
+        "baseline_mse": 0.0,
+        "mse_ratio": None,
+        "rows": 1,
+    }  # one row: no ratio
+    assert scores["per_group"]["r forced"] == forced
+    assert list(baseline.examples) == ["SN", "AGN"]
+    np.testing.assert_allclose(baseline.examples["AGN"][0]["days"], [-5, -1])
+    assert _is_png(plots.figure_png(plots.plot_light_curves(baseline.examples)))
+    with pytest.raises(ValueError, match="No light-curve row with a flux"):
+        LightCurveBaseline().result()
+    # the report of a split without a flux says so instead of failing the evaluation
+    report = Report("no flux")
+    context = SimpleNamespace(collected=SimpleNamespace(light_curves={"m": LightCurveBaseline()}),
+                              report=report)  # fmt: skip
+    assert light_curve_reconstruction(context, "m") == {} and "not scored" in report.render()
+
+
 def test_umap_is_seeded_and_records_its_parameters():
     rng = np.random.default_rng(0)
     latents = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(6, 1, (30, 4))])
@@ -369,6 +425,19 @@ def make_sequence_run(run_dir, card, data_dir):
     return save_run(run_dir, {"model": model}, card, data_dir)
 
 
+def make_seq_vae_run(run_dir, card, data_dir):
+    """A tiny sequence VAE with the light-curve branch, saved as the trainer saves its
+    model.keras (its encoder.keras, which repeats the latents, is left out: cheaper to load)."""
+    import keras
+
+    from stampnet.models.seq_vae import build_seq_vae
+
+    keras.utils.set_random_seed(4)
+    vae = build_seq_vae(latent_dim=3, conv_filters=(4, 4), embedding_dim=8, units=8, seed=0,
+                        light_curve_units=4)  # fmt: skip
+    return save_run(run_dir, {"model": vae.functional_model("seq_vae_autoencoder")}, card, data_dir)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(ztf_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("evaluation") / "tiny"
@@ -508,6 +577,46 @@ def test_sequence_classifier_gets_accuracy_against_detections(tiny_data, tmp_pat
     full = by_step[np.arange(len(labels)), np.minimum(detections, 3) - 1]
     np.testing.assert_array_equal(full, saved["probabilities/model"].argmax(axis=1))
     assert "accuracy_vs_detections_model.png" in result["figures"]
+
+
+@pytest.mark.slow
+def test_sequence_vae_light_curve_reconstruction_is_reported_against_the_mean(tiny_data, tmp_path):
+    # evaluate.py's path without its UMAP: the run's models over the split, then the report.
+    from types import SimpleNamespace
+
+    from stampnet.evaluation import loading, reports, runner
+    from stampnet.evaluation.command import EvaluationOptions
+    from stampnet.models.lightcurve import light_curve_target
+
+    data_dir, card = tiny_data
+    loaded = loading.load_run(make_seq_vae_run(tmp_path / "seq_vae-1", card, data_dir))
+    batches = list(loading.split_batches(loaded, data_dir, ALL_SPLITS, card,
+                                         EvaluationOptions(batch_size=32)))  # fmt: skip
+    names = tuple(card["class_names"])
+    collected = runner.collect(loaded.models, batches, dataset_classes=names,
+                               model_classes=names, sequences=True)  # fmt: skip
+    assert collected.roles == {"model": "autoencoder"}
+    context = reports.ReportContext(Report("seq_vae"), collected, names, EvaluationOptions())
+    section = reports.light_curve_reconstruction(context, "model")["light_curve_reconstruction"]
+
+    model, targets, predictions = loaded.models["model"], [], []
+    for inputs, _ in batches:
+        inputs = {key: inputs[key] for key in loading.model_input_dims(model)}
+        target, weight = (np.asarray(x) for x in light_curve_target(
+            inputs["light_curve"], inputs["light_curve_mask"]))  # fmt: skip
+        predicted = np.asarray(model(inputs)["light_curve_reconstruction"])
+        targets.append(target[weight > 0])
+        predictions.append(predicted[weight > 0])
+    target, predicted = np.concatenate(targets), np.concatenate(predictions)
+    assert section["rows"] == target.size > 50
+    assert section["mse"] == pytest.approx(np.mean((target - predicted) ** 2), rel=1e-5)
+    assert section["baseline_mse"] == pytest.approx(np.var(target), rel=1e-5)
+    assert sum(row["rows"] for row in section["per_group"].values()) == target.size
+    assert list(context.figures) == ["light_curves_model"]
+    assert "light_curve_reconstruction" in reports.REPORTS["sequence_autoencoder"][1].__name__
+    # a model without the branch gets no such section
+    assert reports.light_curve_reconstruction(SimpleNamespace(
+        collected=runner.Collected(None, None, None)), "model") == {}  # fmt: skip
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""notebooks/latent_space.ipynb runs top to bottom (nbclient) on a tiny VAE run over real alerts."""
+"""notebooks/latent_space.ipynb runs top to bottom (nbclient) on tiny VAE and sequence-VAE runs
+over real alerts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.test_evaluation import build_tiny_dataset, make_vae_run
+from tests.test_evaluation import _labelled, build_tiny_dataset, make_seq_vae_run, make_vae_run
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "latent_space.ipynb"
 
@@ -29,8 +30,10 @@ def test_latent_space_notebook_runs_top_to_bottom(ztf_dir, tmp_path, monkeypatch
     data_dir = tmp_path / "tiny"
     card = build_tiny_dataset(ztf_dir, data_dir)
     run = make_vae_run(tmp_path / "vae-1", card, data_dir)
+    seq_run = make_seq_vae_run(tmp_path / "seq_vae-1", card, data_dir)
     # The kernel inherits these: the notebook's parameters.
     monkeypatch.setenv("STAMPNET_RUN", str(run))
+    monkeypatch.setenv("STAMPNET_SEQ_RUN", str(seq_run))
     monkeypatch.setenv("STAMPNET_SPLIT", "train+validation+test")
     monkeypatch.setenv("STAMPNET_MAX_EXAMPLES", "300")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws
@@ -47,13 +50,17 @@ def test_latent_space_notebook_runs_top_to_bottom(ztf_dir, tmp_path, monkeypatch
         if output.get("output_type") == "error"
     ]
     assert not errors
-    # UMAP, one gallery per class present, interpolation, traversal, decision regions
+    # UMAP, one gallery per class present, interpolation, traversal, decision regions; the
+    # sequence VAE's latents by class and by detections, and its light curves
     present = sum(count > 0 for count in _class_totals(card).values())
-    assert _images(notebook) == 1 + present + 3
+    assert _images(notebook) == 1 + present + 3 + 3
     text = "".join(
         output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
     )
     assert "'random_state': 0" in text and f"run {run}" in text
+    objects = _labelled(card, "sequences")
+    assert f"run {seq_run}: {objects} objects, latent dimension 3" in text
+    assert "objects by number of detections: {1: " in text and "light-curve MSE" in text
 
 
 def _class_totals(card) -> dict:
@@ -90,6 +97,7 @@ def test_notebook_trains_a_tiny_vae_when_no_run_is_given(tmp_path, monkeypatch):
         output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
     )
     assert "No autoencoder run found: training a tiny VAE" in text
+    assert "No sequence VAE run found" in text
     assert (tmp_path / "runs" / "vae-tiny" / "model.keras").is_file()
     assert (tmp_path / "tfrecords" / "builtin-tiny" / "dataset_card.json").is_file()
     assert _images(notebook) >= 4  # UMAP, galleries, interpolation, traversal, regions

@@ -136,6 +136,8 @@ def split_batches(loaded: LoadedRun, data_dir, split: str, card: Mapping, option
 
     common = dict(
         batch_size=options.batch_size,
+        # the stored light-curve history, for models with the light-curve branch
+        with_history=any("light_curve" in model_input_dims(m) for m in loaded.models.values()),
         feature_names=loaded.feature_names,
         class_names=tuple(card["class_names"]),
         labelled_only=True,

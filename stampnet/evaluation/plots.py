@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from stampnet.constants import CHANNELS
+from stampnet.constants import BANDS, CHANNELS
+from stampnet.data.history import KIND_NAMES
 
 #: Colours per class index: tab10 is distinguishable for the five ALeRCE classes and "other".
 CLASS_COLOURS = matplotlib.colormaps["tab10"].colors
@@ -233,4 +234,34 @@ def plot_embedding(points, values, *, class_names: Sequence[str] | None = None,
     axis.set_xticks([])
     axis.set_yticks([])
     figure.tight_layout()
+    return figure
+
+
+def plot_light_curves(examples: Mapping[str, Sequence[Mapping]]) -> Figure:
+    """One panel per light curve (class name -> light curves with ``days``, ``fid``, ``kind``,
+    ``target`` and ``prediction`` per row, as ``light_curves.LightCurveBaseline`` keeps them):
+    bands coloured, detections, upper limits and forced photometry marked apart."""
+    curves = [(name, curve) for name, kept in examples.items() for curve in kept]
+    columns = min(len(curves), 3)
+    rows = -(-len(curves) // columns)
+    figure = Figure(figsize=(3.4 * columns, 2.6 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    colours = {1: "tab:green", 2: "tab:red", 3: "tab:brown"}
+    markers = ("o", "v", "s")  # detection, upper limit, forced
+    for axis, (name, curve) in zip(axes, curves, strict=False):
+        for fid in np.unique(curve["fid"]):
+            for kind in np.unique(curve["kind"]):
+                chosen = (curve["fid"] == fid) & (curve["kind"] == kind)
+                if not chosen.any():
+                    continue
+                colour = colours.get(int(fid), "grey")
+                label = f"{BANDS.get(int(fid), fid)} {KIND_NAMES[int(kind)]}"
+                axis.scatter(curve["days"][chosen], curve["target"][chosen], s=14, color=colour,
+                             marker=markers[int(kind)], label=label)  # fmt: skip
+                axis.scatter(curve["days"][chosen], curve["prediction"][chosen], s=22,
+                             color=colour, marker="x", linewidths=0.8)  # fmt: skip
+        axis.set(title=name, xlabel="days before the last detection", ylabel="scaled flux")
+        axis.legend(fontsize=6)
+    for axis in axes[len(curves) :]:
+        axis.set_axis_off()
     return figure

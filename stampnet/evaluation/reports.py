@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from stampnet.evaluation import clustering, metrics, plots
+from stampnet.evaluation.light_curves import light_curve_reconstruction
 from stampnet.evaluation.report import Report, classification_table
 from stampnet.evaluation.runner import Collected
 
@@ -266,7 +267,7 @@ REPORTS = {
     "classifier": (classification, mistake_gallery),
     "sequence_classifier": (classification, accuracy_by_detections, mistake_gallery),
     "autoencoder": (reconstruction, latent_space, latent_baselines),
-    "sequence_autoencoder": (reconstruction, latent_space),
+    "sequence_autoencoder": (reconstruction, light_curve_reconstruction, latent_space),
     "encoder": (latent_space, latent_baselines),
     "sequence_encoder": (latent_space,),
 }

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from stampnet.evaluation import reconstruction
+from stampnet.evaluation.light_curves import LightCurveBaseline
 from stampnet.evaluation.loading import model_input_dims
 
 ROLES = ("classifier", "autoencoder", "encoder")
@@ -111,6 +112,8 @@ class Collected:
         z_mean: encoder/autoencoder name -> (N, D).
         reconstruction_error: autoencoder name -> (N,) masked mean squared error.
         reconstruction_baseline: autoencoder name -> ``MeanStampBaseline.result()``.
+        light_curves: autoencoder name -> ``LightCurveBaseline`` of its light-curve
+            reconstruction, for a sequence VAE with the light-curve branch.
         clusters: name -> (N,) the model's own cluster assignment (VaDE), where it has one.
         mistake_stamps: classifier name -> {candid: (stamps, stamp_mask)} of its most confident
             mistakes (for a sequence: the object's last detection used).
@@ -130,6 +133,7 @@ class Collected:
     z_mean: dict = dataclasses.field(default_factory=dict)
     reconstruction_error: dict = dataclasses.field(default_factory=dict)
     reconstruction_baseline: dict = dataclasses.field(default_factory=dict)
+    light_curves: dict = dataclasses.field(default_factory=dict)
     clusters: dict = dataclasses.field(default_factory=dict)
     mistake_stamps: dict = dataclasses.field(default_factory=dict)
     examples: dict = dataclasses.field(default_factory=dict)
@@ -181,6 +185,7 @@ def collect(
     kept = {field: defaultdict(list) for field in ("probabilities", "by_detections", "z_mean",
                                                    "error", "clusters")}  # fmt: skip
     baselines = defaultdict(reconstruction.MeanStampBaseline)
+    light_curves: dict[str, LightCurveBaseline] = {}
     examples: dict[str, dict] = {}
     mistakes: dict[str, list] = {}
     excluded = dict.fromkeys(dataset_classes, 0)
@@ -235,6 +240,11 @@ def collect(
                 reconstruction.keep_examples(examples.setdefault(name, {}), current.labels,
                                              target, rebuilt, model_classes,
                                              examples_per_class)  # fmt: skip
+                if "light_curve_reconstruction" in output:
+                    light_curves.setdefault(name, LightCurveBaseline(model_classes)).add(
+                        model_inputs["light_curve"], model_inputs["light_curve_mask"],
+                        output["light_curve_reconstruction"], current.labels,
+                    )  # fmt: skip
     if not shared["labels"]:
         raise ValueError(
             f"No example of the split has a class the model knows ({list(model_classes)}); "
@@ -255,6 +265,7 @@ def collect(
         z_mean=arrays["z_mean"],
         reconstruction_error=arrays["error"],
         reconstruction_baseline={name: value.result() for name, value in baselines.items()},
+        light_curves=light_curves,
         clusters=arrays["clusters"],
         mistake_stamps={
             name: {candid: (stamps, mask) for _, candid, stamps, mask in rows}
