@@ -132,6 +132,13 @@ def main(argv=None) -> int:
         f"{len(set(sample.object_ids[held_out].tolist()))} objects (disjoint by objectId)"
     )
     starts = start_models(args, out)
+    partial = out / "runs.jsonl"  # one line per finished run, kept if the curve is cut short
+    partial.write_text("")
+
+    def keep(row):
+        with open(partial, "a") as handle:
+            handle.write(json.dumps(json_ready(row)) + "\n")
+
     rows = kshot_curve(
         starts,
         sample,
@@ -141,6 +148,7 @@ def main(argv=None) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        on_row=keep,
     )
     summary = summarise_kshot(rows)
     print("\nk-shot curve on the held-back real objects (mean +- std over seeds):")

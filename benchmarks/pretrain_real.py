@@ -40,10 +40,10 @@ from stampnet.jsonable import json_ready  # noqa: E402
 
 def builtin_stream(size: str, batch_size: int, seed: int):
     """Repeating batches of built-in training stamps ({"stamps", "stamp_mask"})."""
+    from stampnet.data.locate import resolve_data_dir
     from stampnet.data.pipeline import alert_dataset
-    from stampnet.simulation.builtin import ensure_builtin_dataset
 
-    data_dir = ensure_builtin_dataset(REPO / "tfrecords", size)
+    data_dir = resolve_data_dir(None, builtin_size=size)  # as train.py --size
     dataset = alert_dataset(
         data_dir,
         "train",
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     labelled_in_pretraining = np.isin(real["object_ids"], sample.object_ids[pool]).sum()
     print(
         f"real stamps for pre-training: {len(real['stamps'])} alerts ({labelled_in_pretraining} "
-        f"of them labelled training alerts), {len(excluded)} evaluation objects left out; "
+        f"of them from labelled training objects), {len(excluded)} evaluation objects left out; "
         f"classifier: {len(pool)} training alerts, {len(held_out)} evaluation alerts"
     )
     streams = {"real_unlabelled": array_stream(real, args.batch_size, seed=0)}

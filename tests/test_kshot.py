@@ -72,5 +72,7 @@ def test_kshot_command_fine_tunes_and_writes_table_json_and_plot(
     assert report["runs"][0]["accuracy"] == pytest.approx(untouched["accuracy"])
     assert report["runs"][0]["eval_alerts"] == held_out.size
     assert [entry["k"] for entry in report["summary"]] == [0, 1]
+    kept = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert kept == report["runs"]  # partial results, written as each run finished
     assert (out / "kshot.png").stat().st_size > 1000 and (out / "kshot.csv").is_file()
     assert "+-" in capsys.readouterr().out

@@ -128,6 +128,7 @@ def kshot_curve(
     eval_fraction: float = 0.3,
     split_seed: int = 0,
     log=print,
+    on_row=None,
     **finetune_kwargs,
 ) -> list[dict]:
     """Fine-tunes every start with k alerts per class, per seed, and scores the evaluation set.
@@ -138,6 +139,8 @@ def kshot_curve(
         ks: alerts per class; 0 = no fine-tuning (scored once), None = the whole training pool.
         seeds: draw of the k alerts and fine-tuning seed.
         eval_fraction, split_seed: the fixed, object-disjoint evaluation set (``object_split``).
+        log: prints one line per run; on_row: called with each row as it is made (e.g. to keep
+            partial results of a long curve).
         **finetune_kwargs: steps, batch_size, learning_rate of ``finetune``.
 
     Returns:
@@ -167,6 +170,8 @@ def kshot_curve(
                         "macro_recall": result["macro_recall"],
                     }
                 )
+                if on_row is not None:
+                    on_row(rows[-1])
                 log(
                     f"{name} k={rows[-1]['k']} seed={seed}: {chosen.size} training alerts, "
                     f"accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
