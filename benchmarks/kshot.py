@@ -14,7 +14,9 @@ catalogue labels, see ``stampnet.evaluation.transfer.LABEL_NOTES``) are split by
 fixed evaluation set (``--eval-fraction`` of each class's objects) and a training pool; each start
 is fine-tuned (every layer, ``--steps`` batches) on k alerts per class drawn from the pool, per
 seed, and scored on the evaluation alerts. Writes ``kshot.json`` (every run, the summary, sizes,
-seconds), ``kshot.csv`` (the summary) and ``kshot.png`` (the curve) under ``--out``.
+seconds), ``kshot.csv`` (the summary) and ``kshot.png`` (the curve) under ``--out``; each finished
+run is also appended to ``runs.jsonl`` as it ends, and ``--from-runs`` summarises that file alone
+(a curve cut short).
 """
 
 from __future__ import annotations
@@ -114,7 +116,18 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-fraction", type=float, default=0.3)
     parser.add_argument("--candids", default=None, help="file of candids: a subset of the sample")
     parser.add_argument("--out", default="kshot", help="output folder")
+    parser.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="fine-tune nothing: summarise OUT/runs.jsonl (the finished runs of a curve cut short)",
+    )
     args = parser.parse_args(argv)
+    if args.from_runs:
+        lines = (Path(args.out) / "runs.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        if not rows:
+            raise SystemExit(f"no finished run in {Path(args.out) / 'runs.jsonl'}")
+        return write_outputs(Path(args.out), rows, {"cut_short": True}, time.perf_counter())
 
     from stampnet.evaluation.real_sample import load_real_sample
 
@@ -150,10 +163,6 @@ def main(argv=None) -> int:
         learning_rate=args.learning_rate,
         on_row=keep,
     )
-    summary = summarise_kshot(rows)
-    print("\nk-shot curve on the held-back real objects (mean +- std over seeds):")
-    print(kshot_table(summary))
-    seconds = time.perf_counter() - started
     report = {
         "real": args.real,
         "counts": sample.class_counts(),
@@ -164,10 +173,17 @@ def main(argv=None) -> int:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "seeds": args.seeds,
-        "runs": rows,
-        "summary": summary,
-        "seconds": seconds,
     }
+    return write_outputs(out, rows, report, started)
+
+
+def write_outputs(out: Path, rows: list[dict], report: dict, started: float) -> int:
+    """Prints the table; writes kshot.json (``report`` + runs + summary), kshot.csv, kshot.png."""
+    summary = summarise_kshot(rows)
+    print("\nk-shot curve on the held-back real objects (mean +- std over seeds):")
+    print(kshot_table(summary))
+    seconds = time.perf_counter() - started
+    report = {**report, "runs": rows, "summary": summary, "seconds": seconds}
     (out / "kshot.json").write_text(json.dumps(json_ready(report), indent=1))
     with open(out / "kshot.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(summary[0]))

@@ -76,3 +76,8 @@ def test_kshot_command_fine_tunes_and_writes_table_json_and_plot(
     assert kept == report["runs"]  # partial results, written as each run finished
     assert (out / "kshot.png").stat().st_size > 1000 and (out / "kshot.csv").is_file()
     assert "+-" in capsys.readouterr().out
+    # A curve cut short is summarised from runs.jsonl alone.
+    (out / "kshot.json").unlink()
+    assert module.main(["--out", str(out), "--from-runs"]) == 0
+    again = json.loads((out / "kshot.json").read_text())
+    assert again["cut_short"] and again["summary"] == report["summary"]
