@@ -32,6 +32,7 @@ from stampnet.evaluation.input_study import (  # noqa: E402
     PAPER_NUMBERS,
     parse_channel_subsets,
     plot_study,
+    rows_from_runs,
     run_study,
     study_table,
     summarise,
@@ -48,9 +49,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--validation-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--real", default=None, help="also score on this labelled real sample")
     parser.add_argument("--out", default="input_study", help="output folder")
+    parser.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="train nothing: summarise the finished runs under OUT/runs (a study cut short)",
+    )
     args = parser.parse_args(argv)
 
     from stampnet.training.config import apply_overrides
@@ -66,6 +73,7 @@ def main(argv=None) -> int:
             "train": {
                 "epochs": args.epochs,
                 "steps_per_epoch": args.steps_per_epoch,
+                "validation_steps": args.validation_steps,
                 "batch_size": args.batch_size,
                 "verbose": 0,
             },
@@ -76,14 +84,19 @@ def main(argv=None) -> int:
         from stampnet.evaluation.real_sample import load_real_sample
 
         real_sample = load_real_sample(args.real)
-    rows = run_study(
-        base,
-        parse_channel_subsets(args.channels),
-        args.features,
-        args.seeds,
-        out / "runs",
-        real_sample=real_sample,
-    )
+    if args.from_runs:
+        rows = rows_from_runs(out / "runs")
+        if not rows:
+            raise SystemExit(f"no finished run (with evaluation.json) under {out / 'runs'}")
+    else:
+        rows = run_study(
+            base,
+            parse_channel_subsets(args.channels),
+            args.features,
+            args.seeds,
+            out / "runs",
+            real_sample=real_sample,
+        )
     summary = summarise(rows)
     print(f"\ninput study on {args.data or f'built-in data (size {args.size})'}:")
     print(study_table(summary))
@@ -93,6 +106,8 @@ def main(argv=None) -> int:
                 {
                     "data": args.data or f"builtin size {args.size}",
                     "epochs": args.epochs,
+                    "steps_per_epoch": args.steps_per_epoch,
+                    "batch_size": args.batch_size,
                     "seeds": args.seeds,
                     "real": args.real,
                     "runs": rows,

@@ -17,6 +17,7 @@ from stampnet.evaluation.input_study import (
     matrix_scores,
     parse_channel_subsets,
     plot_study,
+    rows_from_runs,
     run_study,
     study_table,
     summarise,
@@ -98,6 +99,10 @@ def test_study_trains_each_condition_and_seed_on_real_alerts(tiny_data, tmp_path
         assert ",".join(config["model_config"]["channels"]) == row["channels"]
         assert config["train"]["seed"] == row["seed"]
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_examples"] > 0
+    # A study cut short is summarised from its finished run folders: the same rows.
+    rebuilt = rows_from_runs(tmp_path / "runs")
+    drop_dir = [{key: value for key, value in row.items() if key != "run_dir"} for row in rows]
+    assert [{k: v for k, v in row.items() if k != "run_dir"} for row in rebuilt] == drop_dir
     summary = summarise(rows)
     assert [entry["seeds"] for entry in summary] == [2, 2]
     path = plot_study(summary, tmp_path / "study.png")

@@ -141,6 +141,40 @@ def run_study(
     return rows
 
 
+def rows_from_runs(runs_dir: str | Path) -> list[dict]:
+    """The rows of ``run_study`` rebuilt from its finished run folders (``config.json`` and
+    ``evaluation.json``), without the real-sample scores: summarises a study that was cut short.
+    Folders without ``evaluation.json`` (runs still training) are left out."""
+    import json
+
+    from stampnet.training.runs import CONFIG_NAME, EVALUATION_NAME
+
+    if not Path(runs_dir).is_dir():
+        raise ValueError(f"{runs_dir} is not a folder of input-study runs (OUT/runs)")
+    rows = []
+    for run_dir in sorted(Path(runs_dir).iterdir()):
+        if not (run_dir / EVALUATION_NAME).is_file():
+            continue
+        config = json.loads((run_dir / CONFIG_NAME).read_text())
+        test = json.loads((run_dir / EVALUATION_NAME).read_text()).get("test", {})
+        if "confusion_matrix" not in test:
+            raise ValueError(f"{run_dir / EVALUATION_NAME} has no test confusion matrix")
+        rows.append(
+            {
+                "channels": ",".join(config["model_config"]["channels"]),
+                "features": config["data"]["feature_set"],
+                "seed": int(config["train"]["seed"]),
+                **{
+                    f"test_{key}": value
+                    for key, value in matrix_scores(test["confusion_matrix"]).items()
+                },
+                "test_examples": int(test["num_examples"]),
+                "run_dir": str(run_dir),
+            }
+        )
+    return rows
+
+
 SCORES = ("test_accuracy", "test_macro_recall", "real_accuracy", "real_macro_recall")
 
 
