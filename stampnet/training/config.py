@@ -151,7 +151,9 @@ class TrainConfig:
         None, "continue an interrupted run from its folder (its config.json is reused)"
     )
     verbose: int = _field(
-        1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch"
+        1,
+        "progress output: 0 silent, 1 Keras's bar on a terminal (one line per epoch elsewhere), "
+        "2 one line per epoch",
     )
     init: str | None = _field(
         None,
