@@ -11,7 +11,7 @@ from stampnet.data.alert import Alert
 from stampnet.data.stamps import MAX_ABS_PIXEL, stack_stamps
 from stampnet.features import METADATA_FIELDS, metadata_vector
 from stampnet.layers.preprocessing import StampPreprocessing
-from stampnet.testing import fuzz, mutators
+from stampnet.testing import fuzz, fuzz_checks, mutators
 
 CI_CASES = 300
 
@@ -57,13 +57,13 @@ def test_tensor_checks_catch_bad_alert_arrays():
     mask = np.ones((63, 63, 3), bool)
     metadata = np.zeros(len(METADATA_FIELDS))
     good = Alert("ZTF", 1, 2.4e6, 1, stamps, mask, metadata, "f", "4.02", (63, 63))
-    assert fuzz.tensor_problems(good) == []
+    assert fuzz_checks.tensor_problems(good) == []
     stamps_nan = stamps.copy()
     stamps_nan[0, 0, 0] = np.nan
     metadata_inf = metadata.copy()
     metadata_inf[0] = np.inf
     bad = Alert("ZTF", 1, 2.4e6, 1, stamps_nan, mask, metadata_inf, "f", "4.02", (63, 63))
-    assert fuzz.tensor_problems(bad) == ["non-finite stamp pixels", "inf in metadata"]
+    assert fuzz_checks.tensor_problems(bad) == ["non-finite stamp pixels", "inf in metadata"]
 
 
 # ------------------------------------------------------------- what the fuzzer found, fixed

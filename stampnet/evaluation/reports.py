@@ -4,7 +4,7 @@ A report is a function ``report(context, name) -> dict``: it adds its tables and
 HTML report for model ``name`` of the run and returns the numbers that go into that model's
 entry of ``metrics.json``. ``REPORTS`` lists the reports of each model kind, in the order they
 appear; ``stampnet.evaluation.command`` only looks them up. A model's kind is its role (what it
-returned for one batch, ``runner.role_of``), prefixed ``sequence_`` when it reads sequences.
+returned for one batch, ``model_outputs.role_of``), prefixed ``sequence_`` when it reads sequences.
 """
 
 from __future__ import annotations

@@ -6,11 +6,8 @@ metrics, figures and a report. Batches are streamed: only per-example scalars an
 kept, plus the stamps of a few examples per class for the galleries, so memory does not grow with
 the split beyond O(N) small arrays.
 
-Roles: every ``*.keras`` of a run is called once on a batch and sorted by what it returns:
-- ``classifier``: probabilities (B, C), or a dict with ``probabilities``;
-- ``autoencoder``: a dict with ``reconstruction`` and ``z_mean`` (``StampAutoencoder``);
-- ``encoder``: ``[z_mean, z_log_var, ...]``, a dict with ``z_mean``, or a single (B, D) tensor that
-  is not a probability vector.
+Every ``*.keras`` of a run is called once on a batch and sorted by what it returns: its role
+(classifier, autoencoder or encoder; ``stampnet.evaluation.model_outputs.role_of``).
 """
 
 from __future__ import annotations
@@ -24,45 +21,7 @@ import numpy as np
 from stampnet.evaluation import reconstruction
 from stampnet.evaluation.light_curves import LightCurveBaseline
 from stampnet.evaluation.loading import model_input_dims
-
-ROLES = ("classifier", "autoencoder", "encoder")
-
-
-def role_of(outputs, num_classes: int) -> str:
-    """Sorts a model by the outputs it returned for one batch (see the module docstring)."""
-    if isinstance(outputs, Mapping):
-        if "probabilities" in outputs:
-            return "classifier"
-        if "reconstruction" in outputs:
-            return "autoencoder"
-        if "z_mean" in outputs:
-            return "encoder"
-        raise ValueError(f"Cannot evaluate a model returning a dict with keys {sorted(outputs)}")
-    if isinstance(outputs, list | tuple):
-        return "encoder"
-    values = np.asarray(outputs)
-    is_probability = (
-        values.ndim == 2
-        and values.shape[1] == num_classes
-        and np.all(values >= -1e-6)
-        and np.allclose(values.sum(axis=1), 1.0, atol=1e-3)
-    )
-    return "classifier" if is_probability else "encoder"
-
-
-def _probabilities(outputs) -> np.ndarray:
-    if isinstance(outputs, Mapping):
-        outputs = outputs["probabilities"]
-    return np.asarray(outputs, np.float32)
-
-
-def latent_mean(outputs) -> np.ndarray:
-    """z_mean from an encoder's or autoencoder's outputs (dict, list or single tensor)."""
-    if isinstance(outputs, Mapping):
-        return np.asarray(outputs["z_mean"], np.float32)
-    if isinstance(outputs, list | tuple):
-        return np.asarray(outputs[0], np.float32)
-    return np.asarray(outputs, np.float32)
+from stampnet.evaluation.model_outputs import class_probabilities, latent_mean, role_of
 
 
 def truncate_detections(inputs: Mapping, count: int) -> dict:
@@ -221,7 +180,7 @@ def collect(
             if role == "encoder" and "autoencoder" in roles.values():
                 continue  # a run's encoder.keras repeats the latents of its autoencoder
             if role == "classifier":
-                probabilities = _probabilities(output)
+                probabilities = class_probabilities(output)
                 kept["probabilities"][name].append(probabilities)
                 mistakes[name] = _worst_mistakes(mistakes.get(name, []), probabilities, current,
                                                  mistakes_per_model)  # fmt: skip
@@ -300,10 +259,10 @@ def _by_detections(model, inputs: Mapping) -> np.ndarray:
     model_inputs = _model_inputs(model, inputs)
     steps = inputs["detection_mask"].shape[1]
     predicted = [
-        _probabilities(model(truncate_detections(model_inputs, count), training=False)).argmax(1)
+        class_probabilities(model(truncate_detections(model_inputs, count), training=False))
         for count in range(1, steps + 1)
     ]
-    return np.stack(predicted, axis=1)
+    return np.stack([probabilities.argmax(1) for probabilities in predicted], axis=1)
 
 
 def _worst_mistakes(kept, probabilities, batch: _Batch, count) -> list:
