@@ -21,8 +21,9 @@ from pathlib import Path
 SETTINGS = {"on": "1", "off": "0"}
 
 
-def measure(data_dir: Path, name: str, steps: int, batch_size: int) -> float:
-    """Training examples/s of ``name`` in this process (TensorFlow imported here)."""
+def measure(data_dir: Path, name: str, steps: int, batch_size: int) -> tuple[float, float]:
+    """Training examples/s of ``name`` in this process (TensorFlow imported here), and examples
+    per CPU-second of the process (less sensitive than wall time to other processes' load)."""
     from stampnet.data.card import load_card
     from stampnet.training import trainer
     from stampnet.training.config import apply_overrides
@@ -45,9 +46,10 @@ def measure(data_dir: Path, name: str, steps: int, batch_size: int) -> float:
     )
     trainer.ensure_built(bundle.model, dataset)
     bundle.model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     bundle.model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-    return steps * batch_size / (time.perf_counter() - started)
+    examples = steps * batch_size
+    return examples / (time.perf_counter() - started), examples / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -61,10 +63,12 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one measurement, in a process started with the setting in its environment
-        rate = measure(Path(args.data), args.child, args.steps, args.batch_size)
-        print(json.dumps({"examples_per_s": rate, "load": os.getloadavg()[0]}))
+        rate, per_cpu = measure(Path(args.data), args.child, args.steps, args.batch_size)
+        load = os.getloadavg()[0]
+        print(json.dumps({"examples_per_s": rate, "per_cpu_s": per_cpu, "load": load}))
         return
     rates: dict[str, dict[str, list[float]]] = {}
+    per_cpu: dict[str, dict[str, list[float]]] = {}
     loads = []
     for _ in range(args.rounds):
         for name in args.models.split(","):
@@ -80,16 +84,27 @@ def main() -> None:
                     sys.exit(f"{name} with oneDNN {setting} failed:\n{done.stderr[-2000:]}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 rates.setdefault(name, {}).setdefault(setting, []).append(result["examples_per_s"])
+                per_cpu.setdefault(name, {}).setdefault(setting, []).append(result["per_cpu_s"])
                 loads.append(result["load"])
-                print(f"{name} oneDNN {setting}: {result['examples_per_s']:.1f} examples/s")
+                print(
+                    f"{name} oneDNN {setting}: {result['examples_per_s']:.1f} examples/s, "
+                    f"{result['per_cpu_s']:.1f} per CPU-second"
+                )
     print(f"load average {min(loads):.2f}-{max(loads):.2f} during the runs")
-    print("| model | oneDNN off ex/s | oneDNN on ex/s | on / off |")
-    print("|---|---|---|---|")
+    print("| model | off ex/s | on ex/s | on / off | off ex/CPU-s | on ex/CPU-s | on / off |")
+    print("|---|---|---|---|---|---|---|")
     summary = []
     for name, by_setting in rates.items():
         off, on = max(by_setting["off"]), max(by_setting["on"])
-        summary.append({"model": name, "off": by_setting["off"], "on": by_setting["on"]})
-        print(f"| {name} | {off:.1f} | {on:.1f} | {on / off:.2f} |")
+        cpu_off, cpu_on = max(per_cpu[name]["off"]), max(per_cpu[name]["on"])
+        summary.append(
+            {"model": name, **{f"{s}_examples_per_s": v for s, v in by_setting.items()}}
+            | {f"{s}_examples_per_cpu_s": v for s, v in per_cpu[name].items()}
+        )
+        print(
+            f"| {name} | {off:.1f} | {on:.1f} | {on / off:.2f} | "
+            f"{cpu_off:.1f} | {cpu_on:.1f} | {cpu_on / cpu_off:.2f} |"
+        )
     if args.json:
         payload = {"batch_size": args.batch_size, "steps": args.steps, "loads": loads}
         Path(args.json).write_text(json.dumps({**payload, "models": summary}, indent=2) + "\n")
