@@ -5,7 +5,9 @@ For each model (default: the stamp classifier and the two sequence models), on o
 - headroom = training examples/s fed from the TFRecord pipeline (``trainer.make_dataset``:
   parse, balance, shuffle, batch; augmentation runs inside the model) ÷ examples/s of the same
   model fed the same batches from memory (``take(k).cache().repeat()``). Target >= 0.95: the
-  input pipeline must not be what bounds training.
+  input pipeline must not be what bounds training. "feed alone" is the pipeline's examples/s
+  with no model: the most it could feed. Far above the training rate, the pipeline cannot be
+  the bound, and a headroom below 1 is the machine's load drifting between measurements.
 - efficiency = achieved FLOP/s of a training step ÷ the float32 matmul peak measured in the same
   run on the same device. A step's FLOPs are 3 x the forward pass (forward + two backward
   matmuls per layer), the forward pass counted by TensorFlow's profiler on the frozen graph of
@@ -68,6 +70,21 @@ def forward_flops(model, inputs) -> int:
     return int(profile.total_float_ops)
 
 
+def feed_rate(dataset, steps: int, batch_size: int) -> float:
+    """Examples/s the pipeline alone yields (no model): what it could feed if training were free.
+
+    Compared with the TFRecords training rate it says whether the pipeline can bound training:
+    at a ratio far above 1 it cannot, and a headroom below 1 is measurement noise.
+    """
+    iterator = iter(dataset)
+    for _ in range(2):  # the shuffle buffer fills on the first batch
+        next(iterator)
+    started = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    return steps * batch_size / (time.perf_counter() - started)
+
+
 def fit_rate(model, dataset, steps: int, batch_size: int) -> float:
     """Training examples/s over ``steps`` batches (after one traced warm-up epoch)."""
     model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
@@ -105,6 +122,7 @@ def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
         from_records.append(fit_rate(bundle.model, pipeline, args.steps, args.batch_size))
         from_memory.append(fit_rate(bundle.model, memory, args.steps, args.batch_size))
     records_rate, memory_rate = max(from_records), max(from_memory)
+    feed = feed_rate(pipeline, 4 * args.steps, args.batch_size)
     # FLOPs of the exported model (the training model's augmentation holds a seed variable that
     # cannot be frozen; flips and rotations cost no multiply-adds anyway).
     export = bundle.main_export[1].model
@@ -120,6 +138,7 @@ def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
         "records_examples_per_s": round(records_rate, 1),
         "memory_examples_per_s": round(memory_rate, 1),
         "headroom": round(records_rate / memory_rate, 3),
+        "feed_only_examples_per_s": round(feed, 1),
         "train_step_flops_per_example": flops // args.batch_size,
         "achieved_flop_per_s": achieved,
         "efficiency": round(achieved / peak, 3),
@@ -161,13 +180,14 @@ def main() -> None:
     print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
     results = [bench_model(name, Path(args.data), args, peak) for name in args.models.split(",")]
     limit = classify_limit(peak)
-    print("| model | TFRecords ex/s | in-memory ex/s | headroom (>= 0.95) | "
+    print("| model | TFRecords ex/s | in-memory ex/s | headroom (>= 0.95) | feed alone ex/s | "
           "step GFLOP/s | efficiency (>= 0.5) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['model']} | {r['records_examples_per_s']} | {r['memory_examples_per_s']} | "
-            f"{r['headroom']} | {r['achieved_flop_per_s'] / 1e9:.2f} | {r['efficiency']} |"
+            f"{r['headroom']} | {r['feed_only_examples_per_s']} | "
+            f"{r['achieved_flop_per_s'] / 1e9:.2f} | {r['efficiency']} |"
         )
     print(
         f"ALeRCE classifier: {limit['alerce_forward_flops_per_alert'] / 1e6:.1f} MFLOP per alert; "

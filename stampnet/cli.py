@@ -26,9 +26,11 @@ COMMANDS = {
     "info": ("stampnet.info", "versions, devices, and whether XLA and mixed precision work"),
 }
 #: Environment a command sets before TensorFlow is imported (an explicit setting wins).
-#: classify: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or
-#: AMX; on AVX2 cores they run the ALeRCE model about twice as fast (benchmarks/classify.py).
-COMMAND_ENVIRONMENT = {"classify": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+#: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or AMX. On AVX2
+#: cores they run the ALeRCE model about twice as fast (classify, benchmarks/classify.py) and
+#: train the sequence VAE about 3x as fast (train, benchmarks/onednn_training.py).
+_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+COMMAND_ENVIRONMENT = {"classify": _ONEDNN, "train": _ONEDNN}
 
 
 def build_parser() -> argparse.ArgumentParser:
