@@ -8,6 +8,7 @@ command runs, so ``stampnet --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -26,11 +27,28 @@ COMMANDS = {
     "info": ("stampnet.info", "versions, devices, and whether XLA and mixed precision work"),
 }
 #: Environment a command sets before TensorFlow is imported (an explicit setting wins).
-#: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or AMX. On AVX2
-#: cores they run the ALeRCE model about twice as fast (classify, benchmarks/classify.py) and
-#: train the sequence VAE about 3x as fast (train, benchmarks/onednn_training.py).
-_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "1"}
-COMMAND_ENVIRONMENT = {"classify": _ONEDNN, "train": _ONEDNN}
+#: classify: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or
+#: AMX; on AVX2 cores they run the ALeRCE model about twice as fast (benchmarks/classify.py).
+#: Not for train: with oneDNN on, seq_classifier under `--strategy mirrored` fails in a
+#: replica's convolution ("input depth must be evenly divisible by filter depth").
+COMMAND_ENVIRONMENT = {"classify": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+
+
+@contextlib.contextmanager
+def command_environment(command: str):
+    """``COMMAND_ENVIRONMENT[command]`` for the command's lifetime; an explicit setting wins.
+
+    What was added is removed afterwards, so that a program calling ``main`` in-process (a test, a
+    notebook) does not pass it on to the processes it starts later.
+    """
+    wanted = COMMAND_ENVIRONMENT.get(command, {})
+    added = {name: value for name, value in wanted.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     known, rest = parser.parse_known_args(argv[:1])
-    for name, value in COMMAND_ENVIRONMENT.get(known.command, {}).items():
-        os.environ.setdefault(name, value)
+    with command_environment(known.command):
+        return _run(known, argv[1:] + rest)
+
+
+def _run(known: argparse.Namespace, arguments: list[str]) -> int:
     try:
         module = importlib.import_module(known.module_name)
     except ModuleNotFoundError as error:
@@ -65,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         prog=f"stampnet {known.command}", description=(module.__doc__ or "").split("\n\n")[0]
     )
     module.add_arguments(subparser)
-    args = subparser.parse_args(argv[1:] + rest)
+    args = subparser.parse_args(arguments)
     return int(module.run(args) or 0)
 
 

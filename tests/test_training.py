@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 
 import keras
 import numpy as np
@@ -203,20 +202,6 @@ def test_bad_flags_fail_clearly(tmp_path):
         parse("--epochs", "3")
     with pytest.raises(ValueError, match="no config.json"):
         parse("--resume", str(tmp_path))
-
-
-def test_train_command_turns_onednn_on_unless_the_user_set_it(monkeypatch):
-    """TensorFlow leaves oneDNN off on AVX2 CPUs; on, seq_vae trains ~2x as fast there."""
-    from stampnet.cli import main as stampnet_main
-
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # first: the test's end restores the original
-    with pytest.raises(SystemExit):
-        stampnet_main(["train", "--model", "not_a_model"])
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
-    with pytest.raises(SystemExit):
-        stampnet_main(["train", "--model", "not_a_model"])
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
 
 def test_registry_names_every_model_and_loads_specs_lazily():
