@@ -36,7 +36,8 @@ from stampnet.data.derived import DerivationError, add_snr_channel
 from stampnet.data.errors import own_data_errors
 from stampnet.data.mapping import DataMapping, guess_mapping
 from stampnet.data.own_rows import RowReader
-from stampnet.data.readers import _file_format, _in_directory_scan, iter_alerts, resolve_sources
+from stampnet.data.readers import iter_alerts
+from stampnet.data.sources import file_format, in_directory_scan, resolve_sources
 
 
 class PickleWarning(UserWarning):
@@ -94,7 +95,7 @@ class AlertReader:
                 if suffix == ".csv":
                     if self._sidecar(item) is not None:
                         files[item] = None
-                elif suffix in chunk_lib.OWN_SUFFIXES or _in_directory_scan(relative, item):
+                elif suffix in chunk_lib.OWN_SUFFIXES or in_directory_scan(relative, item):
                     files[item] = None
         sidecars = {self._sidecar(item) for item in files if item.suffix.lower() == ".csv"}
         return [item for item in files if item not in sidecars]
@@ -125,7 +126,7 @@ class AlertReader:
         try:
             with open(path, "rb") as handle:
                 head = handle.read(262)
-            packets = _file_format(path)
+            packets = file_format(path)
             kind = chunk_lib.own_format(path, head) if packets in (None, "parquet") else None
             opened = None
             if packets == "parquet":

@@ -26,7 +26,7 @@ from stampnet.data.avro import AVRO_MAGIC, AvroDecoder, SkippedBlock
 from stampnet.data.errors import CORRUPT_INPUT_ERRORS, parquet_errors
 from stampnet.data.fits import FitsError, decode_cutout
 from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS, history_records
-from stampnet.data.sources import file_format, in_directory_scan, resolve_sources
+from stampnet.data.sources import file_format, resolve_sources
 from stampnet.data.stamps import StampError, stack_stamps
 from stampnet.features import metadata_vector
 
@@ -36,8 +36,6 @@ ALERT_COLUMNS = ("objectId", "candid", "schemavsn", "candidate", *CUTOUT_FIELDS)
 MAX_TAR_MEMBER_BYTES = 64 << 20
 #: Rows decoded at a time from a parquet file (each row holds three stamps, ~15 KB).
 PARQUET_BATCH_ROWS = 64
-#: Names ``stampnet.data.own`` imports from here (kept while it does); ``resolve_sources`` too.
-_file_format, _in_directory_scan = file_format, in_directory_scan
 
 
 def _iter_avro(records, source: str, rejections: RejectionLog) -> Iterator[tuple[str, dict]]:

@@ -232,16 +232,19 @@ def build_seq_classifier(
     if light_curve_units:
         summary = with_light_curve(inputs, summary, light_curve_units)
     if num_features:
-        static = FeatureNormalization(feature_stats, name="feature_normalization")(
-            inputs["features"]
-        )
-        summary = keras.layers.Concatenate(name="with_static_features")([summary, static])
+        summary = with_static_features(inputs, summary, feature_stats)
     x = keras.layers.Dense(units, activation="relu", name="head")(summary)
     x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
     probabilities = keras.layers.Dense(
         len(class_names), activation="softmax", name="probabilities", dtype="float32"
     )(x)
     return keras.Model(inputs, probabilities, name=name)
+
+
+def with_static_features(inputs: dict, summary, feature_stats):
+    """Joins the normalised static ``features`` input with ``summary``."""
+    static = FeatureNormalization(feature_stats, name="feature_normalization")(inputs["features"])
+    return keras.layers.Concatenate(name="with_static_features")([summary, static])
 
 
 def with_light_curve(inputs: dict, summary, units: int):

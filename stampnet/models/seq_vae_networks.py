@@ -12,7 +12,6 @@ import keras
 
 from stampnet.geometry import ZTF, StampGeometry
 from stampnet.layers.latent import Sampling
-from stampnet.layers.preprocessing import FeatureNormalization
 from stampnet.layers.sequence import (
     DetectionFeatureEncoding,
     DetectionMask,
@@ -25,6 +24,7 @@ from stampnet.models.seq_classifier import (
     sequence_inputs,
     sequence_trunk,
     with_light_curve,
+    with_static_features,
 )
 
 ENCODER_KEYS = ("stamps", "stamp_mask", "detection_mask", "detection_features", "features")
@@ -71,10 +71,7 @@ def build_sequence_encoder(
     if light_curve_units:
         summary = with_light_curve(inputs, summary, light_curve_units)
     if num_features:
-        static = FeatureNormalization(feature_stats, name="feature_normalization")(
-            inputs["features"]
-        )
-        summary = keras.layers.Concatenate(name="with_static_features")([summary, static])
+        summary = with_static_features(inputs, summary, feature_stats)
     hidden = keras.layers.Dense(units, activation="relu", name="hidden_summary")(summary)
     z_mean = keras.layers.Dense(latent_dim, name="z_mean")(hidden)
     # Zero-initialised log-variance: the posterior starts at the prior's unit variance.
