@@ -48,3 +48,21 @@ def build_quietly(*args, **kwargs) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RejectionWarning)
         return build_dataset(*args, **kwargs)
+
+
+#: Five nights of real alerts holding VS, asteroid and bogus labels (about 70 alerts).
+TINY_NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
+
+
+def build_tiny_nights(ztf_dir: Path, root: Path) -> Path:
+    """Builds ``TINY_NIGHTS`` with only their labels into ``root / "data"``."""
+    from stampnet.data.build import build_dataset
+
+    files = [f"alerts/ztf_public_{night}.tar.gz" for night in TINY_NIGHTS]
+    # Only the labels of these files: a label of an alert not built is (rightly) a warning.
+    import pandas as pd
+
+    labels = pd.read_csv(ztf_dir / "labels.csv")
+    labels[labels["file"].isin(files)].to_csv(root / "labels.csv", index=False)
+    build_dataset([ztf_dir / f for f in files], root / "data", labels=root / "labels.csv")
+    return root / "data"

@@ -23,21 +23,12 @@ from stampnet.evaluation.input_study import (
     summarise,
 )
 from tests.conftest import REPO_ROOT
-
-#: Real nights holding VS, asteroid and bogus alerts (as tests/test_training.py).
-TINY_NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
+from tests.dataset_helpers import build_tiny_nights
 
 
 @pytest.fixture(scope="module")
 def tiny_data(ztf_dir, tmp_path_factory):
-    from stampnet.data.build import build_dataset
-
-    root = tmp_path_factory.mktemp("study_ztf")
-    files = [f"alerts/ztf_public_{night}.tar.gz" for night in TINY_NIGHTS]
-    labels = pd.read_csv(ztf_dir / "labels.csv")
-    labels[labels["file"].isin(files)].to_csv(root / "labels.csv", index=False)
-    build_dataset([ztf_dir / f for f in files], root / "data", labels=root / "labels.csv")
-    return root / "data"
+    return build_tiny_nights(ztf_dir, tmp_path_factory.mktemp("study_ztf"))
 
 
 def tiny_base(data_dir):

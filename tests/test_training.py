@@ -19,22 +19,12 @@ from stampnet.training.command import add_arguments, resolve_config
 from stampnet.training.config import RunConfig
 from stampnet.training.registry import REGISTRY, get_spec
 from stampnet.training.spec import ModelSpec
-
-#: Five nights of real alerts holding VS, asteroid and bogus labels (about 70 alerts).
-TINY_NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
+from tests.dataset_helpers import build_tiny_nights
 
 
 @pytest.fixture(scope="session")
 def tiny_data(ztf_dir, tmp_path_factory):
-    from stampnet.data.build import build_dataset
-
-    root = tmp_path_factory.mktemp("tiny_ztf")
-    files = [f"alerts/ztf_public_{night}.tar.gz" for night in TINY_NIGHTS]
-    # Only the labels of these files: a label of an alert not built is (rightly) a warning.
-    labels = pd.read_csv(ztf_dir / "labels.csv")
-    labels[labels["file"].isin(files)].to_csv(root / "labels.csv", index=False)
-    build_dataset([ztf_dir / f for f in files], root / "data", labels=root / "labels.csv")
-    return root / "data"
+    return build_tiny_nights(ztf_dir, tmp_path_factory.mktemp("tiny_ztf"))
 
 
 def parse(*argv: str) -> RunConfig:
