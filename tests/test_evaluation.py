@@ -589,7 +589,8 @@ def test_sequence_vae_light_curve_reconstruction_is_reported_against_the_mean(ti
     from stampnet.models.lightcurve import light_curve_target
 
     data_dir, card = tiny_data
-    loaded = loading.load_run(make_seq_vae_run(tmp_path / "seq_vae-1", card, data_dir))
+    run = make_seq_vae_run(tmp_path / "seq_vae-1", card, data_dir)
+    loaded = loading.load_run(run)
     batches = list(loading.split_batches(loaded, data_dir, ALL_SPLITS, card,
                                          EvaluationOptions(batch_size=32)))  # fmt: skip
     names = tuple(card["class_names"])
@@ -617,6 +618,13 @@ def test_sequence_vae_light_curve_reconstruction_is_reported_against_the_mean(ti
     # a model without the branch gets no such section
     assert reports.light_curve_reconstruction(SimpleNamespace(
         collected=runner.Collected(None, None, None)), "model") == {}  # fmt: skip
+    # the closing summary of train.py says the same on its split
+    from stampnet.training.summary import closing_summary
+
+    line = next(line for line in closing_summary(run, data_dir).splitlines()
+                if "light-curve MSE" in line)  # fmt: skip
+    rows = int(line.split("; ")[-1].split()[0])
+    assert line.startswith("model: light-curve MSE ") and 0 < rows <= section["rows"]
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ The numbers come from the evaluation's own code (``stampnet.evaluation``) run on
 folder, so the summary says what ``python evaluate.py RUN`` will report, in a few lines:
 classifiers their test accuracy, macro-F1 and (binary tasks) ROC AUC and the false-positive rate
 at 95 % true-positive rate; autoencoders their reconstruction error against the mean stamp and
-their active latent units.
+their active latent units, and, with the light-curve branch, the light curves' error against
+the mean baseline.
 """
 
 from __future__ import annotations
@@ -71,6 +72,21 @@ def _latent_lines(name, collected) -> list[str]:
             f"{name}: reconstruction MSE {baseline['pixel_mse']:.4g} per pixel against "
             f"{baseline['mean_stamp_mse']:.4g} for the mean stamp (ratio {ratio:.2f}: {verdict} "
             "the mean stamp)"
+        )
+    light_curves = collected.light_curves.get(name)
+    if light_curves is not None and light_curves.sums:
+        scores = light_curves.result()
+        ratio = scores["mse_ratio"]
+        verdict = (
+            "n/a"
+            if ratio is None
+            else f"{ratio:.2f}: "
+            + ("better than the mean" if ratio < 1 else "NOT better than the mean")
+        )
+        lines.append(
+            f"{name}: light-curve MSE {scores['mse']:.4g} per row against "
+            f"{scores['baseline_mse']:.4g} for the mean (ratio {verdict}; "
+            f"{scores['rows']} rows with a flux)"
         )
     latents = collected.z_mean[name]
     if len(latents) >= 2:
