@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from stampnet.data.history_columns import HistoryColumns
+
 HISTORY_FIELDS = (
     "days",
     "fid",
@@ -98,6 +100,8 @@ def _table(entries: list, names: tuple[str, ...]) -> np.ndarray:
     """Fields ``names`` of every entry as (N, len(names)) float64; None, non-numbers and
     infinities -> NaN. One numpy conversion for the whole table: per-field loops cost as much as
     decoding the history itself."""
+    if isinstance(entries, HistoryColumns):
+        return entries.table(names)
     try:
         values = np.array([[entry.get(name) for name in names] for entry in entries], np.float64)
     except (TypeError, ValueError):  # a string or other odd value: convert one by one
@@ -114,6 +118,8 @@ _SIGNS = {"t": 1.0, "1": 1.0, "true": 1.0, "f": 0.0, "0": 0.0, "false": 0.0}
 
 def _signs(entries: list) -> np.ndarray:
     """``_sign`` of every entry's isdiffpos; the common 't'/'f' strings by one dict look-up."""
+    if isinstance(entries, HistoryColumns):
+        return entries.column("isdiffpos")
     return np.array(
         [_SIGNS.get(value) if type(value) is str and value in _SIGNS else _sign(value)
          for value in (entry.get("isdiffpos") for entry in entries)],
@@ -171,6 +177,8 @@ def _entries(value) -> list:
     # Avro gives None or a list of dicts; parquet rows the same (or a numpy array of dicts).
     if value is None:
         return []
+    if isinstance(value, HistoryColumns):  # decoded by the compiled walker (avro_history)
+        return value
     return [entry for entry in value if isinstance(entry, Mapping)]
 
 
