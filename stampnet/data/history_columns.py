@@ -63,6 +63,8 @@ class HistoryColumns:
 
     def table(self, names) -> np.ndarray:
         """(N, len(names)) float64 of those columns, as ``history._table`` gives of dicts."""
+        if tuple(self._names)[: len(names)] == tuple(names):  # the decoded order: a view
+            return self._values[:, : len(names)]
         return np.stack([self.column(name) for name in names], axis=1).reshape(len(self), -1)
 
 
