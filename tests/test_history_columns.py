@@ -8,6 +8,7 @@ packets edited to leave the walker's common case, and on packets with corrupted 
 from __future__ import annotations
 
 import io
+import sys
 import tarfile
 
 import fastavro
@@ -20,7 +21,7 @@ from stampnet.data.alert import RejectionLog
 from stampnet.data.avro import AvroDecoder
 from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS, history_records
 from stampnet.data.history_columns import HistoryColumns
-from stampnet.data.readers import ALERT_COLUMNS, iter_alerts
+from stampnet.data.readers import ALERT_COLUMNS, iter_alerts, iter_packets
 from stampnet.data.sources import file_format, resolve_sources
 
 COLUMNS = ALERT_COLUMNS + HISTORY_COLUMNS
@@ -170,3 +171,16 @@ def test_rejected_packet_with_a_corrupt_history_names_the_alert(ztf_dir, tmp_pat
     assert list(iter_alerts(path, rejections=log, history=True)) == []
     (rejection,) = log.rejections
     assert rejection.source.startswith(str(path))
+
+
+def test_without_numba_the_history_is_decoded_by_fastavro(ztf_dir, monkeypatch):
+    import stampnet.data
+
+    monkeypatch.setitem(sys.modules, "stampnet.data.history_walker", None)  # import fails
+    monkeypatch.delattr(stampnet.data, "history_walker", raising=False)
+    options = dict(columns=COLUMNS, subfields=HISTORY_SUBFIELDS, history_columns=True)
+    (packet,) = [packet for _, packet in iter_packets(ztf_dir / PACKET_402, **options)]
+    assert isinstance(packet["prv_candidates"], list) and isinstance(packet["fp_hists"], list)
+    monkeypatch.undo()
+    (alert,) = iter_alerts(ztf_dir / PACKET_402, history=True)
+    np.testing.assert_array_equal(alert.history, history_records(packet, include_alert=True))

@@ -11,7 +11,6 @@ decode.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from collections.abc import Mapping
 
@@ -47,7 +46,11 @@ class ColumnarHistory:
     ) -> ColumnarHistory | None:
         """The plan for ``writer`` when its history fields (``history_columns`` keys) that it
         has are contiguous, all among ``fields``, and of a shape the walker knows; else None."""
-        if not fields or not history_columns or importlib.util.find_spec("numba") is None:
+        if not fields or not history_columns:
+            return None
+        try:
+            from stampnet.data import history_walker  # noqa: F401 (Numba compiles the walk)
+        except ImportError:  # no (working) Numba: fastavro decodes the history
             return None
         if not isinstance(writer, dict) or not isinstance(writer.get("fields"), list):
             return None
