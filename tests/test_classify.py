@@ -178,3 +178,27 @@ def test_classify_command_turns_onednn_on_unless_the_user_set_it(monkeypatch, tm
     # Set for the command only: processes an in-process caller starts later do not inherit it.
     assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
     assert "TF_ENABLE_ONEDNN_OPTS" not in cli.COMMAND_ENVIRONMENT.get("train", {})
+
+
+def test_light_curve_model_gets_the_history_that_fastavro_decodes(ztf_dir, tmp_path):
+    """classify reads the history with the compiled walker (``history_columns``): the
+    probabilities equal the model's on the history decoded from fastavro's entry dicts, on
+    every schema version (4.x with fp_hists)."""
+    from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS
+    from stampnet.data.readers import ALERT_COLUMNS, alert_from_packet, iter_packets
+
+    keras.utils.set_random_seed(2)
+    model = build_stamp_classifier(class_names=CLASSES, light_curve_units=4, name="tiny_lc")
+    classifier = load_classifier(model)
+    assert classifier.uses_history
+    source = ztf_dir / "schema_versions"
+    summary = classify(classifier, source, tmp_path / "p.csv", batch_size=8)
+    table = pd.read_csv(tmp_path / "p.csv", dtype={"candid": str})
+    columns = ALERT_COLUMNS + HISTORY_COLUMNS  # fastavro: a dict per history entry
+    packets = iter_packets(source, columns=columns, subfields=HISTORY_SUBFIELDS)
+    alerts = [alert_from_packet(packet, name, history=True) for name, packet in packets]
+    assert summary["classified"] == len(alerts) == 8
+    assert sum(len(alert.history) > 1 for alert in alerts) >= 6
+    expected = classifier.predict(classifier.inputs(alerts))  # one batch, as classify's
+    assert list(table["candid"]) == [str(alert.candid) for alert in alerts]
+    np.testing.assert_allclose(table[COLUMNS[2:7]].to_numpy(), expected, atol=1e-6)

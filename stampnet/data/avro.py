@@ -45,6 +45,7 @@ from stampnet.data.avro_container import (
     read_header,
     seek_past,
 )
+from stampnet.data.avro_history import ColumnarHistory
 from stampnet.data.errors import CORRUPT_INPUT_ERRORS
 
 __all__ = ["AVRO_MAGIC", "AvroDecoder", "AvroFormatError", "SkippedBlock", "reduced_schema"]
@@ -113,6 +114,9 @@ class AvroDecoder:
             (``reduced_schema``); ignored when ``fields`` is None.
         skip_history: jump over an unwanted history in one-record blocks (``_decode_split``);
             False decodes it with the reader schema (for measuring what the jump buys).
+        history_columns: for history fields among ``fields`` (``prv_candidates``,
+            ``fp_hists``), the entry fields to decode into ``HistoryColumns`` with the compiled
+            walker (``avro_history``) instead of lists of dicts; None: lists of dicts.
 
     Example:
         >>> decoder = AvroDecoder(fields=("candid", "candidate", "cutoutScience"))
@@ -126,10 +130,12 @@ class AvroDecoder:
         subfields: Mapping[str, Iterable[str]] | None = None,
         *,
         skip_history: bool = True,
+        history_columns: Mapping[str, Iterable[str]] | None = None,
     ):
         self.fields = None if fields is None else tuple(fields)
         self.skip_history = skip_history
         self.subfields = {key: tuple(value) for key, value in (subfields or {}).items()}
+        self.history_columns = {k: tuple(v) for k, v in (history_columns or {}).items()}
         self._schemas: dict[bytes, tuple] = {}
 
     def _parsed(self, schema_text: bytes) -> tuple:
@@ -142,6 +148,7 @@ class AvroDecoder:
                 parsed_writer,
                 reader and fastavro.parse_schema(reader),
                 self._split_schemas(writer) if self.skip_history else None,
+                ColumnarHistory.of_schema(writer, self.fields, self.history_columns),
             )
             self._schemas[schema_text] = cached
         return cached
@@ -254,7 +261,7 @@ class AvroDecoder:
                 head += handle.read(len(head))  # a header larger than the first chunk
         if "avro.schema" not in metadata:
             raise AvroFormatError("container header has no avro.schema")
-        writer, reader, split = self._parsed(metadata["avro.schema"])
+        writer, reader, split, columnar = self._parsed(metadata["avro.schema"])
         codec = metadata.get("avro.codec", b"null")
         handle.seek(position)
         decoded = 0  # index in the file of the next record
@@ -270,6 +277,11 @@ class AvroDecoder:
             block_start = decoded
             try:
                 data = decompress_block(block, codec)
+                records = columnar and columnar.records(data, count)
+                if records is not None:  # a full decode's, with the history as columns
+                    decoded += len(records)
+                    yield from records
+                    continue
                 if count == 1 and split is not None:
                     record = self._decode_split(data, split)
                     if record is not None:

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from stampnet.data.history_columns import HistoryColumns
+
 HISTORY_FIELDS = (
     "days",
     "fid",
@@ -86,18 +88,15 @@ def _sign(isdiffpos) -> float:
     """ZTF's isdiffpos ('t'/'f', '1'/'0', or a bool) -> 1.0 / 0.0, NaN when absent."""
     if isdiffpos is None:
         return math.nan
-    text = str(isdiffpos).strip().lower()
-    if text in ("t", "1", "true"):
-        return 1.0
-    if text in ("f", "0", "false"):
-        return 0.0
-    return math.nan
+    return _SIGNS.get(str(isdiffpos).strip().lower(), math.nan)
 
 
 def _table(entries: list, names: tuple[str, ...]) -> np.ndarray:
     """Fields ``names`` of every entry as (N, len(names)) float64; None, non-numbers and
     infinities -> NaN. One numpy conversion for the whole table: per-field loops cost as much as
     decoding the history itself."""
+    if isinstance(entries, HistoryColumns):
+        return entries.table(names)
     try:
         values = np.array([[entry.get(name) for name in names] for entry in entries], np.float64)
     except (TypeError, ValueError):  # a string or other odd value: convert one by one
@@ -114,6 +113,8 @@ _SIGNS = {"t": 1.0, "1": 1.0, "true": 1.0, "f": 0.0, "0": 0.0, "false": 0.0}
 
 def _signs(entries: list) -> np.ndarray:
     """``_sign`` of every entry's isdiffpos; the common 't'/'f' strings by one dict look-up."""
+    if isinstance(entries, HistoryColumns):
+        return entries.column("isdiffpos")
     return np.array(
         [_SIGNS.get(value) if type(value) is str and value in _SIGNS else _sign(value)
          for value in (entry.get("isdiffpos") for entry in entries)],
@@ -127,26 +128,32 @@ def detection_rows(entries: list, reference_jd: float) -> np.ndarray:
     An entry without ``magpsf`` (and, in ZTF packets, without ``candid``) is a non-detection:
     an upper limit at ``diffmaglim``.
     """
-    rows = np.full((len(entries), len(HISTORY_FIELDS)), np.nan)
-    jd, fid, magpsf, sigmapsf, diffmaglim = _table(entries, _DETECTION_FIELDS).T
+    return _detection_rows(_table(entries, _DETECTION_FIELDS), _signs(entries), reference_jd)
+
+
+def _detection_rows(table: np.ndarray, positive: np.ndarray, reference_jd: float) -> np.ndarray:
+    """``detection_rows`` of the ``_DETECTION_FIELDS`` table and the isdiffpos signs."""
+    jd, fid, magpsf, sigmapsf, diffmaglim = table.T
     detected = np.isfinite(magpsf)
-    positive = _signs(entries)
     flux = 10.0 ** (-0.4 * (magpsf - MICROJANSKY_ZERO_POINT))  # NaN for upper limits
-    rows[:, _COLUMN["days"]] = jd - reference_jd
-    rows[:, _COLUMN["fid"]] = fid
-    rows[:, _COLUMN["kind"]] = np.where(detected, KIND_DETECTION, KIND_UPPER_LIMIT)
-    rows[:, _COLUMN["magpsf"]] = magpsf
-    rows[:, _COLUMN["sigmapsf"]] = np.where(detected, sigmapsf, np.nan)
-    rows[:, _COLUMN["diffmaglim"]] = diffmaglim
-    rows[:, _COLUMN["isdiffpos"]] = np.where(detected, positive, np.nan)
-    rows[:, _COLUMN["flux"]] = np.where(positive == 0.0, -flux, flux)
-    rows[:, _COLUMN["flux_error"]] = flux * sigmapsf / MAG_PER_RELATIVE_FLUX
+    rows = np.array(  # in HISTORY_FIELDS order: columns, transposed (faster than np.stack)
+        [
+            jd - reference_jd,
+            fid,
+            np.where(detected, float(KIND_DETECTION), float(KIND_UPPER_LIMIT)),
+            magpsf,
+            np.where(detected, sigmapsf, np.nan),
+            diffmaglim,
+            np.where(detected, positive, np.nan),
+            np.where(positive == 0.0, -flux, flux),
+            flux * sigmapsf / MAG_PER_RELATIVE_FLUX,
+        ]
+    ).T
     return rows[np.isfinite(jd)]
 
 
 def forced_rows(entries: list, reference_jd: float) -> np.ndarray:
     """``fp_hists`` entries -> rows (N, K) of kind ``KIND_FORCED``, jd-less dropped."""
-    rows = np.full((len(entries), len(HISTORY_FIELDS)), np.nan)
     jd, fid, diffmaglim, flux, error, magzpsci = _table(entries, _FORCED_FIELDS).T
     missing = (flux == FORCED_FLUX_MISSING) | (error == FORCED_FLUX_MISSING) | ~(error > 0)
     scale = 10.0 ** (-0.4 * (magzpsci - MICROJANSKY_ZERO_POINT))
@@ -156,14 +163,10 @@ def forced_rows(entries: list, reference_jd: float) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         magpsf = MICROJANSKY_ZERO_POINT - 2.5 * np.log10(np.where(significant, flux, np.nan))
         sigmapsf = np.where(significant, MAG_PER_RELATIVE_FLUX * error / flux, np.nan)
-    rows[:, _COLUMN["days"]] = jd - reference_jd
-    rows[:, _COLUMN["fid"]] = fid
-    rows[:, _COLUMN["kind"]] = KIND_FORCED
-    rows[:, _COLUMN["magpsf"]] = magpsf
-    rows[:, _COLUMN["sigmapsf"]] = sigmapsf
-    rows[:, _COLUMN["diffmaglim"]] = diffmaglim
-    rows[:, _COLUMN["flux"]] = flux
-    rows[:, _COLUMN["flux_error"]] = error
+    rows = np.array(  # in HISTORY_FIELDS order, transposed
+        [jd - reference_jd, fid, np.full(len(jd), float(KIND_FORCED)), magpsf, sigmapsf,
+         diffmaglim, np.full(len(jd), np.nan), flux, error]
+    ).T  # fmt: skip
     return rows[np.isfinite(jd)]
 
 
@@ -171,6 +174,8 @@ def _entries(value) -> list:
     # Avro gives None or a list of dicts; parquet rows the same (or a numpy array of dicts).
     if value is None:
         return []
+    if isinstance(value, HistoryColumns):  # decoded by the compiled walker (avro_history)
+        return value
     return [entry for entry in value if isinstance(entry, Mapping)]
 
 
@@ -191,13 +196,17 @@ def history_records(
     candidate = packet.get("candidate") if isinstance(packet.get("candidate"), Mapping) else {}
     if reference_jd is None:
         reference_jd = _number(candidate, "jd")
-    parts = [
-        detection_rows(_entries(packet.get("prv_candidates")), reference_jd),
-        forced_rows(_entries(packet.get("fp_hists")), reference_jd),
-    ]
-    if include_alert and candidate:
-        parts.append(detection_rows([candidate], reference_jd))
-    array = np.concatenate(parts)
+    previous = _entries(packet.get("prv_candidates"))
+    table, signs = _table(previous, _DETECTION_FIELDS), _signs(previous)
+    if include_alert and candidate:  # one conversion for the history and the alert itself
+        table = np.concatenate([table, _table([candidate], _DETECTION_FIELDS)])
+        signs = np.concatenate([signs, _signs([candidate])])
+    array = np.concatenate(
+        [
+            _detection_rows(table, signs, reference_jd),
+            forced_rows(_entries(packet.get("fp_hists")), reference_jd),
+        ]
+    )
     array = array[array[:, _COLUMN["days"]] < SAME_EPOCH_DAYS]
     if not len(array):
         return np.zeros((0, len(HISTORY_FIELDS)), np.float32)

@@ -152,6 +152,7 @@ def iter_packets(
     *,
     columns: Iterable[str] | None = None,
     subfields: Mapping[str, Iterable[str]] | None = None,
+    history_columns: bool = False,
 ) -> Iterator[tuple[str, dict]]:
     """Raw alert packets ``(source, packet dict)`` from every file of ``sources``, in sorted order.
 
@@ -163,10 +164,11 @@ def iter_packets(
             saves decoding each alert's history (``prv_candidates``, ``fp_hists``).
         subfields: names kept inside record-valued columns of Avro files (see
             ``avro.reduced_schema``), e.g. ``history.HISTORY_SUBFIELDS``.
+        history_columns: decode those subfields of Avro histories into ``HistoryColumns``.
     """
     rejections = RejectionLog() if rejections is None else rejections
     columns = None if columns is None else tuple(columns)
-    decoder = AvroDecoder(columns, subfields)
+    decoder = AvroDecoder(columns, subfields, history_columns=history_columns and subfields)
     for path in resolve_sources(sources):
         try:
             kind = file_format(path)
@@ -283,8 +285,8 @@ def iter_alerts(
     owned = rejections is None  # then its summary warning is ours to give, at the end
     rejections = RejectionLog() if owned else rejections
     columns = ALERT_COLUMNS + HISTORY_COLUMNS if history else ALERT_COLUMNS
-    subfields = HISTORY_SUBFIELDS if history else None
-    for source, packet in iter_packets(sources, rejections, columns=columns, subfields=subfields):
+    history_options = dict(subfields=HISTORY_SUBFIELDS, history_columns=True) if history else {}
+    for source, packet in iter_packets(sources, rejections, columns=columns, **history_options):
         try:
             yield alert_from_packet(packet, source, history=history)
         except AlertError as error:
