@@ -76,9 +76,88 @@ def merge_summaries(summaries) -> dict:
     return merged
 
 
-def write_summary(summary, path: str, alerts_read, rejections: list, seen: list) -> None:
+def summarise(beam, decoded, alerts, kept, objects, path) -> None:
+    """Adds to the ``alerts`` pipeline the steps that write its summary to ``path``:
+    ``decoded`` (``decode_file``'s items), ``alerts`` (``keep_newest``'s), ``kept`` (object id,
+    alert list) and ``objects`` (split, label, alerts) are the pipeline's collections."""
+    rejections = (
+        [
+            decoded | "DecodeRejections" >> beam.Filter(_is_rejection),
+            alerts | "DuplicateRejections" >> beam.Filter(_is_rejection),
+        ]
+        | "Rejections" >> beam.Flatten()
+        | "OrderedRejections" >> beam.Map(lambda item: item[1])  # (order, dict)
+    )
+    alerts_read = (
+        decoded
+        | "Read" >> beam.Filter(lambda item: item[0] == "read")
+        | "ReadCounts" >> beam.Map(lambda item: item[1])
+        | "CountRead" >> beam.CombineGlobally(_sum_pairs)
+    )
+    # Alert records after each shuffle, so that a loss names the step it happened in.
+    deduplicated = (
+        alerts
+        | "CountNewest" >> beam.Map(lambda item: int(item[0] == "alert"))
+        | "SumNewest" >> beam.CombineGlobally(sum)
+    )
+    grouped = (
+        kept
+        | "CountGrouped" >> beam.Map(lambda item: len(item[1]))
+        | "SumGrouped" >> beam.CombineGlobally(sum)
+    )
+    seen = objects | "Seen" >> beam.FlatMap(
+        lambda item: [(alert["object_id"], alert["candid"]) for alert in item[2]]
+    )
+    (
+        objects
+        | "ObjectSummary" >> beam.Map(object_summary)
+        | "Summary" >> beam.CombineGlobally(merge_summaries)
+        | "WriteSummary"
+        >> beam.Map(
+            write_summary,
+            path=str(path),
+            alerts_read=beam.pvalue.AsSingleton(alerts_read),
+            deduplicated=beam.pvalue.AsSingleton(deduplicated),
+            grouped=beam.pvalue.AsSingleton(grouped),
+            rejections=beam.pvalue.AsList(rejections),
+            seen=beam.pvalue.AsList(seen),
+        )
+    )
+
+
+def count_made(beam, examples, path, config: str) -> None:
+    """Adds to a config's pipeline a count of the (split, example) items it hands TFDS' writer,
+    written beside the summary (``made_<config>.json``): ``check_complete`` then tells a loss in
+    our steps from one in the writing."""
+    (
+        examples
+        | "MadeSplit" >> beam.Map(lambda item: (item[0], 1))
+        | "CountMade" >> beam.CombinePerKey(sum)
+        | "MadeCounts" >> beam.combiners.ToDict()
+        | "WriteMade"
+        >> beam.Map(_write_json, path=str(Path(path).with_name(f"made_{config}.json")))
+    )
+
+
+def _write_json(value, path: str) -> None:
+    Path(path).write_text(json.dumps(value))
+
+
+def _sum_pairs(pairs) -> tuple[int, int]:
+    pairs = list(pairs)
+    return sum(pair[0] for pair in pairs), sum(pair[1] for pair in pairs)
+
+
+def _is_rejection(item) -> bool:
+    return item[0] == "rejection"
+
+
+def write_summary(
+    summary, path: str, alerts_read, rejections: list, seen: list, deduplicated: int, grouped: int
+) -> None:
     """The combined summary as JSON at ``path`` (a file system the workers share);
-    ``alerts_read``: (alerts read, alert records decoded) summed over the files."""
+    ``alerts_read``: (alerts read, alert records decoded) summed over the files; alert records
+    kept after the candid grouping (``deduplicated``) and in the object lists (``grouped``)."""
     counts = {"alerts": {}, "sequences": {}}
     for config in counts:
         for (split, label), count in sorted(summary[config].items()):
@@ -91,6 +170,8 @@ def write_summary(summary, path: str, alerts_read, rejections: list, seen: list)
         "num_objects": summary["num_objects"],
         "alerts_read": alerts_read[0],
         "alerts_decoded": alerts_read[1],
+        "alerts_deduplicated": deduplicated,
+        "alerts_grouped": grouped,
         "history_kinds": summary["history_kinds"],
         "history_any": summary["history_any"],
         "feature_count": features.count.tolist(),
@@ -112,7 +193,15 @@ class BeamSummary:
         self.geometry = geometry
         self.alerts_read = int(summary["alerts_read"])
         self.alerts_decoded = int(summary["alerts_decoded"])
+        self.alerts_deduplicated = int(summary["alerts_deduplicated"])
+        self.alerts_grouped = int(summary["alerts_grouped"])
         self._summary = summary
+        #: {config: {split: examples made}} where the pipelines wrote them (``count_made``).
+        self.made = {
+            config: json.loads(made.read_text())
+            for config in CONFIGS
+            if (made := Path(path).with_name(f"made_{config}.json")).exists()
+        }
         self.rejections = RejectionLog(warn=False)
         for rejection in summary["rejections"]:
             self.rejections.add(rejection["source"], rejection["candid"], rejection["reason"])
@@ -179,8 +268,8 @@ def check_complete(summary: BeamSummary, data_dir: Path) -> None:
     kept or rejected as a duplicate, and each config must hold the examples the card counts.
 
     The DirectRunner (multi-process, Beam 2.77) was seen to lose records of the whole shared
-    sample between decoding and the candid grouping (1 worker: 512 of 2021 alerts, in one of
-    the runs of ``benchmarks/build_beam.py``), with no error; this turns such a loss into one.
+    sample with no error (``stampnet.data.beam_build``'s module doc); this turns such a loss into
+    one, naming where the records were last counted.
     """
     duplicates = summary.rejections.counts().get("duplicate candid", 0)
     accounted = summary.num_alerts() + duplicates
@@ -188,15 +277,17 @@ def check_complete(summary: BeamSummary, data_dir: Path) -> None:
     if accounted != summary.alerts_decoded:
         problems.append(
             f"{summary.alerts_decoded} alert records decoded, {summary.num_alerts()} kept and "
-            f"{duplicates} duplicates"
+            f"{duplicates} duplicates ({summary.alerts_deduplicated} after the candid grouping, "
+            f"{summary.alerts_grouped} in the object lists)"
         )
     counts = summary.counts()
     for config in CONFIGS:
         info = load_builder(data_dir, config).info
         for split, by_label in counts[config].items():
             written = info.splits[split].num_examples if split in info.splits else 0
+            made = summary.made.get(config, {}).get(split, "?")
             if written != sum(by_label.values()):
-                problems.append(f"{config}/{split}: {written} examples written, "
+                problems.append(f"{config}/{split}: {written} examples written, {made} made, "
                                 f"{sum(by_label.values())} counted")  # fmt: skip
     if problems:
         raise RuntimeError(
