@@ -102,7 +102,7 @@ class Counted:
         duplicates = card["rejection_counts"].get("duplicate candid", 0)
         self.alerts_decoded = card["num_alerts"] + duplicates + lost
         self.alerts_deduplicated = self.alerts_grouped = card["num_alerts"]
-        self.made = {}
+        self.made = self.read = {}
         self.rejections = RejectionCounts(card["rejection_counts"])
 
     def num_alerts(self) -> int:

@@ -24,16 +24,18 @@ The single-process build's SQLite staging becomes Beam shuffles:
    Beam writer, which shuffles through the runner (on disk, out of core) rather than in memory.
 
 The DirectRunner (Beam 2.77, multi-process, 1 or 2 workers) loses records of the whole shared
-sample now and then, with no error, on a heavily loaded machine: in round 4, 2 of 3 whole-sample
-builds at load 20-29 on 2 cores lost part of the largest split as TFDS' Beam writer received it
-(``sequences/train``: 1005 of 1265 examples; ``alerts/train``: 1285 of 1413), while every other
-split, the other config and the card's counts were complete; TFDS logged the short number as the
-examples it wrote to that shard. That split's shard is one ~90 MB ``GroupByKey`` value in the
-writer. A build of a few dozen alerts never lost one. Where in the runner they go was not found;
-nothing in our steps drops an element without a rejection. So ``beam_summary.check_complete``
-fails the build, publishing nothing, unless every decoded alert is kept or a duplicate and every
-config's split holds the examples the card counts; its message gives the alert records after each
-shuffle and the examples each config handed the writer, which tells our steps from the writing.
+sample now and then, with no error, on a heavily loaded machine (load 20-35 on 2 cores): in round
+4, 4 of 5 whole-sample builds lost some, each in one config only and in a different place. Three
+times inside the largest split's branch of TFDS' writer, the other splits complete:
+``sequences/train`` 1005 of 1265, ``alerts/train`` 1285 of 1413, and ``alerts/train`` 909 of the
+1413 examples the pipeline handed the writer (counted by ``beam_counts.count_made``). Once before
+the writer: the sequences pipeline made only 1644 of the 1806 sequences, across all three splits.
+Our steps are pure functions that keep or reject every element; a build of a few dozen alerts
+never lost one. Where in the runner they go was not found. So ``beam_summary.check_complete``
+fails the build, publishing nothing, unless every config's pipeline read and decoded what the
+``alerts`` one did, every decoded alert is kept or a duplicate, and every split holds the
+examples the card counts; its message gives the counts after each step
+(``stampnet.data.beam_counts``), which tells a loss in our steps from one in the writing.
 
 Both configs are separate TFDS pipelines, so the files are decoded twice (the plain build decodes
 them once); the dataset card is computed by the ``alerts`` pipeline. The steps are plain functions
@@ -51,7 +53,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from stampnet.data import beam_summary, beam_transforms, output
+from stampnet.data import beam_counts, beam_summary, beam_transforms, output
 from stampnet.data import card as card_lib
 from stampnet.data.alert import REJECTIONS_FILE, RejectionLog
 from stampnet.data.build import BuildRequest
@@ -123,9 +125,7 @@ with tfds.core.registered.skip_registration():
                     beam_transforms.sequence_example, max_detections=self._max_detections
                 )
             if self._summary_path:  # examples made per split, before TFDS' writer
-                beam_summary.count_made(
-                    beam, examples, self._summary_path, self.builder_config.name
-                )
+                beam_counts.count_made(beam, examples, self._summary_path, self.builder_config.name)
             return {
                 split: examples
                 | f"Select{split}" >> beam.Filter(lambda item, s=split: item[0] == s)
@@ -147,6 +147,8 @@ with tfds.core.registered.skip_registration():
                     geometry=self._geometry,
                 )
             )
+            if self._summary_path:  # each pipeline decodes the files: what this one read
+                beam_counts.count_read(beam, decoded, self._summary_path, self.builder_config.name)
             alerts = (
                 decoded
                 | "Alerts" >> beam.Filter(lambda item: item[0] == "alert")
@@ -177,7 +179,7 @@ with tfds.core.registered.skip_registration():
                 beam_transforms.with_split, splits=beam.pvalue.AsDict(splits)
             )
             if self.builder_config.name == "alerts" and self._summary_path:
-                beam_summary.summarise(beam, decoded, alerts, kept, objects, self._summary_path)
+                beam_counts.summarise(beam, decoded, alerts, kept, objects, self._summary_path)
             return objects
 
 

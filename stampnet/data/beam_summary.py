@@ -76,82 +76,6 @@ def merge_summaries(summaries) -> dict:
     return merged
 
 
-def summarise(beam, decoded, alerts, kept, objects, path) -> None:
-    """Adds to the ``alerts`` pipeline the steps that write its summary to ``path``:
-    ``decoded`` (``decode_file``'s items), ``alerts`` (``keep_newest``'s), ``kept`` (object id,
-    alert list) and ``objects`` (split, label, alerts) are the pipeline's collections."""
-    rejections = (
-        [
-            decoded | "DecodeRejections" >> beam.Filter(_is_rejection),
-            alerts | "DuplicateRejections" >> beam.Filter(_is_rejection),
-        ]
-        | "Rejections" >> beam.Flatten()
-        | "OrderedRejections" >> beam.Map(lambda item: item[1])  # (order, dict)
-    )
-    alerts_read = (
-        decoded
-        | "Read" >> beam.Filter(lambda item: item[0] == "read")
-        | "ReadCounts" >> beam.Map(lambda item: item[1])
-        | "CountRead" >> beam.CombineGlobally(_sum_pairs)
-    )
-    # Alert records after each shuffle, so that a loss names the step it happened in.
-    deduplicated = (
-        alerts
-        | "CountNewest" >> beam.Map(lambda item: int(item[0] == "alert"))
-        | "SumNewest" >> beam.CombineGlobally(sum)
-    )
-    grouped = (
-        kept
-        | "CountGrouped" >> beam.Map(lambda item: len(item[1]))
-        | "SumGrouped" >> beam.CombineGlobally(sum)
-    )
-    seen = objects | "Seen" >> beam.FlatMap(
-        lambda item: [(alert["object_id"], alert["candid"]) for alert in item[2]]
-    )
-    (
-        objects
-        | "ObjectSummary" >> beam.Map(object_summary)
-        | "Summary" >> beam.CombineGlobally(merge_summaries)
-        | "WriteSummary"
-        >> beam.Map(
-            write_summary,
-            path=str(path),
-            alerts_read=beam.pvalue.AsSingleton(alerts_read),
-            deduplicated=beam.pvalue.AsSingleton(deduplicated),
-            grouped=beam.pvalue.AsSingleton(grouped),
-            rejections=beam.pvalue.AsList(rejections),
-            seen=beam.pvalue.AsList(seen),
-        )
-    )
-
-
-def count_made(beam, examples, path, config: str) -> None:
-    """Adds to a config's pipeline a count of the (split, example) items it hands TFDS' writer,
-    written beside the summary (``made_<config>.json``): ``check_complete`` then tells a loss in
-    our steps from one in the writing."""
-    (
-        examples
-        | "MadeSplit" >> beam.Map(lambda item: (item[0], 1))
-        | "CountMade" >> beam.CombinePerKey(sum)
-        | "MadeCounts" >> beam.combiners.ToDict()
-        | "WriteMade"
-        >> beam.Map(_write_json, path=str(Path(path).with_name(f"made_{config}.json")))
-    )
-
-
-def _write_json(value, path: str) -> None:
-    Path(path).write_text(json.dumps(value))
-
-
-def _sum_pairs(pairs) -> tuple[int, int]:
-    pairs = list(pairs)
-    return sum(pair[0] for pair in pairs), sum(pair[1] for pair in pairs)
-
-
-def _is_rejection(item) -> bool:
-    return item[0] == "rejection"
-
-
 def write_summary(
     summary, path: str, alerts_read, rejections: list, seen: list, deduplicated: int, grouped: int
 ) -> None:
@@ -196,12 +120,17 @@ class BeamSummary:
         self.alerts_deduplicated = int(summary["alerts_deduplicated"])
         self.alerts_grouped = int(summary["alerts_grouped"])
         self._summary = summary
-        #: {config: {split: examples made}} where the pipelines wrote them (``count_made``).
-        self.made = {
-            config: json.loads(made.read_text())
-            for config in CONFIGS
-            if (made := Path(path).with_name(f"made_{config}.json")).exists()
-        }
+        #: {config: {split: examples made}} where the pipelines wrote them (``count_made``) and
+        #: {config: [alerts read, alert records decoded, {rejection reason: count}]}
+        #: (``count_read``).
+        self.made, self.read = (
+            {
+                config: json.loads(found.read_text())
+                for config in CONFIGS
+                if (found := Path(path).with_name(f"{name}_{config}.json")).exists()
+            }
+            for name in ("made", "read")
+        )
         self.rejections = RejectionLog(warn=False)
         for rejection in summary["rejections"]:
             self.rejections.add(rejection["source"], rejection["candid"], rejection["reason"])
@@ -280,6 +209,13 @@ def check_complete(summary: BeamSummary, data_dir: Path) -> None:
             f"{duplicates} duplicates ({summary.alerts_deduplicated} after the candid grouping, "
             f"{summary.alerts_grouped} in the object lists)"
         )
+    for config, (read, decoded, reasons) in summary.read.items():
+        if (read, decoded) != (summary.alerts_read, summary.alerts_decoded):
+            problems.append(
+                f"the {config} pipeline read {read} alerts and decoded {decoded} (rejections: "
+                f"{reasons}), the alerts pipeline {summary.alerts_read} and "
+                f"{summary.alerts_decoded}"
+            )
     counts = summary.counts()
     for config in CONFIGS:
         info = load_builder(data_dir, config).info
