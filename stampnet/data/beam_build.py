@@ -25,7 +25,7 @@ The single-process build's SQLite staging becomes Beam shuffles:
 
 The DirectRunner (Beam 2.77, multi-process, 1 or 2 workers) loses records of the whole shared
 sample now and then, with no error, on a heavily loaded machine (load 20-35 on 2 cores): in round
-4, 4 of 5 whole-sample builds lost some, each in one config only and in a different place. Three
+4, 4 of 6 whole-sample builds lost some, each in one config only and in a different place. Three
 times inside the largest split's branch of TFDS' writer, the other splits complete:
 ``sequences/train`` 1005 of 1265, ``alerts/train`` 1285 of 1413, and ``alerts/train`` 909 of the
 1413 examples the pipeline handed the writer (counted by ``beam_counts.count_made``). Once before
