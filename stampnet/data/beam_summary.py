@@ -76,9 +76,12 @@ def merge_summaries(summaries) -> dict:
     return merged
 
 
-def write_summary(summary, path: str, alerts_read, rejections: list, seen: list) -> None:
+def write_summary(
+    summary, path: str, alerts_read, rejections: list, seen: list, deduplicated: int, grouped: int
+) -> None:
     """The combined summary as JSON at ``path`` (a file system the workers share);
-    ``alerts_read``: (alerts read, alert records decoded) summed over the files."""
+    ``alerts_read``: (alerts read, alert records decoded) summed over the files; alert records
+    kept after the candid grouping (``deduplicated``) and in the object lists (``grouped``)."""
     counts = {"alerts": {}, "sequences": {}}
     for config in counts:
         for (split, label), count in sorted(summary[config].items()):
@@ -91,6 +94,8 @@ def write_summary(summary, path: str, alerts_read, rejections: list, seen: list)
         "num_objects": summary["num_objects"],
         "alerts_read": alerts_read[0],
         "alerts_decoded": alerts_read[1],
+        "alerts_deduplicated": deduplicated,
+        "alerts_grouped": grouped,
         "history_kinds": summary["history_kinds"],
         "history_any": summary["history_any"],
         "feature_count": features.count.tolist(),
@@ -112,7 +117,20 @@ class BeamSummary:
         self.geometry = geometry
         self.alerts_read = int(summary["alerts_read"])
         self.alerts_decoded = int(summary["alerts_decoded"])
+        self.alerts_deduplicated = int(summary["alerts_deduplicated"])
+        self.alerts_grouped = int(summary["alerts_grouped"])
         self._summary = summary
+        #: {config: {split: examples made}} where the pipelines wrote them (``count_made``) and
+        #: {config: [alerts read, alert records decoded, {rejection reason: count}]}
+        #: (``count_read``).
+        self.made, self.read = (
+            {
+                config: json.loads(found.read_text())
+                for config in CONFIGS
+                if (found := Path(path).with_name(f"{name}_{config}.json")).exists()
+            }
+            for name in ("made", "read")
+        )
         self.rejections = RejectionLog(warn=False)
         for rejection in summary["rejections"]:
             self.rejections.add(rejection["source"], rejection["candid"], rejection["reason"])
@@ -179,8 +197,8 @@ def check_complete(summary: BeamSummary, data_dir: Path) -> None:
     kept or rejected as a duplicate, and each config must hold the examples the card counts.
 
     The DirectRunner (multi-process, Beam 2.77) was seen to lose records of the whole shared
-    sample between decoding and the candid grouping (1 worker: 512 of 2021 alerts, in one of
-    the runs of ``benchmarks/build_beam.py``), with no error; this turns such a loss into one.
+    sample with no error (``stampnet.data.beam_build``'s module doc); this turns such a loss into
+    one, naming where the records were last counted.
     """
     duplicates = summary.rejections.counts().get("duplicate candid", 0)
     accounted = summary.num_alerts() + duplicates
@@ -188,15 +206,24 @@ def check_complete(summary: BeamSummary, data_dir: Path) -> None:
     if accounted != summary.alerts_decoded:
         problems.append(
             f"{summary.alerts_decoded} alert records decoded, {summary.num_alerts()} kept and "
-            f"{duplicates} duplicates"
+            f"{duplicates} duplicates ({summary.alerts_deduplicated} after the candid grouping, "
+            f"{summary.alerts_grouped} in the object lists)"
         )
+    for config, (read, decoded, reasons) in summary.read.items():
+        if (read, decoded) != (summary.alerts_read, summary.alerts_decoded):
+            problems.append(
+                f"the {config} pipeline read {read} alerts and decoded {decoded} (rejections: "
+                f"{reasons}), the alerts pipeline {summary.alerts_read} and "
+                f"{summary.alerts_decoded}"
+            )
     counts = summary.counts()
     for config in CONFIGS:
         info = load_builder(data_dir, config).info
         for split, by_label in counts[config].items():
             written = info.splits[split].num_examples if split in info.splits else 0
+            made = summary.made.get(config, {}).get(split, "?")
             if written != sum(by_label.values()):
-                problems.append(f"{config}/{split}: {written} examples written, "
+                problems.append(f"{config}/{split}: {written} examples written, {made} made, "
                                 f"{sum(by_label.values())} counted")  # fmt: skip
     if problems:
         raise RuntimeError(
