@@ -5,6 +5,11 @@ Class balancing follows ALeRCE's stamp classifier (Carrasco-Davis et al. 2021), 
 batches with the same number of examples of every class: ``balance="oversample"`` reads one
 endlessly repeated stream per class and samples them uniformly; ``balance="weights"`` instead adds
 a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
+
+Examples are labelled and filtered while still serialized (``records.SplitRecords.label`` parses
+the label alone) and decoded only once kept: a class's stream decodes that class's examples, not
+the whole split, and ``labelled_only`` decodes no unlabelled example. The examples and their order
+are those of filtering the decoded split, as before.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from stampnet.data.records import SplitRecords
 
 BALANCE_MODES = (None, "oversample", "weights")
 
@@ -35,7 +42,8 @@ def _class_counts(card: dict, config: str, split: str, class_names: Sequence[str
 
 
 def labelled_batches(
-    dataset: tf.data.Dataset,
+    records: SplitRecords,
+    decode,
     to_inputs,
     *,
     card: dict,
@@ -51,7 +59,11 @@ def labelled_batches(
     batch_size: int,
     drop_remainder: bool,
 ) -> tf.data.Dataset:
-    """Labels, filtering, balancing, shuffling, parsing into inputs, batching and prefetching."""
+    """Labels, filtering, decoding, balancing, shuffling, parsing into inputs, batching, prefetch.
+
+    ``records``: the split's serialized examples; ``decode``: one of them -> the example dict
+    ``to_inputs`` takes (``records.decode``, or that and a truncation).
+    """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
     if int(batch_size) < 1:
@@ -59,10 +71,18 @@ def labelled_batches(
     if not class_names and (labelled_only or balance):
         raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
     lookup = _label_lookup(class_names)
-    dataset = dataset.map(lambda example: (example, lookup.lookup(example["label"])))
+    serialized = records.dataset(shuffle=shuffle, seed=seed).map(
+        lambda record: (record, lookup.lookup(records.label(record))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     if labelled_only or balance == "oversample":
-        dataset = dataset.filter(lambda example, label: label >= 0)
+        serialized = serialized.filter(lambda record, label: label >= 0)
     counts = _class_counts(card, config, split, class_names)
+
+    def decoded(stream: tf.data.Dataset) -> tf.data.Dataset:
+        return stream.map(
+            lambda record, label: (decode(record), label), num_parallel_calls=tf.data.AUTOTUNE
+        )
 
     if balance == "oversample":
         present = [index for index, count in enumerate(counts) if count > 0]
@@ -71,7 +91,7 @@ def labelled_batches(
         buffer = max(shuffle_buffer // len(present), 1)
         streams = []
         for index in present:
-            stream = dataset.filter(lambda example, label, index=index: label == index)
+            stream = decoded(serialized.filter(lambda record, label, index=index: label == index))
             if shuffle:
                 stream = stream.shuffle(buffer, seed=seed + index)
             streams.append(stream.repeat())
@@ -79,6 +99,7 @@ def labelled_batches(
             streams, weights=[1.0 / len(present)] * len(present), seed=seed
         )
     else:
+        dataset = decoded(serialized)
         if shuffle:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
