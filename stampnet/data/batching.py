@@ -6,7 +6,7 @@ batches with the same number of examples of every class: ``balance="oversample"`
 endlessly repeated stream per class and samples them uniformly; ``balance="weights"`` instead adds
 a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
 
-Examples are labelled and filtered while still serialized (``records.SplitRecords.label`` parses
+Examples are labelled and filtered while still serialized (``records.SplitRecords.labels`` parses
 the label alone) and decoded only once kept: a class's stream decodes that class's examples, not
 the whole split, and ``labelled_only`` decodes no unlabelled example. The examples and their order
 are those of filtering the decoded split, as before.
@@ -22,6 +22,8 @@ import tensorflow as tf
 from stampnet.data.records import SplitRecords
 
 BALANCE_MODES = (None, "oversample", "weights")
+#: Serialized examples whose labels are parsed together (``records.SplitRecords.labels``).
+LABEL_BATCH = 64
 
 
 def _label_lookup(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
@@ -71,19 +73,34 @@ def labelled_batches(
     if not class_names and (labelled_only or balance):
         raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
     lookup = _label_lookup(class_names)
-    serialized = records.dataset(shuffle=shuffle, seed=seed).map(
-        lambda record: (record, lookup.lookup(records.label(record))),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    # Labels are parsed a batch of serialized examples at a time (per example, parsing and
+    # filtering cost more than reading the example); the batches are split again in order.
+    labelled = (
+        records.dataset(shuffle=shuffle, seed=seed)
+        .batch(LABEL_BATCH)
+        .map(
+            lambda batch: (batch, lookup.lookup(records.labels(batch))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     )
-    if labelled_only or balance == "oversample":
-        serialized = serialized.filter(lambda record, label: label >= 0)
-    counts = _class_counts(card, config, split, class_names)
 
-    def decoded(stream: tf.data.Dataset) -> tf.data.Dataset:
-        return stream.map(
-            lambda record, label: (decode(record), label), num_parallel_calls=tf.data.AUTOTUNE
+    def decoded(keep) -> tf.data.Dataset:
+        """The examples whose label index passes ``keep``, decoded; the others never are."""
+
+        def select(batch, labels):
+            mask = keep(labels)
+            return tf.boolean_mask(batch, mask), tf.boolean_mask(labels, mask)
+
+        return (
+            labelled.map(select)
+            .unbatch()
+            .map(
+                lambda record, label: (decode(record), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         )
 
+    counts = _class_counts(card, config, split, class_names)
     if balance == "oversample":
         present = [index for index, count in enumerate(counts) if count > 0]
         if not present:
@@ -91,7 +108,7 @@ def labelled_batches(
         buffer = max(shuffle_buffer // len(present), 1)
         streams = []
         for index in present:
-            stream = decoded(serialized.filter(lambda record, label, index=index: label == index))
+            stream = decoded(lambda labels, index=index: tf.equal(labels, index))
             if shuffle:
                 stream = stream.shuffle(buffer, seed=seed + index)
             streams.append(stream.repeat())
@@ -99,7 +116,10 @@ def labelled_batches(
             streams, weights=[1.0 / len(present)] * len(present), seed=seed
         )
     else:
-        dataset = decoded(serialized)
+        if labelled_only:
+            dataset = decoded(lambda labels: labels >= 0)
+        else:
+            dataset = decoded(lambda labels: tf.ones_like(labels, tf.bool))
         if shuffle:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:

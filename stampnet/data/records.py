@@ -8,10 +8,10 @@ all of that work was thrown away (``balance="oversample"`` on the shared ZTF sam
 
 ``SplitRecords`` reads the same TFRecord files in the same order as ``as_dataset`` (the split's
 TFDS file instructions, the files shuffled with the same seed, TFDS' default interleave of 16
-files in blocks of 16), but yields the serialized examples. ``label`` parses only the label
-feature of one, ``decode`` the whole example exactly as ``as_dataset(decoders=...)`` would. So a
-pipeline filters on the label first and decodes only what it keeps, with the same examples in
-the same order as before: ``tests/test_records.py`` checks both against ``as_dataset``.
+files in blocks of 16), but yields the serialized examples. ``labels`` parses only the label
+feature of a batch of them, ``decode`` one whole example exactly as ``as_dataset(decoders=...)``
+would. So a pipeline filters on the label first and decodes only what it keeps, with the same
+examples in the same order as before (``tests/test_pipeline.py`` checks both).
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ class SplitRecords:
         )
 
     @staticmethod
-    def label(serialized: tf.Tensor) -> tf.Tensor:
-        """The ``label`` string of one serialized example; nothing else is parsed."""
-        return tf.io.parse_single_example(serialized, _LABEL_SPEC)["label"]
+    def labels(serialized: tf.Tensor) -> tf.Tensor:
+        """The ``label`` strings of serialized examples (any shape); nothing else is parsed."""
+        return tf.io.parse_example(serialized, _LABEL_SPEC)["label"]
 
     def decode(self, serialized: tf.Tensor) -> dict:
         """One serialized example as ``as_dataset(decoders=raw_bytes_decoders(...))`` yields it."""
