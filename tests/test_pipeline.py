@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,6 +156,34 @@ def test_split_records_decode_to_as_dataset_in_its_order(data_dir, config, split
         for key in want:  # same values, same dtypes: byte for byte
             assert np.asarray(got[key]).dtype == np.asarray(want[key]).dtype, key
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_split_records_follow_as_dataset_over_several_shards(data_dir, tmp_path):
+    """4 shards of ~18 (more than TFDS' interleave blocks of 16), shuffled files, a slice."""
+    source = load_builder(data_dir, "alerts").data_dir
+    target = tmp_path / "ztf_alerts" / "alerts" / Path(source).name
+    shutil.copytree(source, target)
+    records = list(tf.data.TFRecordDataset(str(next(target.glob("*-train.tfrecord-*")))))
+    for old in target.glob("*-train.tfrecord-*"):
+        old.unlink()
+    shards = np.array_split(np.arange(len(records)), 4)
+    for number, rows in enumerate(shards):
+        name = f"ztf_alerts-train.tfrecord-{number:05d}-of-{len(shards):05d}"
+        with tf.io.TFRecordWriter(str(target / name)) as out:
+            for row in rows:
+                out.write(records[row].numpy())
+    info = json.loads((target / "dataset_info.json").read_text())
+    train = next(split for split in info["splits"] if split["name"] == "train")
+    train["shardLengths"] = [str(len(rows)) for rows in shards]
+    (target / "dataset_info.json").write_text(json.dumps(info))
+
+    for split, shuffle, seed in [("train", False, 0), ("train", True, 5), ("train[3:-4]", True, 6)]:
+        want = as_dataset_order(tmp_path, "alerts", split, shuffle, seed).map(lambda e: e["candid"])
+        got = decoded_split(tmp_path, "alerts", split, shuffle=shuffle, seed=seed)
+        expected = list(want.as_numpy_iterator())
+        assert [int(e["candid"]) for e in got.as_numpy_iterator()] == expected
+        assert len(expected) == len(records) - (7 if "[" in split else 0)
+    assert expected != sorted(expected)
 
 
 def old_oversampled_ids(data_dir, seed, count):
