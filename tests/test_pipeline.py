@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from stampnet.data.builder import load_builder
+from stampnet.data.batching import labelled_batches
+from stampnet.data.builder import load_builder, raw_bytes_decoders
+from stampnet.data.card import load_card
 from stampnet.data.pipeline import alert_dataset, sequence_dataset
+from stampnet.data.records import SplitRecords, decoded_split
 from stampnet.features import ALERCE23, DETECTION_FIELDS, metadata_indices
 from tests.dataset_helpers import build_quietly, small_sources, write_small_labels
 
@@ -125,3 +132,154 @@ def test_bad_arguments_are_clear_errors(data_dir, tmp_path):
         sequence_dataset(data_dir, "train", batch_size=4, max_detections=11)
     with pytest.raises(FileNotFoundError, match="No dataset card"):
         alert_dataset(tmp_path, "train", batch_size=4)
+
+
+def as_dataset_order(data_dir, config, split, shuffle, seed):
+    """The split as ``tfds`` decodes it: the reference the serialized-record reader must match."""
+    builder = load_builder(data_dir, config)
+    return builder.as_dataset(
+        split=split,
+        shuffle_files=shuffle,
+        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False),
+        decoders=raw_bytes_decoders(builder),
+    )
+
+
+@pytest.mark.parametrize("config", ["alerts", "sequences"])
+@pytest.mark.parametrize("split,shuffle", [("train", False), ("train[5:-7]", True)])
+def test_split_records_decode_to_as_dataset_in_its_order(data_dir, config, split, shuffle):
+    expected = list(tfds.as_numpy(as_dataset_order(data_dir, config, split, shuffle, 3)))
+    found = list(tfds.as_numpy(decoded_split(data_dir, config, split, shuffle=shuffle, seed=3)))
+    assert len(found) == len(expected) > 0
+    for got, want in zip(found, expected, strict=True):
+        assert set(got) == set(want)
+        for key in want:  # same values, same dtypes: byte for byte
+            assert np.asarray(got[key]).dtype == np.asarray(want[key]).dtype, key
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_split_records_follow_as_dataset_over_several_shards(data_dir, tmp_path):
+    """4 shards of ~18 (more than TFDS' interleave blocks of 16), shuffled files, a slice."""
+    source = load_builder(data_dir, "alerts").data_dir
+    target = tmp_path / "ztf_alerts" / "alerts" / Path(source).name
+    shutil.copytree(source, target)
+    records = list(tf.data.TFRecordDataset(str(next(target.glob("*-train.tfrecord-*")))))
+    for old in target.glob("*-train.tfrecord-*"):
+        old.unlink()
+    shards = np.array_split(np.arange(len(records)), 4)
+    for number, rows in enumerate(shards):
+        name = f"ztf_alerts-train.tfrecord-{number:05d}-of-{len(shards):05d}"
+        with tf.io.TFRecordWriter(str(target / name)) as out:
+            for row in rows:
+                out.write(records[row].numpy())
+    info = json.loads((target / "dataset_info.json").read_text())
+    train = next(split for split in info["splits"] if split["name"] == "train")
+    train["shardLengths"] = [str(len(rows)) for rows in shards]
+    (target / "dataset_info.json").write_text(json.dumps(info))
+
+    for split, shuffle, seed in [("train", False, 0), ("train", True, 5), ("train[3:-4]", True, 6)]:
+        want = as_dataset_order(tmp_path, "alerts", split, shuffle, seed).map(lambda e: e["candid"])
+        got = decoded_split(tmp_path, "alerts", split, shuffle=shuffle, seed=seed)
+        expected = list(want.as_numpy_iterator())
+        assert [int(e["candid"]) for e in got.as_numpy_iterator()] == expected
+        assert len(expected) == len(records) - (7 if "[" in split else 0)
+    assert expected != sorted(expected)
+
+
+def old_oversampled_ids(data_dir, seed, count):
+    """Candids of the oversampled stream as the pipeline drew them when it decoded every example
+    of the split in every class's stream (the code before label-first filtering)."""
+    classes = load_card(data_dir)["class_names"]
+    lookup = {name.encode(): index for index, name in enumerate(classes)}
+    decoded = as_dataset_order(data_dir, "alerts", "train", True, seed)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(list(lookup), list(lookup.values())), -1
+    )
+    labelled = decoded.map(lambda ex: (ex["candid"], table.lookup(ex["label"])))
+    per_label = load_card(data_dir)["counts"]["alerts"]["train"]
+    present = [i for i, name in enumerate(classes) if per_label.get(name, 0) > 0]
+    streams = [
+        labelled.filter(lambda candid, label, i=i: label == i)
+        .shuffle(max(1024 // len(present), 1), seed=seed + i)
+        .repeat()
+        for i in present
+    ]
+    sampled = tf.data.Dataset.sample_from_datasets(
+        streams, weights=[1.0 / len(present)] * len(present), seed=seed
+    )
+    return [int(candid) for candid, _ in sampled.take(count).as_numpy_iterator()]
+
+
+def test_oversampled_stream_draws_balanced_classes_of_exact_decoded_examples(data_dir):
+    truth = stored(data_dir, "alerts", "train")
+    classes = load_card(data_dir)["class_names"]
+
+    def drawn(seed, batches=4):
+        dataset = alert_dataset(
+            data_dir, "train", batch_size=50, balance="oversample", seed=seed, with_ids=True
+        )
+        return [(inputs, label) for inputs, label in dataset.take(batches).as_numpy_iterator()]
+
+    batches = drawn(seed=1)
+    ids = [int(candid) for inputs, _ in batches for candid in inputs["candid"]]
+    labels = np.concatenate([label for _, label in batches])
+    # The intended frequencies: uniform over the classes present (5 here), 200 draws.
+    counts = Counter(labels.tolist())
+    per_label = load_card(data_dir)["counts"]["alerts"]["train"]
+    present = {i for i, name in enumerate(classes) if per_label.get(name, 0) > 0}
+    assert set(counts) == present and len(present) == 5
+    assert all(abs(n - 40) <= 4 * np.sqrt(200 * 0.2 * 0.8) for n in counts.values()), counts
+    # Every example is the stored one, byte for byte, under its own label.
+    features = metadata_indices(ALERCE23)
+    for inputs, label in batches:
+        for row, candid in enumerate(inputs["candid"]):
+            example = truth[candid]
+            assert classes[label[row]] == example["label"].decode()
+            assert inputs["stamps"][row].tobytes() == example["stamps"].tobytes()
+            np.testing.assert_array_equal(inputs["stamp_mask"][row], example["stamp_mask"])
+            raw = np.where(example["metadata_present"], example["metadata"], np.nan)
+            np.testing.assert_array_equal(inputs["features"][row], raw[features])
+    # Seeded: the same draws again, other draws for another seed, and exactly the draws of the
+    # pipeline that decoded the whole split in every class's stream.
+    assert [int(c) for inputs, _ in drawn(seed=1, batches=2) for c in inputs["candid"]] == ids[:100]
+    assert [int(c) for inputs, _ in drawn(seed=2, batches=1) for c in inputs["candid"]] != ids[:50]
+    assert old_oversampled_ids(data_dir, seed=1, count=100) == ids[:100]
+
+
+def test_only_kept_examples_are_decoded(data_dir):
+    records = SplitRecords(data_dir, "alerts", "train")
+    card = load_card(data_dir)
+    decoded_labels = tf.Variable(tf.zeros([len(card["class_names"]) + 1], tf.int64))
+    lookup = {name: index for index, name in enumerate(card["class_names"])}
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(list(lookup), list(lookup.values())),
+        len(lookup),  # unlabelled: the last counter
+    )
+
+    def counted_decode(record):
+        example = records.decode(record)
+        one = tf.one_hot(table.lookup(example["label"]), len(lookup) + 1, dtype=tf.int64)
+        with tf.control_dependencies([decoded_labels.assign_add(one)]):
+            return {key: tf.identity(value) for key, value in example.items()}
+
+    def batches(balance, labelled_only, take):
+        dataset = labelled_batches(
+            records, counted_decode, lambda example: example["candid"], card=card,
+            config="alerts", split="train", class_names=card["class_names"],
+            labelled_only=labelled_only, balance=balance, shuffle=False, shuffle_buffer=1024,
+            seed=0, repeat=False, batch_size=10, drop_remainder=False,
+        )  # fmt: skip
+        decoded_labels.assign(tf.zeros_like(decoded_labels))
+        for _ in dataset.take(take):
+            pass
+        return decoded_labels.numpy()
+
+    per_label = card["counts"]["alerts"]["train"]
+    labelled = sum(n for name, n in per_label.items() if name in lookup)
+    # labelled_only: every labelled example is decoded once, no unlabelled one.
+    counts = batches(None, True, take=1000)
+    assert counts[-1] == 0 and counts.sum() == labelled
+    # Oversampling 50 examples decodes those and what the streams prefetch, not the whole split
+    # once per class (5 x the split before).
+    counts = batches("oversample", True, take=5)
+    assert counts[-1] == 0 and counts.sum() < labelled, counts

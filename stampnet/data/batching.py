@@ -5,6 +5,11 @@ Class balancing follows ALeRCE's stamp classifier (Carrasco-Davis et al. 2021), 
 batches with the same number of examples of every class: ``balance="oversample"`` reads one
 endlessly repeated stream per class and samples them uniformly; ``balance="weights"`` instead adds
 a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
+
+Examples are labelled and filtered while still serialized (``records.SplitRecords.labels`` parses
+the label alone) and decoded only once kept: a class's stream decodes that class's examples, not
+the whole split, and ``labelled_only`` decodes no unlabelled example. The examples and their order
+are those of filtering the decoded split, as before.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from stampnet.data.records import SplitRecords
+
 BALANCE_MODES = (None, "oversample", "weights")
+#: Serialized examples whose labels are parsed together (``records.SplitRecords.labels``).
+LABEL_BATCH = 64
 
 
 def _label_lookup(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
@@ -35,7 +44,8 @@ def _class_counts(card: dict, config: str, split: str, class_names: Sequence[str
 
 
 def labelled_batches(
-    dataset: tf.data.Dataset,
+    records: SplitRecords,
+    decode,
     to_inputs,
     *,
     card: dict,
@@ -51,7 +61,11 @@ def labelled_batches(
     batch_size: int,
     drop_remainder: bool,
 ) -> tf.data.Dataset:
-    """Labels, filtering, balancing, shuffling, parsing into inputs, batching and prefetching."""
+    """Labels, filtering, decoding, balancing, shuffling, parsing into inputs, batching, prefetch.
+
+    ``records``: the split's serialized examples; ``decode``: one of them -> the example dict
+    ``to_inputs`` takes (``records.decode``, or that and a truncation).
+    """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
     if int(batch_size) < 1:
@@ -59,11 +73,34 @@ def labelled_batches(
     if not class_names and (labelled_only or balance):
         raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
     lookup = _label_lookup(class_names)
-    dataset = dataset.map(lambda example: (example, lookup.lookup(example["label"])))
-    if labelled_only or balance == "oversample":
-        dataset = dataset.filter(lambda example, label: label >= 0)
-    counts = _class_counts(card, config, split, class_names)
+    # Labels are parsed a batch of serialized examples at a time (per example, parsing and
+    # filtering cost more than reading the example); the batches are split again in order.
+    labelled = (
+        records.dataset(shuffle=shuffle, seed=seed)
+        .batch(LABEL_BATCH)
+        .map(
+            lambda batch: (batch, lookup.lookup(records.labels(batch))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    )
 
+    def decoded(keep) -> tf.data.Dataset:
+        """The examples whose label index passes ``keep``, decoded; the others never are."""
+
+        def select(batch, labels):
+            mask = keep(labels)
+            return tf.boolean_mask(batch, mask), tf.boolean_mask(labels, mask)
+
+        return (
+            labelled.map(select)
+            .unbatch()
+            .map(
+                lambda record, label: (decode(record), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        )
+
+    counts = _class_counts(card, config, split, class_names)
     if balance == "oversample":
         present = [index for index, count in enumerate(counts) if count > 0]
         if not present:
@@ -71,7 +108,7 @@ def labelled_batches(
         buffer = max(shuffle_buffer // len(present), 1)
         streams = []
         for index in present:
-            stream = dataset.filter(lambda example, label, index=index: label == index)
+            stream = decoded(lambda labels, index=index: tf.equal(labels, index))
             if shuffle:
                 stream = stream.shuffle(buffer, seed=seed + index)
             streams.append(stream.repeat())
@@ -79,6 +116,10 @@ def labelled_batches(
             streams, weights=[1.0 / len(present)] * len(present), seed=seed
         )
     else:
+        if labelled_only:
+            dataset = decoded(lambda labels: labels >= 0)
+        else:
+            dataset = decoded(lambda labels: tf.ones_like(labels, tf.bool))
         if shuffle:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:

@@ -17,33 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from stampnet.data.batching import labelled_batches
-from stampnet.data.builder import load_builder, raw_bytes_decoders
+from stampnet.data.builder import load_builder
 from stampnet.data.card import load_card
+from stampnet.data.records import SplitRecords
 from stampnet.features import DETECTION_FIELDS, metadata_indices, resolve_feature_names
 from stampnet.geometry import StampGeometry
 
 #: Examples held by the shuffle buffer (ZTF alerts ~60 KB each; sequences hold up to T alerts).
 ALERT_SHUFFLE_BUFFER = 1024
 SEQUENCE_SHUFFLE_BUFFER = 128
-
-
-def _read(data_dir, config: str, split: str, shuffle: bool, seed: int) -> tf.data.Dataset:
-    builder = load_builder(data_dir, config)
-    base_split = split.split("[")[0]
-    if base_split not in builder.info.splits:
-        raise ValueError(
-            f"Split {split!r} is not in {data_dir} ({config}); it has {list(builder.info.splits)}"
-        )
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    return builder.as_dataset(
-        split=split,
-        shuffle_files=shuffle,
-        read_config=read_config,
-        decoders=raw_bytes_decoders(builder),
-    )
 
 
 def _check_history(data_dir, config: str) -> None:
@@ -126,9 +110,10 @@ def alert_dataset(
 
     if with_history:
         _check_history(data_dir, "alerts")
-    dataset = _read(data_dir, "alerts", split, shuffle, seed)
+    records = SplitRecords(data_dir, "alerts", split)
     return labelled_batches(
-        dataset,
+        records,
+        records.decode,
         to_inputs,
         card=card,
         config="alerts",
@@ -220,15 +205,16 @@ def sequence_dataset(
         return inputs
 
     def truncate(example):
-        # Before shuffling, so the buffer holds at most ``steps`` alerts per object.
+        # When decoded, before shuffling: the buffer holds at most ``steps`` alerts per object.
         sliced = ("candid", "jd", "stamps", "stamp_mask", "metadata", "metadata_present")
         return {key: value[:steps] if key in sliced else value for key, value in example.items()}
 
     if with_history:
         _check_history(data_dir, "sequences")
-    dataset = _read(data_dir, "sequences", split, shuffle, seed).map(truncate)
+    records = SplitRecords(data_dir, "sequences", split)
     return labelled_batches(
-        dataset,
+        records,
+        lambda record: truncate(records.decode(record)),
         to_inputs,
         card=card,
         config="sequences",
