@@ -113,6 +113,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=60, help="fine-tuning batches per run")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument(
+        "--freeze-trunk", action="store_true", help="fine-tune only the dense layers"
+    )
+    parser.add_argument(
+        "--label", default="", help="appended to each start's name in the rows (e.g. a recipe)"
+    )
     parser.add_argument("--eval-fraction", type=float, default=0.3)
     parser.add_argument("--candids", default=None, help="file of candids: a subset of the sample")
     parser.add_argument("--out", default="kshot", help="output folder")
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
             handle.write(json.dumps(json_ready(row)) + "\n")
 
     rows = kshot_curve(
-        starts,
+        {f"{name}{args.label}": path for name, path in starts.items()},
         sample,
         args.ks,
         args.seeds,
@@ -161,6 +167,7 @@ def main(argv=None) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        freeze_trunk=args.freeze_trunk,
         on_row=keep,
     )
     report = {
@@ -172,6 +179,7 @@ def main(argv=None) -> int:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
+        "freeze_trunk": args.freeze_trunk,
         "seeds": args.seeds,
     }
     return write_outputs(out, rows, report, started)

@@ -34,6 +34,7 @@ from stampnet.evaluation.pretrain_real import (  # noqa: E402
     latent_scores,
     pretrain_vae,
     read_real_stamps,
+    vae_diagnostics,
 )
 from stampnet.jsonable import json_ready  # noqa: E402
 
@@ -93,11 +94,23 @@ def main(argv=None) -> int:
     )
     streams = {"real_unlabelled": array_stream(real, args.batch_size, seed=0)}
     streams["builtin"], builtin_dir = builtin_stream(args.size, args.batch_size, seed=0)
-    results, vae_losses, seconds = {}, {}, {}
+    results, vae_losses, seconds, diagnostics, histories = {}, {}, {}, {}, {}
+    evaluation_stamps = sample.inputs((), held_out)
     for source, stream in streams.items():
         start = time.perf_counter()
         vae = pretrain_vae(stream, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch)
         vae_losses[source] = vae.final_losses
+        histories[source] = vae.loss_history
+        diagnostics[source] = vae_diagnostics(vae, evaluation_stamps)
+        tail = vae.loss_history["elbo_loss"][-6:]
+        diagnostics[source]["loss_change_last_5_epochs"] = (tail[-1] - tail[0]) / abs(tail[0])
+        print(
+            f"{source} VAE on the {len(held_out)} evaluation alerts: reconstruction MSE "
+            f"{diagnostics[source]['mse_ratio_to_mean_stamp']:.3f} x the mean stamp's, "
+            f"{diagnostics[source]['active_units']} of {diagnostics[source]['latent_dim']} "
+            f"units active, final ELBO loss {vae.final_losses['elbo_loss']:.2f} (change over the "
+            f"last 5 epochs {100 * diagnostics[source]['loss_change_last_5_epochs']:+.1f} %)"
+        )
         results[source] = [
             latent_scores(
                 vae.encoder,
@@ -140,6 +153,8 @@ def main(argv=None) -> int:
             "steps_per_epoch": args.steps_per_epoch,
             "batch_size": args.batch_size,
             "final_losses": vae_losses,
+            "loss_history": histories,
+            "evaluation_alerts": diagnostics,
         },  # fmt: skip
         "classifier": {
             "epochs": args.classifier_epochs,

@@ -124,3 +124,66 @@ def test_command_writes_table_csv_and_plot(tiny_data, tmp_path, capsys):
     assert np.isfinite(table["test_accuracy_mean"]).all()
     assert (out / "study.png").is_file()
     assert "difference" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def few_real(ztf_dir):
+    from stampnet.evaluation.real_sample import load_real_sample
+    from tests.test_transfer import few_rows
+
+    return load_real_sample(ztf_dir, candids=[int(row["candid"]) for row in few_rows(ztf_dir)])
+
+
+def test_central_stamps_give_the_same_probabilities_as_whole_stamps(few_real):
+    from stampnet.evaluation.input_study_real import central_stamps
+    from stampnet.geometry import StampGeometry
+    from stampnet.models.stamp_classifier import build_stamp_classifier
+
+    whole = build_stamp_classifier(class_names=few_real.class_names, channels=("difference",))
+    central = build_stamp_classifier(
+        class_names=few_real.class_names,
+        channels=("difference",),
+        geometry=StampGeometry(25, 25),
+    )
+    central.set_weights(whole.get_weights())
+    cut = central_stamps(few_real)
+    assert cut.stamps.shape[1:] == (25, 25, 3) and cut.stamp_mask.shape[1:] == (25, 25, 3)
+    np.testing.assert_allclose(
+        central.predict(cut.inputs(), verbose=0),
+        whole.predict(few_real.inputs(), verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real):
+    from stampnet.evaluation.input_study_real import run_real_study, validation_split
+    from stampnet.evaluation.kshot import object_split
+
+    pool, held_out = object_split(few_real)
+    train, validation = validation_split(few_real, pool)
+    assert sorted([*train, *validation]) == sorted(pool)
+    assert not set(few_real.object_ids[train]) & set(few_real.object_ids[validation])
+    rows = run_real_study(
+        few_real,
+        [("difference",), ("science", "template")],
+        ["none", "alerce23"],
+        [0],
+        max_epochs=2,
+        patience=1,
+        batch_size=8,
+        log=lambda line: None,
+    )
+    assert [(row["channels"], row["features"]) for row in rows] == [
+        ("difference", "none"),
+        ("difference", "alerce23"),
+        ("science,template", "none"),
+        ("science,template", "alerce23"),
+    ]
+    for row in rows:
+        assert row["eval_alerts"] == held_out.size == np.sum(row["real_confusion_matrix"])
+        assert row["train_alerts"] + row["validation_alerts"] == pool.size
+        assert 1 <= row["best_epoch"] <= row["epochs"] <= 2
+        assert 0.0 <= row["real_accuracy"] <= 1.0 and np.isfinite(row["real_macro_f1"])
+    entry = summarise(rows)[0]
+    assert {"real_accuracy_mean", "real_macro_f1_std"} <= set(entry)

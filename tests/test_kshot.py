@@ -81,3 +81,24 @@ def test_kshot_command_fine_tunes_and_writes_table_json_and_plot(
     assert module.main(["--out", str(out), "--from-runs"]) == 0
     again = json.loads((out / "kshot.json").read_text())
     assert again["cut_short"] and again["summary"] == report["summary"]
+
+
+def test_a_frozen_trunk_keeps_the_convolutions_and_trains_the_dense_layers(
+    sample, alerce_2019_dir, tmp_path
+):
+    from stampnet.evaluation.kshot import finetune
+
+    path = tmp_path / "alerce2019.keras"
+    alerce = import_alerce_checkpoint(alerce_2019_dir, name="alerce2019")
+    alerce.save(path)
+    before = {layer.name: layer.get_weights() for layer in alerce.layers}
+    pool, _ = object_split(sample)
+    model = finetune(path, sample, pool, steps=2, batch_size=4, freeze_trunk=True)
+    for layer in model.layers:
+        if not layer.get_weights():
+            continue
+        unchanged = all(
+            np.array_equal(old, new)
+            for old, new in zip(before[layer.name], layer.get_weights(), strict=True)
+        )
+        assert unchanged == layer.name.startswith("conv_"), layer.name

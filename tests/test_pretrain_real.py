@@ -14,6 +14,7 @@ from stampnet.evaluation.pretrain_real import (
     latent_scores,
     pretrain_vae,
     read_real_stamps,
+    vae_diagnostics,
 )
 from stampnet.evaluation.real_sample import load_real_sample
 from tests.test_transfer import few_rows
@@ -59,6 +60,10 @@ def test_latent_classifier_on_a_vae_pretrained_on_real_stamps(ztf_dir, rows, sma
     )
     vae = pretrain_vae(array_stream(stamps, batch_size=8), epochs=1, steps_per_epoch=2)
     assert np.isfinite(vae.final_losses["loss"])
+    assert len(vae.loss_history["elbo_loss"]) == 1
+    diagnostics = vae_diagnostics(vae, sample.inputs((), held_out), batch_size=4)
+    assert diagnostics["latent_dim"] == 16 and 0 <= diagnostics["active_units"] <= 16
+    assert diagnostics["mse_ratio_to_mean_stamp"] > 0 and diagnostics["valid_pixels"] > 0
     result = latent_scores(vae.encoder, sample, pool, held_out, epochs=1, batch_size=8)
     assert result["num_examples"] == held_out.size
     assert 0.0 <= result["accuracy"] <= 1.0 and np.isfinite(result["macro_f1"])

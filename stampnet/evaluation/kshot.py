@@ -81,12 +81,15 @@ def finetune(
     batch_size: int = FINETUNE_BATCH_SIZE,
     learning_rate: float = FINETUNE_LEARNING_RATE,
     seed: int = 0,
+    freeze_trunk: bool = False,
 ):
     """A fresh copy of the saved classifier, trained ``steps`` batches on the chosen alerts.
 
     Every layer trains (Adam, sparse cross-entropy on the model's probabilities), with class
     weights inversely proportional to the class counts of the chosen alerts (balanced, as
-    ALeRCE trained). Labels follow the model's own class order.
+    ALeRCE trained). Labels follow the model's own class order. ``freeze_trunk`` keeps the
+    convolutional layers (``conv_*``, the trunk shared by the rotations) fixed and trains only
+    the dense layers and the feature batch normalisation: with few alerts, fewer free weights.
     """
     import keras
     import tensorflow as tf
@@ -100,6 +103,10 @@ def finetune(
     train_index = np.asarray(train_index, np.int64)
     if train_index.size == 0 or steps <= 0:
         return model
+    if freeze_trunk:
+        for layer in model.layers:
+            if layer.name.startswith("conv_"):
+                layer.trainable = False
     columns = [classifier.class_names.index(name) for name in sample.class_names]
     labels = np.array(columns, np.int64)[sample.labels[train_index]]
     counts = np.bincount(labels, minlength=len(classifier.class_names))

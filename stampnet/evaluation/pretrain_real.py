@@ -101,7 +101,37 @@ def pretrain_vae(dataset, *, epochs: int, steps_per_epoch: int, seed: int = 0, l
         verbose=0,
     )
     vae.final_losses = {key: float(values[-1]) for key, values in history.history.items()}
+    vae.loss_history = {
+        key: [float(value) for value in values] for key, values in history.history.items()
+    }
     return vae
+
+
+def vae_diagnostics(vae, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict:
+    """Whether a VAE learnt anything, on some stamps (e.g. the held-back evaluation alerts).
+
+    Returns:
+        ``MeanStampBaseline.result()`` (pixel MSE and BCE of the reconstruction of the posterior
+        mean against the mean stamp of the same alerts; a ratio below 1 beats it) and
+        ``active_units`` / ``latent_dim`` (Burda et al. 2016: latent dimensions whose posterior
+        mean varies by more than 0.01 across the alerts).
+    """
+    from stampnet.evaluation.clustering import active_units
+    from stampnet.evaluation.reconstruction import MeanStampBaseline
+
+    baseline, z_means = MeanStampBaseline(), []
+    for start in range(0, len(inputs["stamps"]), batch_size):
+        batch = {key: inputs[key][start : start + batch_size] for key in ("stamps", "stamp_mask")}
+        outputs = vae(batch, training=False)
+        target, mask = vae.target_and_mask(batch)
+        baseline.add(np.asarray(target), np.asarray(outputs["reconstruction"]), np.asarray(mask))
+        z_means.append(np.asarray(outputs["z_mean"]))
+    units = active_units(np.concatenate(z_means))
+    return {
+        **baseline.result(),
+        "active_units": units["active_units"],
+        "latent_dim": units["latent_dim"],
+    }
 
 
 def array_stream(stamps: dict[str, np.ndarray], batch_size: int, seed: int = 0):
