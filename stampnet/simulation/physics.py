@@ -194,12 +194,14 @@ def flux_from_magnitude(mag, zero_point):
 
 
 def resampled_noise(rng, shape) -> np.ndarray:
-    """Unit-variance noise as it looks after resampling onto the reference pixel grid.
+    """Unit-variance noise as it looks after resampling onto another pixel grid.
 
-    ZTF resamples each science image onto its reference image's grid before subtracting
-    (Masci et al. 2019), so neighbouring pixels share noise. Bilinear interpolation at a random
-    sub-pixel offset reproduces that; the result is rescaled to unit variance because the
-    calibrated sigmas above were measured on resampled stamps.
+    ZTF's reference images are coadds of exposures resampled onto a common grid, and the
+    reference is resampled again onto each science image before subtracting (Masci et al. 2019),
+    so neighbouring template pixels share noise (lag-1 correlation 0.27 median in the real
+    template stamps; science and ZOGY difference stamps are white, -0.01 and -0.04). Bilinear
+    interpolation at a random sub-pixel offset reproduces that; the result is rescaled to unit
+    variance because the calibrated sigmas above were measured on the stamps themselves.
     """
     white = rng.standard_normal((shape[0] + 1, shape[1] + 1))
     fx, fy = rng.uniform(0.0, 1.0, 2)

@@ -1,0 +1,52 @@
+"""Simulated stamps follow what the real ZTF stamps of ``../shared/data/ztf`` measure: each test
+checks one property on a small simulation and on real alerts of a few nights alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stampnet.data.readers import RejectionLog, iter_alerts
+from stampnet.simulation.simulate import simulate
+
+#: Real nights holding VS, asteroid and bogus alerts (as tests/test_realism.py).
+NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
+
+
+def _full_stamps(source):
+    """(science, template, difference) of every whole, NaN-free 63x63 alert of ``source``."""
+    stamps = []
+    for alert in iter_alerts(source, rejections=RejectionLog()):
+        if tuple(alert.original_shape) == (63, 63) and alert.stamp_mask.all():
+            stamps.append(alert.stamps.astype(np.float64))
+    return stamps
+
+
+@pytest.fixture(scope="module")
+def samples(ztf_dir, tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("simulation_realism")
+    simulate(scratch, num_objects=20, seed=11, workers=1)
+    real = _full_stamps([ztf_dir / f"alerts/ztf_public_{night}.tar.gz" for night in NIGHTS])
+    return {"real": real, "simulated": _full_stamps(scratch / "alerts")}
+
+
+def neighbour_correlation(image: np.ndarray) -> float:
+    """Correlation of horizontally adjacent background pixels (sources clipped at 3 sigma)."""
+    median = np.median(image)
+    scaled = (image - median) / (1.4826 * np.median(np.abs(image - median)))
+    left, right = scaled[:, :-1], scaled[:, 1:]
+    background = (np.abs(left) < 3) & (np.abs(right) < 3)
+    return float(np.corrcoef(left[background], right[background])[0, 1])
+
+
+@pytest.mark.parametrize("sample", ["real", "simulated"])
+def test_science_and_difference_noise_is_white_and_template_noise_is_resampled(samples, sample):
+    stamps = samples[sample]
+    assert len(stamps) >= 20
+    median = np.median(
+        [[neighbour_correlation(stamp[..., channel]) for channel in range(3)] for stamp in stamps],
+        axis=0,
+    )
+    science, template, difference = median
+    assert abs(science) < 0.08 and abs(difference) < 0.08, median
+    assert 0.15 < template < 0.5, median
