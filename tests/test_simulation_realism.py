@@ -72,3 +72,22 @@ def test_templates_hold_field_sources_as_densely_as_real_ones(samples):
     # and bogus (1.4); the class-balanced simulation sits between (1.4.0 simulated: 1.3).
     assert real > 1.0, real
     assert 2.0 < simulated < 10.0, simulated
+
+
+def test_built_in_cache_key_follows_the_simulator_source(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from stampnet.simulation import builtin
+
+    copy = tmp_path / "simulation"
+    shutil.copytree(Path(builtin.__file__).parent, copy)
+    assert builtin.source_digest(copy) == builtin.source_digest()
+    physics = copy / "physics.py"
+    physics.write_text(
+        physics.read_text().replace(
+            "HALO_FRACTION, HALO_SCALE = 0.1,", "HALO_FRACTION, HALO_SCALE = 0.2,"
+        )
+    )
+    assert builtin.source_digest(copy) != builtin.source_digest()
+    assert f"source={builtin.source_digest()}" in builtin.generator_tag(10, 1, 0.5)
