@@ -29,6 +29,7 @@ class Exposure:
     shift: tuple[float, float] = (0.0, 0.0)  # template registration error, pixels
     seeing_error: float = 0.0  # relative PSF-matching error
     noise_factor: float = 1.0  # science noise over the sky + read noise of ``sky`` (see observe)
+    error_factor: float = 1.0  # reported PSF-fit error over its median (physics.flux_error)
 
     @property
     def scale(self) -> float:
