@@ -2,11 +2,13 @@
 
 ``python train.py`` with no ``--data`` trains on it, so stampnet runs on a fresh machine with no
 download. The dataset card's ``generator`` records the simulator version, size, seed and
-difficulty; a card that does not match (a newer simulator, another size) triggers a rebuild.
+difficulty, and a digest of the simulator's source; a card that does not match (a newer or edited
+simulator, another size) triggers a rebuild.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -30,11 +32,23 @@ def _num_objects(size) -> int:
     return size
 
 
+def source_digest(folder: Path = Path(__file__).parent) -> str:
+    """Short SHA-256 of the simulator's source (``*.py`` of ``folder``, by name).
+
+    Part of the cache key beside ``SIMULATOR_VERSION``: a change to the simulator that forgot to
+    bump the version still rebuilds the built-in data instead of silently reusing the old alerts.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def generator_tag(num_objects: int, seed: int, difficulty: float) -> str:
-    """What the card's ``generator`` says about a built-in dataset."""
+    """What the card's ``generator`` says about a built-in dataset (also its cache key)."""
     return (
-        f"stampnet.simulation {SIMULATOR_VERSION} objects={num_objects} seed={seed} "
-        f"difficulty={difficulty}"
+        f"stampnet.simulation {SIMULATOR_VERSION} source={source_digest()} "
+        f"objects={num_objects} seed={seed} difficulty={difficulty}"
     )
 
 

@@ -39,7 +39,7 @@ def field_visits(rng, first: observe.Epoch, difficulty: float, label: str) -> li
                 exposure,
                 float(physics.magnitude(limit, exposure.zero_point)),
                 difference_flux=0.0,
-                flux_error=float(physics.flux_error(limit)),
+                flux_error=float(observe.flux_error(exposure)),
             )
         )
     return visits

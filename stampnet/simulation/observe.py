@@ -50,6 +50,7 @@ def _exposure(rng, fid, difficulty, label) -> Exposure:
         noise_factor=float(
             physics.NOISE_EXCESS_MEDIAN * np.exp(rng.normal(0, physics.NOISE_EXCESS_LOG_SIGMA))
         ),
+        error_factor=float(np.exp(rng.normal(0, physics.PSF_NOISE_LOG_SIGMA))),
     )
 
 
@@ -57,6 +58,11 @@ def _limit(exposure: Exposure) -> float:
     sky_sigma = float(physics.pixel_noise_sigma(exposure.sky, physics.CALIBRATION[exposure.fid]))
     sky_sigma *= exposure.noise_factor
     return physics.limiting_flux(sky_sigma * physics.DIFFERENCE_NOISE_SCALE, exposure.seeing)
+
+
+def flux_error(exposure: Exposure) -> float:
+    """The PSF-fit flux error (DN) of a source-free position in ``exposure``."""
+    return physics.flux_error(_limit(exposure), exposure.error_factor)
 
 
 def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float, max_alerts: int):
@@ -88,7 +94,7 @@ def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float,
         )
         epochs.append(epoch)
         delta = (var_flux - reference[int(fid)]) * exposure.scale
-        error = physics.flux_error(limit)
+        error = flux_error(exposure)
         epoch.difference_flux, epoch.flux_error = float(delta), float(error)
         # Cheap photometric pre-check: render only epochs that can reach 5 sigma.
         if model.label != "bogus" and abs(delta) < 4.5 * error:
@@ -123,8 +129,7 @@ def observe(model: classes.ObjectModel, rng, difficulty: float, start_jd: float,
 def _add_artefact(model, exposure, rng, science, difference):
     """Adds the bogus artefact, scaled to a target S/N in the difference image."""
     kind, nan_mask = model.artefact, None
-    limit = _limit(exposure)
-    error = physics.flux_error(limit)
+    error = flux_error(exposure)
     # Real bogus alerts (drb < 0.1) are bright (median magpsf 17.2, simulated 1.2.0: 19.1) and
     # mostly negative (isdiffpos 'f'): subtraction residuals of bright sources, not faint blips.
     target = DETECTION_SNR * np.exp(rng.exponential(1.8))
