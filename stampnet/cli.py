@@ -29,8 +29,8 @@ COMMANDS = {
 #: Environment a command sets before TensorFlow is imported (an explicit setting wins).
 #: classify: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or
 #: AMX; on AVX2 cores they run the ALeRCE model about twice as fast (benchmarks/classify.py).
-#: Not for train: with oneDNN on, seq_classifier under `--strategy mirrored` fails in a
-#: replica's convolution ("input depth must be evenly divisible by filter depth").
+#: (oneDNN's convolution mishandles a replica's empty batch under a strategy; training guards
+#: against it: stampnet.training.onednn.)
 COMMAND_ENVIRONMENT = {"classify": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
 
 
