@@ -9,15 +9,22 @@ For each model (default: the stamp classifier and the two sequence models), on o
   with no model: the most it could feed. Far above the training rate, the pipeline cannot be
   the bound, and a headroom below 1 is the machine's load drifting between measurements.
 - efficiency = achieved FLOP/s of a training step ÷ the float32 matmul peak measured in the same
-  run on the same device. A step's FLOPs are 3 x the forward pass (forward + two backward
+  run on the same device, the best of a measurement at the start and one beside each in-memory
+  training measurement (on a shared machine, a peak measured once, at other moments' load, gave
+  ratios above 1). A step's FLOPs are 3 x the forward pass (forward + two backward
   matmuls per layer), the forward pass counted by TensorFlow's profiler on the frozen graph of
   the exported model at the training batch size, in inference mode (the stamp classifier's four
   rotations included; dropout and augmentation add no multiply-adds, and their seed variables
   cannot be frozen). Target >= 0.5 on CPU for the stamp classifier.
+- with ``--profile-steps N``: where a training step's time goes, per TensorFlow op type (the
+  TF profiler's trace of N in-memory steps; op times summed over the threads that ran them).
+- oneDNN: ``--onednn on`` (the default, as ``stampnet train`` runs) or ``off`` sets
+  ``TF_ENABLE_ONEDNN_OPTS`` before TensorFlow starts; ``default`` leaves TensorFlow's choice.
 - the ALeRCE classifier's FLOP-bound limit for ``stampnet classify``: peak ÷ forward FLOPs per
   alert (the ceiling ``benchmarks/classify.py``'s alerts/s could reach if only arithmetic cost).
 
-    python benchmarks/training.py --data tfrecords/ztf_sample [--steps 20] [--json out.json]
+    python benchmarks/training.py --data tfrecords/ztf_sample [--steps 20] [--onednn off]
+        [--profile-steps 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -93,7 +100,48 @@ def fit_rate(model, dataset, steps: int, batch_size: int) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
+def op_profile(model, dataset, steps: int, top: int = 12) -> list[dict]:
+    """Seconds per TensorFlow op type over ``steps`` training steps, the ``top`` ones first.
+
+    The TF profiler's host trace: every op event on the executor's compute threads, summed by
+    type (the executor's own ``Process`` and the thread pools' ``ParallelFor`` spans contain
+    ops, so they are left out)."""
+    import collections
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    seconds, counts = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        names = {key: value.name for key, value in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                op_type = names[event.metadata_id].rpartition(":")[2]
+                if op_type not in ("Process", "ParallelFor"):
+                    seconds[op_type] += event.duration_ps / 1e12
+                    counts[op_type] += 1
+    total = sum(seconds.values()) or 1.0
+    return [
+        {
+            "op": op,
+            "seconds_per_step": value / steps,
+            "share": round(value / total, 3),
+            "calls_per_step": counts[op] / steps,
+        }  # fmt: skip
+        for op, value in seconds.most_common(top)
+    ]
+
+
+def bench_model(name: str, data_dir: Path, args, peaks: list[float]) -> dict:
     import tensorflow as tf
 
     from stampnet.data.card import load_card
@@ -120,8 +168,9 @@ def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
     from_records, from_memory = [], []
     for _ in range(args.rounds):
         from_records.append(fit_rate(bundle.model, pipeline, args.steps, args.batch_size))
+        peaks.append(matmul_peak(repeats=5))
         from_memory.append(fit_rate(bundle.model, memory, args.steps, args.batch_size))
-    records_rate, memory_rate = max(from_records), max(from_memory)
+    records_rate, memory_rate, peak = max(from_records), max(from_memory), max(peaks)
     feed = feed_rate(pipeline, 4 * args.steps, args.batch_size)
     # FLOPs of the exported model (the training model's augmentation holds a seed variable that
     # cannot be frozen; flips and rotations cost no multiply-adds anyway).
@@ -132,6 +181,7 @@ def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
         names = list(export.input)
     flops = 3 * forward_flops(export, {name: element[name] for name in names})
     achieved = flops / args.batch_size * memory_rate
+    profile = op_profile(bundle.model, memory, args.profile_steps) if args.profile_steps else []
     return {
         "model": name,
         "batch_size": args.batch_size,
@@ -141,8 +191,10 @@ def bench_model(name: str, data_dir: Path, args, peak: float) -> dict:
         "feed_only_examples_per_s": round(feed, 1),
         "train_step_flops_per_example": flops // args.batch_size,
         "achieved_flop_per_s": achieved,
+        "matmul_peak_flop_per_s": peak,
         "efficiency": round(achieved / peak, 3),
         "device": tf.config.list_logical_devices()[0].name,
+        "profile": profile,
     }
 
 
@@ -170,15 +222,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed batches per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="measurements per feed (best)")
     parser.add_argument("--cached-batches", type=int, default=8)
+    parser.add_argument("--onednn", choices=("on", "off", "default"), default="on",
+                        help="TF_ENABLE_ONEDNN_OPTS: on (as stampnet train sets it), off, or "
+                        "TensorFlow's default for this CPU")  # fmt: skip
+    parser.add_argument("--profile-steps", type=int, default=0, help="profile N steps per model")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.onednn != "default":
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
     import tensorflow as tf
 
-    peak = matmul_peak()
+    peaks = [matmul_peak()]
     print(f"load average {os.getloadavg()[0]:.2f}; devices {tf.config.list_logical_devices()}")
-    print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    results = [bench_model(name, Path(args.data), args, peak) for name in args.models.split(",")]
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    print(f"oneDNN: {args.onednn} (TF_ENABLE_ONEDNN_OPTS={setting})")
+    results = [bench_model(name, Path(args.data), args, peaks) for name in args.models.split(",")]
+    peak = max(peaks)
+    print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (best of {len(peaks)})")
     limit = classify_limit(peak)
     print("| model | TFRecords ex/s | in-memory ex/s | headroom (>= 0.95) | feed alone ex/s | "
           "step GFLOP/s | efficiency (>= 0.5) |")  # fmt: skip
@@ -189,12 +250,18 @@ def main() -> None:
             f"{r['headroom']} | {r['feed_only_examples_per_s']} | "
             f"{r['achieved_flop_per_s'] / 1e9:.2f} | {r['efficiency']} |"
         )
+    for r in results:
+        if r["profile"]:
+            print(f"{r['model']}: top ops per training step ({args.profile_steps} steps profiled)")
+            for row in r["profile"]:
+                print(f"  {row['op']:<45} {row['seconds_per_step']:7.3f} s  {row['share']:6.1%}")
     print(
         f"ALeRCE classifier: {limit['alerce_forward_flops_per_alert'] / 1e6:.1f} MFLOP per alert; "
         f"FLOP-bound limit {limit['flop_bound_alerts_per_s']:.0f} alerts/s"
     )
     if args.json:
-        payload = {"matmul_peak_flop_per_s": peak, "models": results, "classify": limit}
+        payload = {"matmul_peak_flop_per_s": peak, "onednn": args.onednn, "models": results}
+        payload["classify"] = limit
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 
 

@@ -27,11 +27,14 @@ COMMANDS = {
     "info": ("stampnet.info", "versions, devices, and whether XLA and mixed precision work"),
 }
 #: Environment a command sets before TensorFlow is imported (an explicit setting wins).
-#: classify: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or
-#: AMX; on AVX2 cores they run the ALeRCE model about twice as fast (benchmarks/classify.py).
-#: Not for train: with oneDNN on, seq_classifier under `--strategy mirrored` fails in a
-#: replica's convolution ("input depth must be evenly divisible by filter depth").
-COMMAND_ENVIRONMENT = {"classify": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+#: TensorFlow turns oneDNN's kernels on by default only on CPUs with AVX-512 VNNI or AMX.
+#: classify: on AVX2 cores they run the ALeRCE model about twice as fast (benchmarks/classify.py).
+#: train (and train.py): a training step of the stamp classifier or seq_vae takes about half the
+#: CPU time, to the same losses within float rounding (benchmarks/onednn_training.py,
+#: benchmarks/training.py --onednn off|on); the strategies' empty replica batches, which
+#: oneDNN's convolution mishandles, are guarded in stampnet.training.onednn.
+ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+COMMAND_ENVIRONMENT = {"classify": ONEDNN, "train": ONEDNN}
 
 
 @contextlib.contextmanager

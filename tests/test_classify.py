@@ -177,7 +177,6 @@ def test_classify_command_turns_onednn_on_unless_the_user_set_it(monkeypatch, tm
     assert seen[-1]["TF_ENABLE_ONEDNN_OPTS"] == "1"
     # Set for the command only: processes an in-process caller starts later do not inherit it.
     assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
-    assert "TF_ENABLE_ONEDNN_OPTS" not in cli.COMMAND_ENVIRONMENT.get("train", {})
 
 
 def test_light_curve_model_gets_the_history_that_fastavro_decodes(ztf_dir, tmp_path):

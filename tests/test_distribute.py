@@ -94,7 +94,7 @@ def runs(builtin_data, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
 
     - two logical CPUs: the one-device reference (``default``, on the first CPU), the same run
       under ``mirrored`` interrupted after its first epoch and resumed, a mixed-precision run;
-    - two logical CPUs: every other family under ``mirrored``;
+    - two logical CPUs: every other family under ``mirrored``, with oneDNN's kernels on;
     - two workers on loopback (``TF_CONFIG``), one CPU each: the reference run under
       ``multiworker``, into one ``--out``, with a ``TMPDIR`` each (a worker's scratch folder).
 
@@ -119,7 +119,9 @@ def runs(builtin_data, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
         [*common, "--cpus", "1", worker_run],
     ]
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    envs = [{}, {}]
+    # The other families with oneDNN's kernels on, as TensorFlow sets them on AVX-512 VNNI CPUs:
+    # seq_classifier's last validation batch leaves a replica no rows (``training.onednn``).
+    envs = [{}, {"TF_ENABLE_ONEDNN_OPTS": "1"}]
     for index in range(2):
         task = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         scratch = out / f"tmp{index}"
@@ -249,3 +251,68 @@ def test_mixed_precision_under_mirrored_trains_and_exports(runs):
     assert "mixed_float16" in json.dumps(model.get_config())  # the layers computed in float16
     assert model.get_layer("probabilities").dtype_policy.name == "float32"
     assert np.isfinite(result["loss"]).all()
+
+
+#: Two replicas on two logical CPUs, oneDNN on: validation data of 5 rows in batches of 4, so
+#: the second replica gets 0 rows of the last batch. Prints the validation loss under the
+#: strategy and the same model's loss on one device.
+EMPTY_REPLICA_BATCH = """
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from stampnet.training import distribute
+strategy = distribute.make_strategy("mirrored")
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    images = keras.Input((21, 21, 3))
+    x = keras.layers.ZeroPadding2D(3)(images)
+    x = keras.layers.Conv2D(4, 4, name="conv_1")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_2")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Reshape((-1, 4))(x)
+    x = keras.layers.Conv1D(2, 3, padding="causal", name="conv1d")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    model = keras.Model(images, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+rng = np.random.default_rng(0)
+def data(rows):
+    return tf.data.Dataset.from_tensor_slices(
+        (rng.random((rows, 21, 21, 3), dtype="float32"), rng.integers(0, 2, rows))
+    ).batch(4)
+train, validation = data(8), data(5)
+with distribute.fitting(strategy, model, train):
+    history = model.fit(train, validation_data=validation, epochs=1, verbose=0,
+                        shuffle=False)
+model._distribute_strategy = None
+print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync,
+    "val_loss": history.history["val_loss"][0],
+    "one_device": model.evaluate(validation, verbose=0)}))
+"""
+
+
+def test_a_replica_with_no_rows_validates_with_onednn_on():
+    """oneDNN's convolution returns its input for an empty batch (``stampnet.training.onednn``);
+    unguarded, this fit fails: "input depth must be evenly divisible by filter depth: 3 vs 4"."""
+    done = subprocess.run(
+        [sys.executable, "-c", EMPTY_REPLICA_BATCH],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "TF_ENABLE_ONEDNN_OPTS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        },  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    result = json.loads(line[7:])
+    assert result["replicas"] == 2
+    # The empty replica added nothing: the loss over the 5 rows is the one device's.
+    np.testing.assert_allclose(result["val_loss"], result["one_device"], rtol=1e-5)

@@ -45,6 +45,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from stampnet.training.onednn import empty_batch_safe_convolutions
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -207,7 +209,7 @@ def fitting(strategy, model, sample_dataset: tf.data.Dataset, exports=()):
     export that IS the trained model (the latent classifier's) keeps it: without its strategy,
     ``fit`` would update mirrored variables outside the strategy's scope.
 
-    Three things would otherwise make a run depend on its number of replicas:
+    Four things would otherwise make a run depend on its number of replicas:
 
     - Batch order. The training pipeline reshuffles with a seed generator that advances each
       time an iterator is created, and Keras (3.15) under a strategy builds the model from one
@@ -217,6 +219,8 @@ def fitting(strategy, model, sample_dataset: tf.data.Dataset, exports=()):
     - BatchNormalization statistics: each replica would normalise over its own rows only; with
       several replicas they are computed over the global batch (``synchronized``), as on one
       device (set for the fit only, so the exports are those of a single-device run).
+    - Empty replica batches (a global batch with fewer rows than replicas): oneDNN's
+      convolution returns a wrong shape for them, so convolutions skip them (``onednn``).
     - ``multiworker``: Keras 3 (3.15) cannot ``fit`` under ``MultiWorkerMirroredStrategy``
       (tensorflow/tensorflow#72388): it builds the optimizer by ``reduce``-ing one distributed
       input batch, which the strategy cannot do for nested inputs, and it averages each step's
@@ -235,7 +239,7 @@ def fitting(strategy, model, sample_dataset: tf.data.Dataset, exports=()):
         yield
         return
     spec = sample_dataset.element_spec
-    with synchronized_batch_norm(model, several):
+    with synchronized_batch_norm(model, several), empty_batch_safe_convolutions(model, several):
         if is_multi_worker(strategy):
             with strategy.scope():
                 model._symbolic_build(data_batch=spec)
