@@ -123,3 +123,24 @@ def test_inside_a_model_that_is_saved_and_reloaded(real_stamps, tmp_path):
     run_model_checks(model, {"stamps": stamps, "stamp_mask": mask}, [(8, 2)], tmp_path)
     config = model.get_layer(index=2).get_config()
     assert config["min_crop_size"] == 41 and config["seed"] == 2
+
+
+def test_stamp_layers_stay_float32_under_mixed_precision():
+    # Raw stamps in counts pass float16's 65504 on bright or saturated stars (the simulator's
+    # field stars reach 2.7e7): cast to float16 they become inf, and the min-max becomes NaN.
+    from stampnet.layers.preprocessing import StampPreprocessing
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        augmentation = StampAugmentation(seed=0)
+        preprocessing = StampPreprocessing(crop_size=21)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    stamps = np.random.default_rng(0).uniform(0, 1, (2, 63, 63, 3)).astype("float32")
+    stamps[:, 30:33, 30:33, :] = 2.7e7
+    masks = np.ones_like(stamps)
+    moved, moved_mask = augmentation(stamps, masks, training=True)
+    images = preprocessing(moved, moved_mask)
+    assert images.dtype == "float32" and np.isfinite(np.asarray(images)).all()
+    assert float(np.max(images)) == 1.0

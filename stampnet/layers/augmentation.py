@@ -51,6 +51,8 @@ class StampAugmentation(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
+        # float32 under mixed_float16 too: it moves raw stamps, which overflow float16.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if int(max_shift) < 0:
             raise ValueError(f"max_shift must be >= 0, received {max_shift}")

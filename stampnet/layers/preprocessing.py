@@ -56,6 +56,10 @@ class StampPreprocessing(keras.layers.Layer):
     def __init__(
         self, crop_size: int = 21, normalisation: str = "minmax", channels=CHANNELS, **kwargs
     ):
+        # Always float32, also under a mixed_float16 policy: raw stamps in counts exceed
+        # float16's 65504 on bright or saturated stars (inf - inf = NaN); normalised to [0, 1]
+        # here, they reach the float16 layers after it safely.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if normalisation not in NORMALISATIONS:
             raise ValueError(
@@ -125,6 +129,8 @@ class FeatureNormalization(keras.layers.Layer):
     """
 
     def __init__(self, stats, **kwargs):
+        # float32 under mixed_float16 too: raw features may exceed float16's range.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.stats = stats if isinstance(stats, FeatureStats) else FeatureStats.from_dict(stats)
 
