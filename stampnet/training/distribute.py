@@ -45,7 +45,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from stampnet.training.onednn import empty_batch_safe_convolutions
+from stampnet.training.onednn import empty_batch_safe_convolutions, onednn_may_be_on
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -239,7 +239,8 @@ def fitting(strategy, model, sample_dataset: tf.data.Dataset, exports=()):
         yield
         return
     spec = sample_dataset.element_spec
-    with synchronized_batch_norm(model, several), empty_batch_safe_convolutions(model, several):
+    guard = several and onednn_may_be_on()
+    with synchronized_batch_norm(model, several), empty_batch_safe_convolutions(model, guard):
         if is_multi_worker(strategy):
             with strategy.scope():
                 model._symbolic_build(data_batch=spec)

@@ -26,6 +26,7 @@ and only in multi-replica fits; exports and single-device runs never see it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import keras
@@ -33,6 +34,13 @@ import tensorflow as tf
 
 #: The layers whose forward pass is the oneDNN convolution (transposed ones use another kernel).
 CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def onednn_may_be_on() -> bool:
+    """False only when the user turned oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``): the stock
+    kernels need no guard, so none is set (its ``tf.cond`` costs a branch per convolution and
+    step, and keeps Grappler from fusing the convolution with the ops after it)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() not in ("0", "false")
 
 
 @contextlib.contextmanager
