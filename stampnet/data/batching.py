@@ -84,15 +84,16 @@ def labelled_batches(
         )
     )
 
-    def decoded(keep) -> tf.data.Dataset:
-        """The examples whose label index passes ``keep``, decoded; the others never are."""
+    def decoded(keep=None) -> tf.data.Dataset:
+        """The examples whose label index passes ``keep`` (all: None), decoded; the others never
+        are."""
 
         def select(batch, labels):
             mask = keep(labels)
             return tf.boolean_mask(batch, mask), tf.boolean_mask(labels, mask)
 
         return (
-            labelled.map(select)
+            (labelled if keep is None else labelled.map(select))
             .unbatch()
             .map(
                 lambda record, label: (decode(record), label),
@@ -116,10 +117,7 @@ def labelled_batches(
             streams, weights=[1.0 / len(present)] * len(present), seed=seed
         )
     else:
-        if labelled_only:
-            dataset = decoded(lambda labels: labels >= 0)
-        else:
-            dataset = decoded(lambda labels: tf.ones_like(labels, tf.bool))
+        dataset = decoded((lambda labels: labels >= 0) if labelled_only else None)
         if shuffle:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
