@@ -154,27 +154,35 @@ def test_bright_stars_have_the_wings_of_real_psfs(samples, sample):
     assert 0.02 < np.median(ratios) < 0.08, (len(ratios), np.median(ratios))
 
 
-def _variable_star_magnitudes(source, labels) -> np.ndarray:
-    """(magnr, magpsf) of the alerts of ``source`` that ``labels`` calls VS."""
+def _class_fields(source, labels, label: str, names: tuple[str, ...]) -> np.ndarray:
+    """Candidate fields ``names`` of the alerts of ``source`` that ``labels`` calls ``label``."""
     rows = []
     for alert in iter_alerts(source, rejections=RejectionLog()):
-        if labels.label_for(alert.object_id, alert.candid) == "VS":
-            rows.append([alert.metadata[METADATA_FIELDS.index(n)] for n in ("magnr", "magpsf")])
+        if labels.label_for(alert.object_id, alert.candid) == label:
+            rows.append([alert.metadata[METADATA_FIELDS.index(n)] for n in names])
     return np.array(rows, dtype=np.float64)
 
 
-def test_variable_stars_are_as_bright_in_the_template_as_real_ones(ztf_dir, tmp_path):
+def _real_and_simulated(ztf_dir, tmp_path, label, names, **simulation) -> tuple:
+    """``_class_fields`` of every labelled real alert of ``label`` and of a simulation of it."""
     import csv
 
     from stampnet.data.labels import LabelTable
 
     with open(ztf_dir / "labels.csv", newline="") as handle:
-        files = sorted({row["file"] for row in csv.DictReader(handle) if row["label"] == "VS"})
+        files = sorted({row["file"] for row in csv.DictReader(handle) if row["label"] == label})
     labels = LabelTable.from_csv(ztf_dir / "labels.csv")
-    real = _variable_star_magnitudes([ztf_dir / name for name in files], labels)
-    simulate(tmp_path, num_objects=100, seed=5, max_alerts=4, classes_=("VS",), workers=1)
-    simulated = _variable_star_magnitudes(
-        tmp_path / "alerts", LabelTable.from_csv(tmp_path / "labels.csv")
+    real = _class_fields([ztf_dir / name for name in files], labels, label, names)
+    simulate(tmp_path, classes_=(label,), workers=1, **simulation)
+    simulated = _class_fields(
+        tmp_path / "alerts", LabelTable.from_csv(tmp_path / "labels.csv"), label, names
+    )
+    return real, simulated
+
+
+def test_variable_stars_are_as_bright_in_the_template_as_real_ones(ztf_dir, tmp_path):
+    real, simulated = _real_and_simulated(
+        ztf_dir, tmp_path, "VS", ("magnr",), num_objects=100, seed=5, max_alerts=4
     )
     # magnr (the star in the reference image), median: the 135 labelled real VS alerts 16.0
     # (10-90%: 13.4-18.5); simulated here 1.5.2 17.16, 1.6.1 16.38 (seed 6: 17.01, 16.40).
@@ -183,3 +191,20 @@ def test_variable_stars_are_as_bright_in_the_template_as_real_ones(ztf_dir, tmp_
         np.median(real[:, 0]),
         np.median(simulated[:, 0]),
     )
+
+
+def test_bogus_alerts_are_mostly_bad_subtractions_of_catalogued_stars(ztf_dir, tmp_path):
+    real, simulated = _real_and_simulated(
+        ztf_dir, tmp_path, "bogus", ("distnr", "isdiffpos"), num_objects=80, seed=5, max_alerts=1
+    )
+
+    def near_and_negative(fields):
+        near = (fields[:, 0] >= 0) & (fields[:, 0] < 2.0)  # pixels to a reference source
+        return float(near.mean()), float(fields[:, 1].mean())  # isdiffpos 'f' -> 1
+
+    # Real (125 alerts): 0.56 within 2 pixels of a catalogued source, 0.64 negative. Simulated
+    # here (80 alerts): 1.5.2 0.35 and 0.33 (seed 6: 0.25, 0.16); 1.6.2 0.56, 0.50 (0.51, 0.46).
+    assert len(real) >= 100 and len(simulated) >= 80
+    (real_near, real_negative), (near, negative) = map(near_and_negative, (real, simulated))
+    assert real_near > 0.4 and real_negative > 0.5, (real_near, real_negative)
+    assert near > 0.42 and negative > 0.38, (near, negative)

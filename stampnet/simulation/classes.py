@@ -160,9 +160,9 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
         from stampnet.simulation.artefacts import KIND_WEIGHTS, KINDS
 
         artefact = str(rng.choice(KINDS, p=KIND_WEIGHTS))
-        if artefact == "dipole":  # a static source badly subtracted
-            mag = rng.uniform(14.0, 18.0)
-            if rng.random() < 0.6:
+        if artefact == "dipole":  # a static source badly subtracted: mostly a bright star
+            mag = rng.uniform(12.5, 17.5)
+            if rng.random() < 0.9:
                 stars.append(Star(x, y, _mag_flux(mag, rng.normal(0.6, 0.3))))
                 kind = "star"
             else:
