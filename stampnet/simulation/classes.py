@@ -137,8 +137,10 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
 
         duration = rng.uniform(60.0, 150.0)
     elif label == "VS":
-        # Real variable-star alerts are bright (median magpsf 17.5; 1.2.0 simulated 18.6).
-        mean = counts_magnitude(rng, 13.0, 19.8, 0.1) + 0.4 * faint
+        # Real variable-star alerts are bright stars: the labelled real sample's magnr (the
+        # star in the reference image) has median 16.0 (10-90%: 13.4-18.5) and magpsf 17.5;
+        # 1.5.2 simulated magnr 17.1 (14.5-18.6) and magpsf 18.6 from means drawn over 13-19.8.
+        mean = counts_magnitude(rng, 12.0, 19.0, 0.1) + 0.4 * faint
         kind = "star"
         prior_det = int(rng.integers(5, 500))
 
@@ -158,9 +160,9 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
         from stampnet.simulation.artefacts import KIND_WEIGHTS, KINDS
 
         artefact = str(rng.choice(KINDS, p=KIND_WEIGHTS))
-        if artefact == "dipole":  # a static source badly subtracted
-            mag = rng.uniform(14.0, 18.0)
-            if rng.random() < 0.6:
+        if artefact == "dipole":  # a static source badly subtracted: mostly a bright star
+            mag = rng.uniform(12.5, 17.5)
+            if rng.random() < 0.9:
                 stars.append(Star(x, y, _mag_flux(mag, rng.normal(0.6, 0.3))))
                 kind = "star"
             else:

@@ -74,24 +74,34 @@ def damped_random_walk(rng, times, fids, mean_mag: float):
     return flux, reference
 
 
+def _log_uniform(rng, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
 def periodic(rng, times, fids, mean_mag: float):
-    """VS: an RR Lyrae-like sawtooth, an eclipsing binary or a Mira-like long-period sinusoid."""
+    """VS: an RR Lyrae-like sawtooth, an eclipsing binary or a Mira-like long-period sinusoid.
+
+    Amplitudes are drawn log-uniform over each kind's range (RRc ~0.3 mag to RRab ~1.2 mag;
+    grazing to deep eclipses; Miras in r), so that small variations of bright stars are as common
+    as in real alerts: magpsf - magnr of the labelled real variable stars spans 10-90% -0.2-2.5
+    (the difference a fraction of the star, or larger than it), simulated 1.5.2 0.7-2.0.
+    """
     kind = rng.choice(["rrlyrae", "eclipsing", "mira"], p=[0.45, 0.4, 0.15])
     phase_offset = rng.uniform()
     if kind == "rrlyrae":
-        period, amplitude = rng.uniform(0.45, 0.8), rng.uniform(0.5, 1.0)
+        period, amplitude = rng.uniform(0.25, 0.8), _log_uniform(rng, 0.3, 1.2)
         phase = (times / period + phase_offset) % 1.0
         shape = np.where(phase < 0.15, phase / 0.15, 1.0 - (phase - 0.15) / 0.85)  # fast rise
         delta = amplitude * (0.5 - shape)
     elif kind == "eclipsing":
-        period, depth = rng.uniform(0.3, 5.0), rng.uniform(0.3, 1.2)
+        period, depth = rng.uniform(0.3, 5.0), _log_uniform(rng, 0.05, 1.5)
         phase = (times / period + phase_offset) % 1.0
         width = rng.uniform(0.04, 0.1)
         dip = np.exp(-0.5 * (np.minimum(phase, 1 - phase) / width) ** 2)
         dip += 0.5 * np.exp(-0.5 * ((phase - 0.5) / width) ** 2)
         delta = depth * dip
     else:
-        period, amplitude = rng.uniform(150.0, 400.0), rng.uniform(1.5, 3.0)
+        period, amplitude = rng.uniform(150.0, 400.0), _log_uniform(rng, 1.5, 4.0)
         delta = 0.5 * amplitude * np.sin(2 * np.pi * (times / period + phase_offset))
     band_scale = np.where(fids == 1, 1.25, 1.0)
     colour = np.where(fids == 1, rng.uniform(0.2, 0.8), 0.0)

@@ -53,8 +53,10 @@ READ_NOISE_DN = 1.3
 #: Template (reference) stamps: 1.4826 MAD g 1.25, r 1.75 DN, i.e. ~4.3x less noise than the
 #: science stamps, as a coadd of nframesref ~ 12-28 exposures gives.
 NFRAMES_REF_RANGE = (12, 28)
-#: Reference images are built from the best-seeing exposures.
-TEMPLATE_SEEING_FACTOR = 0.8
+#: Reference images are built from the best-seeing exposures, then resampled onto the science
+#: grid. Their PSF, measured on the templates of bright real variable stars (ring mean over the
+#: peak at r = 1 pixel: 0.568), is 0.9x the median science seeing here (0.8 gave 0.521).
+TEMPLATE_SEEING_FACTOR = 0.9
 #: The real diffmaglim is 0.97 mag brighter than 5 sigma of white pixel noise in a PSF aperture
 #: (median over the sample): correlated noise of resampled, PSF-matched difference images.
 LIMIT_NOISE_FACTOR = 10 ** (0.4 * 0.97)
@@ -79,14 +81,16 @@ NOISE_EXCESS_MEDIAN, NOISE_EXCESS_LOG_SIGMA = 1.4, 0.4
 DIFFERENCE_NOISE_SCALE = 0.86
 #: 24 of 2,021 real alerts are edge-truncated.
 TRUNCATION_RATE = 0.012
-#: PSF: a double Gaussian (core + 10% halo of twice the width), a common seeing model.
-HALO_FRACTION, HALO_SCALE = 0.1, 2.0
+#: PSF: a Moffat profile (1 + r^2/alpha^2)^-beta with beta = 2.7, as three Gaussians (weights,
+#: sigma per FWHM; a least-squares fit in log to r = 6 FWHM, within ~10%) so that the pixel
+#: integration stays separable. Measured on the real stamps of bright (peak > 100 sigma) variable
+#: stars, ring means over the peak at r = 2, 3, 4, 5 pixels: template 0.153, 0.044, 0.017, 0.007;
+#: science 0.315, 0.112, 0.041, 0.017. The double Gaussian of 1.5.2 (10% halo of twice the
+#: width) gave template 0.086, 0.008, 0.002, 0.001 and science 0.158, 0.021, 0.005, 0.003: real
+#: ground-based PSFs have power-law wings (Moffat 1969; Racine 1996).
+PSF_WEIGHTS = np.array([0.6115, 0.3521, 0.0364])
+PSF_SIGMAS_PER_FWHM = np.array([0.3979, 0.8235, 1.8726])
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-
-
-def core_sigma(fwhm: float) -> float:
-    """Core sigma of the double Gaussian whose overall FWHM is ``fwhm`` (pixels)."""
-    return fwhm * FWHM_TO_SIGMA / 1.04
 
 
 def _pixel_profiles(centers: np.ndarray, sigmas: np.ndarray, size: int) -> np.ndarray:
@@ -107,10 +111,8 @@ def point_sources(xs, ys, fluxes, fwhm: float, size: int = STAMP_SIZE) -> np.nda
     fluxes = np.atleast_1d(fluxes).astype(np.float64)
     if xs.size == 0:
         return np.zeros((size, size))
-    sigma = core_sigma(fwhm)
-    sigmas = np.array([sigma, sigma * HALO_SCALE])
-    weights = np.array([1.0 - HALO_FRACTION, HALO_FRACTION])
-    rows = _pixel_profiles(ys, sigmas, size) * (fluxes[:, None, None] * weights[None, :, None])
+    sigmas = PSF_SIGMAS_PER_FWHM * fwhm
+    rows = _pixel_profiles(ys, sigmas, size) * (fluxes[:, None, None] * PSF_WEIGHTS[None, :, None])
     cols = _pixel_profiles(xs, sigmas, size)
     return np.einsum("nky,nkx->yx", rows, cols)
 
@@ -153,10 +155,11 @@ def _gaussian_transfer(sigma: float) -> np.ndarray:
 
 
 def psf_transfer(fwhm: float, shift_x: float = 0.0, shift_y: float = 0.0) -> np.ndarray:
-    """Fourier transform of the double-Gaussian PSF, with an optional sub-pixel shift."""
-    sigma = core_sigma(fwhm)
-    transfer = (1.0 - HALO_FRACTION) * _gaussian_transfer(sigma)
-    transfer += HALO_FRACTION * _gaussian_transfer(HALO_SCALE * sigma)
+    """Fourier transform of the (Moffat-like) PSF, with an optional sub-pixel shift."""
+    transfer = sum(
+        weight * _gaussian_transfer(sigma * fwhm)
+        for weight, sigma in zip(PSF_WEIGHTS, PSF_SIGMAS_PER_FWHM, strict=True)
+    )
     if shift_x or shift_y:
         phase_y = np.exp(-2j * np.pi * _FREQ_Y * shift_y)
         phase_x = np.exp(-2j * np.pi * _FREQ_X * shift_x)
