@@ -162,6 +162,11 @@ def bench_model(name: str, data_dir: Path, args, peaks: list[float]) -> dict:
     pipeline = trainer.make_dataset(
         config, spec, info, "train", bundle.batch_transform, keys=keys, training=True
     )
+    if args.feed_threads:  # the feed in its own pool of N threads, one op thread each
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = args.feed_threads
+        options.threading.max_intra_op_parallelism = 1
+        pipeline = pipeline.with_options(options)
     trainer.ensure_built(bundle.model, pipeline)
     memory = pipeline.take(args.cached_batches).cache().repeat()
     for _ in memory.take(args.cached_batches):  # fill the cache before timing
@@ -233,6 +238,8 @@ def main() -> None:
     parser.add_argument("--onednn", choices=("on", "off", "default"), default="on",
                         help="TF_ENABLE_ONEDNN_OPTS: on (as stampnet train sets it), off, or "
                         "TensorFlow's default for this CPU")  # fmt: skip
+    parser.add_argument("--feed-threads", type=int, default=0,
+                        help="TFRecord feed in a private pool of N threads")  # fmt: skip
     parser.add_argument("--profile-steps", type=int, default=0, help="profile N steps per model")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -271,6 +278,7 @@ def main() -> None:
     )
     if args.json:
         payload = {"matmul_peak_flop_per_s": peak, "onednn": args.onednn, "models": results}
+        payload["feed_threads"] = args.feed_threads
         payload["classify"] = limit
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 
