@@ -92,12 +92,14 @@ def feed_rate(dataset, steps: int, batch_size: int) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def fit_rate(model, dataset, steps: int, batch_size: int) -> float:
-    """Training examples/s over ``steps`` batches (after one traced warm-up epoch)."""
+def fit_rate(model, dataset, steps: int, batch_size: int) -> tuple[float, float]:
+    """Training examples/s over ``steps`` batches (after one traced warm-up epoch), and the CPU
+    ms per example the process spent meanwhile (all its threads: the step and the feed)."""
     model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-    return steps * batch_size / (time.perf_counter() - started)
+    examples = steps * batch_size
+    return examples / (time.perf_counter() - started), 1e3 * (time.process_time() - cpu) / examples
 
 
 def op_profile(model, dataset, steps: int, top: int = 12) -> list[dict]:
@@ -160,6 +162,11 @@ def bench_model(name: str, data_dir: Path, args, peaks: list[float]) -> dict:
     pipeline = trainer.make_dataset(
         config, spec, info, "train", bundle.batch_transform, keys=keys, training=True
     )
+    if args.feed_threads:  # the feed in its own pool of N threads, one op thread each
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = args.feed_threads
+        options.threading.max_intra_op_parallelism = 1
+        pipeline = pipeline.with_options(options)
     trainer.ensure_built(bundle.model, pipeline)
     memory = pipeline.take(args.cached_batches).cache().repeat()
     for _ in memory.take(args.cached_batches):  # fill the cache before timing
@@ -170,7 +177,8 @@ def bench_model(name: str, data_dir: Path, args, peaks: list[float]) -> dict:
         from_records.append(fit_rate(bundle.model, pipeline, args.steps, args.batch_size))
         peaks.append(matmul_peak(repeats=5))
         from_memory.append(fit_rate(bundle.model, memory, args.steps, args.batch_size))
-    records_rate, memory_rate, peak = max(from_records), max(from_memory), max(peaks)
+    (records_rate, records_cpu), (memory_rate, memory_cpu) = max(from_records), max(from_memory)
+    peak = max(peaks)
     feed = feed_rate(pipeline, 4 * args.steps, args.batch_size)
     # FLOPs of the exported model (the training model's augmentation holds a seed variable that
     # cannot be frozen; flips and rotations cost no multiply-adds anyway).
@@ -188,6 +196,11 @@ def bench_model(name: str, data_dir: Path, args, peaks: list[float]) -> dict:
         "records_examples_per_s": round(records_rate, 1),
         "memory_examples_per_s": round(memory_rate, 1),
         "headroom": round(records_rate / memory_rate, 3),
+        # CPU ms per training example in the same (best) measurements: the feed's own CPU is
+        # the difference, whatever the load of other processes did to the wall time.
+        "records_cpu_ms_per_example": round(records_cpu, 3),
+        "memory_cpu_ms_per_example": round(memory_cpu, 3),
+        "load_average": os.getloadavg()[0],
         "feed_only_examples_per_s": round(feed, 1),
         "train_step_flops_per_example": flops // args.batch_size,
         "achieved_flop_per_s": achieved,
@@ -225,6 +238,8 @@ def main() -> None:
     parser.add_argument("--onednn", choices=("on", "off", "default"), default="on",
                         help="TF_ENABLE_ONEDNN_OPTS: on (as stampnet train sets it), off, or "
                         "TensorFlow's default for this CPU")  # fmt: skip
+    parser.add_argument("--feed-threads", type=int, default=0,
+                        help="TFRecord feed in a private pool of N threads")  # fmt: skip
     parser.add_argument("--profile-steps", type=int, default=0, help="profile N steps per model")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -241,13 +256,15 @@ def main() -> None:
     peak = max(peaks)
     print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (best of {len(peaks)})")
     limit = classify_limit(peak)
-    print("| model | TFRecords ex/s | in-memory ex/s | headroom (>= 0.95) | feed alone ex/s | "
-          "step GFLOP/s | efficiency (>= 0.5) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print("| model | TFRecords ex/s | in-memory ex/s | headroom (>= 0.95) | CPU ms/ex TFRecords, "
+          "in-memory | feed alone ex/s | step GFLOP/s | efficiency (>= 0.5) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['model']} | {r['records_examples_per_s']} | {r['memory_examples_per_s']} | "
-            f"{r['headroom']} | {r['feed_only_examples_per_s']} | "
+            f"{r['headroom']} | {r['records_cpu_ms_per_example']}, "
+            f"{r['memory_cpu_ms_per_example']} | {r['feed_only_examples_per_s']} | "
             f"{r['achieved_flop_per_s'] / 1e9:.2f} | {r['efficiency']} |"
         )
     for r in results:
@@ -261,6 +278,7 @@ def main() -> None:
     )
     if args.json:
         payload = {"matmul_peak_flop_per_s": peak, "onednn": args.onednn, "models": results}
+        payload["feed_threads"] = args.feed_threads
         payload["classify"] = limit
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 

@@ -12,10 +12,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from stampnet.data.batching import labelled_batches
+from stampnet.data.batching import _label_lookup, labelled_batches
 from stampnet.data.builder import load_builder, raw_bytes_decoders
 from stampnet.data.card import load_card
 from stampnet.data.pipeline import alert_dataset, sequence_dataset
+from stampnet.data.record_index import RecordIndex
 from stampnet.data.records import SplitRecords, decoded_split
 from stampnet.features import ALERCE23, DETECTION_FIELDS, metadata_indices
 from tests.dataset_helpers import build_quietly, small_sources, write_small_labels
@@ -158,8 +159,9 @@ def test_split_records_decode_to_as_dataset_in_its_order(data_dir, config, split
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
-def test_split_records_follow_as_dataset_over_several_shards(data_dir, tmp_path):
-    """4 shards of ~18 (more than TFDS' interleave blocks of 16), shuffled files, a slice."""
+def split_into_four_shards(data_dir, tmp_path):
+    """A copy of ``data_dir``'s alerts whose train split is 4 shards of ~18 records (more than
+    TFDS' interleave blocks of 16); returns the records in their original order."""
     source = load_builder(data_dir, "alerts").data_dir
     target = tmp_path / "ztf_alerts" / "alerts" / Path(source).name
     shutil.copytree(source, target)
@@ -176,7 +178,13 @@ def test_split_records_follow_as_dataset_over_several_shards(data_dir, tmp_path)
     train = next(split for split in info["splits"] if split["name"] == "train")
     train["shardLengths"] = [str(len(rows)) for rows in shards]
     (target / "dataset_info.json").write_text(json.dumps(info))
+    shutil.copy(Path(data_dir) / "dataset_card.json", tmp_path)
+    return records
 
+
+def test_split_records_follow_as_dataset_over_several_shards(data_dir, tmp_path):
+    """4 shards, shuffled files, a slice."""
+    records = split_into_four_shards(data_dir, tmp_path)
     for split, shuffle, seed in [("train", False, 0), ("train", True, 5), ("train[3:-4]", True, 6)]:
         want = as_dataset_order(tmp_path, "alerts", split, shuffle, seed).map(lambda e: e["candid"])
         got = decoded_split(tmp_path, "alerts", split, shuffle=shuffle, seed=seed)
@@ -283,3 +291,92 @@ def test_only_kept_examples_are_decoded(data_dir):
     # once per class (5 x the split before).
     counts = batches("oversample", True, take=5)
     assert counts[-1] == 0 and counts.sum() < labelled, counts
+
+
+def old_feed(*args, decode_batch=None, **kwargs):
+    """``labelled_batches`` as it was before batched parsing and the record index: every example
+    decoded alone, every feature, and every class's stream reading the whole split."""
+    return labelled_batches(*args, **kwargs)
+
+
+def assert_same_batches(got, want):
+    assert len(got) == len(want) > 0
+    for got_batch, want_batch in zip(got, want, strict=True):
+        for got_part, want_part in zip(got_batch, want_batch, strict=True):
+            got_part = got_part if isinstance(got_part, dict) else {"label": got_part}
+            want_part = want_part if isinstance(want_part, dict) else {"label": want_part}
+            assert set(got_part) == set(want_part)
+            for key, value in want_part.items():
+                assert got_part[key].dtype == value.dtype and got_part[key].shape == value.shape
+                if value.dtype == object:  # strings: numpy's bytes would be pointers
+                    assert got_part[key].tolist() == value.tolist(), key
+                else:
+                    assert got_part[key].tobytes() == value.tobytes(), key
+
+
+@pytest.mark.parametrize(
+    "arguments,batches",
+    [
+        # 320 draws: about 3 epochs of the rarest class's stream (AGN, 21 alerts), each with its
+        # own order of the 4 shards.
+        (dict(balance="oversample", seed=3, with_ids=True), 8),
+        (dict(balance=None, seed=1, repeat=True, with_ids=True), 14),
+        (dict(balance="weights", shuffle=False, labelled_only=False, with_history=True), 14),
+    ],
+)
+def test_feed_gives_the_models_what_the_old_feed_gave_byte_for_byte(
+    data_dir, tmp_path, monkeypatch, arguments, batches
+):
+    import stampnet.data.pipeline as pipeline
+
+    split_into_four_shards(data_dir, tmp_path)
+    new = alert_dataset(tmp_path, "train", batch_size=40, **arguments)
+    got = list(new.take(batches).as_numpy_iterator())
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "labelled_batches", old_feed)
+        old = alert_dataset(tmp_path, "train", batch_size=40, **arguments)
+        want = list(old.take(batches).as_numpy_iterator())
+    assert_same_batches(got, want)
+
+
+def test_batched_parse_equals_decoding_each_example(data_dir):
+    records = SplitRecords(data_dir, "alerts", "train")
+    names = list(records.builder.info.features.keys())
+    serialized = records.dataset(shuffle=False, seed=0).batch(17)
+    for batch in serialized.take(3):
+        parsed = records.decode_batch(batch, names)
+        for row, record in enumerate(batch):
+            want = records.decode(record)
+            for key in names:
+                assert parsed[key].dtype == want[key].dtype, key
+                np.testing.assert_array_equal(parsed[key][row].numpy(), want[key].numpy(), key)
+    with pytest.raises(ValueError, match="only fixed shapes"):
+        SplitRecords(data_dir, "sequences", "train").decode_batch(batch, ["stamps"])
+
+
+def test_record_index_reads_the_records_of_a_class_in_the_split_order(data_dir, tmp_path):
+    split_into_four_shards(data_dir, tmp_path)
+    classes = load_card(data_dir)["class_names"]
+    lookup = {name.encode(): index for index, name in enumerate(classes)}
+    for split, shuffle, seed in [("train", True, 5), ("train[3:-4]", False, 0)]:
+        records = SplitRecords(tmp_path, "alerts", split)
+        located = RecordIndex(records, _label_lookup(classes).lookup)
+        # Two epochs: the file order of the second is drawn again, as the reader's is.
+        want = [
+            (record, lookup.get(records.labels(record).numpy(), -1))
+            for record in records.dataset(shuffle=shuffle, seed=seed).repeat(2).as_numpy_iterator()
+        ]
+        for index in (None, classes.index("AGN")):
+            keep = (lambda labels: labels >= -1) if index is None else (lambda labels: labels == 0)
+            positions = located.positions(shuffle=shuffle, seed=seed).repeat(2)
+            got = [
+                (record, label)
+                for batch, labels in located.selected(positions, keep).as_numpy_iterator()
+                for record, label in zip(batch, labels, strict=True)
+            ]
+            assert got == [item for item in want if index is None or item[1] == index]
+    # A file rewritten after the index was made is an error naming it, not other bytes.
+    shard = sorted(located.filenames)[0]
+    Path(shard).write_bytes(Path(shard).read_bytes()[:100])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="indexed when the pipeline"):
+        list(located.selected(located.positions(shuffle=False, seed=0), keep))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from stampnet.data.record_index import RecordIndex
 from stampnet.data.records import SplitRecords
 
 BALANCE_MODES = (None, "oversample", "weights")
@@ -60,11 +61,16 @@ def labelled_batches(
     repeat: bool,
     batch_size: int,
     drop_remainder: bool,
+    decode_batch=None,
 ) -> tf.data.Dataset:
     """Labels, filtering, decoding, balancing, shuffling, parsing into inputs, batching, prefetch.
 
     ``records``: the split's serialized examples; ``decode``: one of them -> the example dict
-    ``to_inputs`` takes (``records.decode``, or that and a truncation).
+    ``to_inputs`` takes (``records.decode``, or that and a truncation). ``decode_batch``, where
+    examples have fixed shapes: a 1-D batch of them -> those dicts stacked, used instead (one
+    parse per batch, of the features ``to_inputs`` reads; ``records.decode_batch``); then a
+    class's stream under oversampling also reads only that class's records
+    (``record_index.RecordIndex``).
     """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
@@ -92,13 +98,28 @@ def labelled_batches(
             mask = keep(labels)
             return tf.boolean_mask(batch, mask), tf.boolean_mask(labels, mask)
 
+        kept = labelled if keep is None else labelled.map(select)
+        if decode_batch is not None:
+            return kept.map(
+                lambda batch, labels: (decode_batch(batch), labels),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            ).unbatch()
+        return kept.unbatch().map(
+            lambda record, label: (decode(record), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    def class_stream(index: int) -> tf.data.Dataset:
+        """The examples of class ``index``, decoded, in the split's order."""
+        if decode_batch is None:
+            return decoded(lambda labels: tf.equal(labels, index))
         return (
-            (labelled if keep is None else labelled.map(select))
-            .unbatch()
+            located.selected(positions, lambda labels: tf.equal(labels, index))
             .map(
-                lambda record, label: (decode(record), label),
+                lambda batch, labels: (decode_batch(batch), labels),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
+            .unbatch()
         )
 
     counts = _class_counts(card, config, split, class_names)
@@ -107,9 +128,13 @@ def labelled_batches(
         if not present:
             raise ValueError(f"No labelled example of {list(class_names)} in split {split!r}")
         buffer = max(shuffle_buffer // len(present), 1)
+        if decode_batch is not None:
+            located = RecordIndex(records, lookup.lookup)
+            # One dataset for every class, as ``labelled`` is: they share its file shuffle.
+            positions = located.positions(shuffle=shuffle, seed=seed)
         streams = []
         for index in present:
-            stream = decoded(lambda labels, index=index: tf.equal(labels, index))
+            stream = class_stream(index)
             if shuffle:
                 stream = stream.shuffle(buffer, seed=seed + index)
             streams.append(stream.repeat())

@@ -111,10 +111,16 @@ def alert_dataset(
     if with_history:
         _check_history(data_dir, "alerts")
     records = SplitRecords(data_dir, "alerts", split)
+    # Only what ``to_inputs`` reads is parsed (not the label, source, jd, fid, and the history
+    # unless asked for), a batch of records at a time.
+    keys = ["stamps", "stamp_mask", "metadata", "metadata_present"]
+    keys += ["history", "history_mask"] if with_history else []
+    keys += ["candid", "object_id"] if with_ids else []
     return labelled_batches(
         records,
         records.decode,
         to_inputs,
+        decode_batch=lambda batch: records.decode_batch(batch, keys),
         card=card,
         config="alerts",
         split=split,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_datasets.core import example_parser
 
 from stampnet.data.builder import load_builder, raw_bytes_decoders
 
@@ -89,6 +90,29 @@ class SplitRecords:
     def decode(self, serialized: tf.Tensor) -> dict:
         """One serialized example as ``as_dataset(decoders=raw_bytes_decoders(...))`` yields it."""
         return self._features.deserialize_example(serialized, decoders=self._decoders)
+
+    def decode_batch(self, serialized: tf.Tensor, keys) -> dict:
+        """The features ``keys`` of a batch of serialized examples (1-D), parsed together.
+
+        Row ``i`` of each value equals ``decode(serialized[i])[key]`` byte for byte; features not
+        asked for are not parsed (one ``parse_example`` for the batch instead of one parse of
+        every feature per example). Only fixed-shape features can be batched.
+        """
+        parser = example_parser.ExampleParser(self._features.get_serialized_info())
+        specs = {key: parser.flat_feature_specs[key] for key in keys}
+        parsed = tf.io.parse_example(serialized, specs)
+        decoded = {}
+        for key, value in parsed.items():
+            feature = self._features[key]
+            shape = feature.shape
+            if any(size is None for size in shape):
+                raise ValueError(f"{key!r} has shape {shape}: only fixed shapes batch")
+            if key in self._decoders:  # raw bytes: the decoder's ``decode_raw``, a batch at once
+                value = tf.io.decode_raw(value, feature.tf_dtype)
+            elif value.dtype != feature.tf_dtype:  # as TFDS restores bools stored as int64
+                value = tf.cast(value, feature.tf_dtype)
+            decoded[key] = tf.reshape(value, [-1, *shape])
+        return decoded
 
 
 def decoded_split(
