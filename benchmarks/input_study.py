@@ -47,6 +47,7 @@ from stampnet.evaluation.input_study import (  # noqa: E402
     study_table,
     summarise,
 )
+from stampnet.evaluation.input_study_report import markdown_table, plot_curves  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
 
 
@@ -219,7 +220,8 @@ def check_settings(rows: list, settings: dict, path: Path) -> None:
 
 
 def write_outputs(out: Path, rows: list, report: dict, started: float, title: str) -> int:
-    """Prints the table; writes study.json (``report``, runs, summary), study.csv, study.png."""
+    """Prints the tables; writes study.json (``report``, runs, summary), study.csv, study.md
+    (mean +- std [bootstrap interval]), study.png and curves.png (validation loss per epoch)."""
     summary = summarise(rows)
     print(f"\ninput study on {title}:")
     print(study_table(summary))
@@ -237,7 +239,15 @@ def write_outputs(out: Path, rows: list, report: dict, started: float, title: st
         writer.writeheader()
         writer.writerows(summary)
     plot_study(summary, out / "study.png")
-    print(f"wrote {out}/study.json, study.csv, study.png ({time.perf_counter() - started:.0f} s)")
+    table = markdown_table(rows)
+    (out / "study.md").write_text(f"Input study on {title}\n\n{table}\n")
+    print(table)
+    if any("val_loss" in row for row in rows):
+        plot_curves(rows, out / "curves.png")
+    print(
+        f"wrote {out}/study.json, study.csv, study.md, study.png, curves.png "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     return 0
 
 

@@ -141,7 +141,8 @@ def test_command_writes_table_csv_and_plot(tiny_data, tmp_path, capsys):
     assert len(report["runs"]) == 1 and report["runs"][0]["features"] == "alerce23"
     table = pd.read_csv(out / "study.csv")
     assert np.isfinite(table["test_accuracy_mean"]).all()
-    assert (out / "study.png").is_file()
+    assert (out / "study.png").is_file() and (out / "curves.png").is_file()
+    assert "| difference | alerce23 | 1 | " in (out / "study.md").read_text()
     assert "difference" in capsys.readouterr().out
 
 
@@ -223,6 +224,11 @@ def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real
     assert module.main([*arguments, "--from-runs"]) == 0
     report = json.loads((out / "study.json").read_text())
     assert len(report["runs"]) == 3 and report["runs"][0]["real_accuracy_ci95"]
+    low, high = report["runs"][0]["real_accuracy_ci95"]
+    table = (out / "study.md").read_text()
+    row = rows[0]
+    assert f"| difference | none | 1 | {row['real_accuracy']:.3f} +- 0.000 [{low:.2f}-" in table
+    assert (out / "curves.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="line 1 .difference none seed 0. was trained with"):
         module.main([*arguments, "--max-epochs", "1", "--patience", "2", "--batch-size", "8"])
 
