@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from stampnet.evaluation.input_study import (  # noqa: E402
     PAPER_NUMBERS,
+    all_channel_subsets,
     parse_channel_subsets,
     plot_study,
     rows_from_runs,
@@ -169,6 +170,11 @@ def train_on_real(args, out: Path, started: float) -> int:
         )
     if not rows:
         raise SystemExit(f"no finished run in {partial}")
+    # Table order: the 7 subsets as all_channel_subsets lists them, images only first, by seed.
+    order = {",".join(subset): index for index, subset in enumerate(all_channel_subsets())}
+    rows.sort(
+        key=lambda row: (order.get(row["channels"], 7), row["features"] != "none", row["seed"])
+    )
     for row in rows:  # runs written before the intervals were recorded get them here
         for score, interval in bootstrap_intervals(row["real_confusion_matrix"]).items():
             row.setdefault(f"real_{score}_ci95", interval)
