@@ -79,8 +79,8 @@ def test_study_trains_each_condition_and_seed_on_real_alerts(tiny_data, tmp_path
     rows = run_study(tiny_base(tiny_data), subsets, ["none"], [0, 1], tmp_path / "runs")
     assert [(row["channels"], row["seed"]) for row in rows] == [
         ("difference", 0),
-        ("difference", 1),
         (",".join(CHANNELS), 0),
+        ("difference", 1),
         (",".join(CHANNELS), 1),
     ]
     for row in rows:
@@ -90,10 +90,29 @@ def test_study_trains_each_condition_and_seed_on_real_alerts(tiny_data, tmp_path
         assert ",".join(config["model_config"]["channels"]) == row["channels"]
         assert config["train"]["seed"] == row["seed"]
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_examples"] > 0
+        assert len(row["val_loss"]) == row["epochs"] == 1 and row["cpu_seconds"] > 0
     # A study cut short is summarised from its finished run folders: the same rows.
     rebuilt = rows_from_runs(tmp_path / "runs")
-    drop_dir = [{key: value for key, value in row.items() if key != "run_dir"} for row in rows]
-    assert [{k: v for k, v in row.items() if k != "run_dir"} for row in rebuilt] == drop_dir
+    key = lambda row: (row["seed"], row["channels"])  # noqa: E731
+    assert sorted(rebuilt, key=key) == sorted(rows, key=key)
+
+    # Run again, it trains nothing: the finished runs are read back. A run folder left without
+    # the study's mark (killed after training, before scoring) is trained again.
+    (tmp_path / "runs" / "difference-none-seed1" / "input_study.json").unlink()
+    trained = []
+
+    def train_fn(config):
+        from stampnet.training.trainer import train
+
+        trained.append((config.model_config.channels, config.train.seed, config.train.out))
+        return train(config)
+
+    again = run_study(
+        tiny_base(tiny_data), subsets, ["none"], [0, 1], tmp_path / "runs", train_fn=train_fn
+    )
+    assert trained == [(("difference",), 1, str(tmp_path / "runs" / "difference-none-seed1"))]
+    assert [key(row) for row in again] == [key(row) for row in rows]
+    assert again[0] == rows[0]
     summary = summarise(rows)
     assert [entry["seeds"] for entry in summary] == [2, 2]
     path = plot_study(summary, tmp_path / "study.png")
@@ -122,7 +141,8 @@ def test_command_writes_table_csv_and_plot(tiny_data, tmp_path, capsys):
     assert len(report["runs"]) == 1 and report["runs"][0]["features"] == "alerce23"
     table = pd.read_csv(out / "study.csv")
     assert np.isfinite(table["test_accuracy_mean"]).all()
-    assert (out / "study.png").is_file()
+    assert (out / "study.png").is_file() and (out / "curves.png").is_file()
+    assert "| difference | alerce23 | 1 | " in (out / "study.md").read_text()
     assert "difference" in capsys.readouterr().out
 
 
@@ -156,7 +176,7 @@ def test_central_stamps_give_the_same_probabilities_as_whole_stamps(few_real):
     )
 
 
-def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real):
+def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real, tmp_path):
     from stampnet.evaluation.input_study_real import run_real_study, validation_split
     from stampnet.evaluation.kshot import object_split
 
@@ -164,6 +184,7 @@ def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real
     train, validation = validation_split(few_real, pool)
     assert sorted([*train, *validation]) == sorted(pool)
     assert not set(few_real.object_ids[train]) & set(few_real.object_ids[validation])
+    kept = []
     rows = run_real_study(
         few_real,
         [("difference",), ("science", "template")],
@@ -173,11 +194,13 @@ def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real
         patience=1,
         batch_size=8,
         log=lambda line: None,
+        on_row=kept.append,
+        done={("science,template", "none", 0)},  # finished before: skipped
     )
+    assert kept == rows
     assert [(row["channels"], row["features"]) for row in rows] == [
         ("difference", "none"),
         ("difference", "alerce23"),
-        ("science,template", "none"),
         ("science,template", "alerce23"),
     ]
     for row in rows:
@@ -185,5 +208,35 @@ def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real
         assert row["train_alerts"] + row["validation_alerts"] == pool.size
         assert 1 <= row["best_epoch"] <= row["epochs"] <= 1
         assert 0.0 <= row["real_accuracy"] <= 1.0 and np.isfinite(row["real_macro_f1"])
+        assert len(row["loss"]) == len(row["val_loss"]) == len(row["epoch_cpu_seconds"]) == 1
+        assert 0 < row["epoch_cpu_seconds"][0] < row["cpu_seconds"]
+        assert row["evaluation_cpu_seconds"] > 0
+        assert (row["max_epochs"], row["patience"], row["batch_size"]) == (1, 1, 8)
     entry = summarise(rows)[0]
     assert {"real_accuracy_mean", "real_macro_f1_std"} <= set(entry)
+
+    # The command summarises such rows (--from-runs) and resumes only with the same settings.
+    module = load_command()
+    out = tmp_path / "real"
+    out.mkdir()
+    (out / "runs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    arguments = ["--train-on-real", "--real", str(tmp_path), "--out", str(out)]
+    assert module.main([*arguments, "--from-runs"]) == 0
+    report = json.loads((out / "study.json").read_text())
+    assert len(report["runs"]) == 3 and report["runs"][0]["real_accuracy_ci95"]
+    low, high = report["runs"][0]["real_accuracy_ci95"]
+    table = (out / "study.md").read_text()
+    row = rows[0]
+    assert f"| difference | none | 1 | {row['real_accuracy']:.3f} +- 0.000 [{low:.2f}-" in table
+    assert (out / "curves.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="line 1 .difference none seed 0. was trained with"):
+        module.main([*arguments, "--max-epochs", "1", "--patience", "2", "--batch-size", "8"])
+
+
+def load_command():
+    spec = importlib.util.spec_from_file_location(
+        "input_study", REPO_ROOT / "benchmarks/input_study.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -11,6 +11,7 @@ import pytest
 from stampnet.evaluation.kshot import object_split
 from stampnet.evaluation.pretrain_real import (
     array_stream,
+    elbo_change,
     latent_scores,
     pretrain_vae,
     read_real_stamps,
@@ -58,9 +59,13 @@ def test_latent_classifier_on_a_vae_pretrained_on_real_stamps(ztf_dir, rows, sma
     stamps = read_real_stamps(
         ztf_dir, exclude_objects=set(sample.object_ids[held_out]), labels_csv=small_labels[0]
     )
-    vae = pretrain_vae(array_stream(stamps, batch_size=8), epochs=1, steps_per_epoch=2)
+    # Any change is within a tolerance of 10: it stops at the first epoch it may, the ramp's
+    # 5 epochs and the 5 it measures over.
+    vae = pretrain_vae(
+        array_stream(stamps, batch_size=8), epochs=12, steps_per_epoch=1, tolerance=10.0
+    )
     assert np.isfinite(vae.final_losses["loss"])
-    assert len(vae.loss_history["elbo_loss"]) == 1
+    assert len(vae.loss_history["elbo_loss"]) == vae.converged_epoch == 10
     diagnostics = vae_diagnostics(vae, sample.inputs((), held_out), batch_size=4)
     assert diagnostics["latent_dim"] == 16 and 0 <= diagnostics["active_units"] <= 16
     assert diagnostics["mse_ratio_to_mean_stamp"] > 0 and diagnostics["valid_pixels"] > 0
@@ -68,3 +73,50 @@ def test_latent_classifier_on_a_vae_pretrained_on_real_stamps(ztf_dir, rows, sma
     assert result["num_examples"] == held_out.size
     assert 0.0 <= result["accuracy"] <= 1.0 and np.isfinite(result["macro_f1"])
     assert vae.encoder.trainable is False  # the classifier froze it
+
+
+def test_elbo_change_is_relative_over_the_window():
+    assert elbo_change([200.0, 150.0, 120.0, 110.0], window=2) == pytest.approx(-40 / 150)
+    assert elbo_change([1.0, 2.0, 3.0], window=2) == pytest.approx(2.0)
+    assert np.isnan(elbo_change([1.0, 2.0], window=2))
+
+
+def test_summary_table_and_plot_of_the_pretraining_runs(tmp_path):
+    from stampnet.evaluation.pretrain_summary import (
+        plot_pretraining,
+        pretraining_table,
+        summarise_pretraining,
+    )
+
+    def run(right):  # 10 alerts of two classes, `right` of them on the diagonal
+        matrix = [[right // 2, 5 - right // 2], [5 - (right - right // 2), right - right // 2]]
+        return {"accuracy": right / 10, "macro_f1": right / 12, "confusion_matrix": matrix}
+
+    def found(ratio, units, converged):
+        return {
+            "mse_ratio_to_mean_stamp": ratio,
+            "active_units": units,
+            "epochs": 20,
+            "converged_epoch": converged,
+        }
+
+    results = {"real_unlabelled": [run(8), run(6)], "builtin": [run(5), run(5)]}
+    diagnostics = {
+        "real_unlabelled": [found(0.4, 10, 20), found(0.6, 12, None)],
+        "builtin": [found(0.9, 3, 20), found(0.9, 5, 20)],
+    }
+    summary = summarise_pretraining(results, diagnostics)
+    real = summary["real_unlabelled"]
+    assert real["accuracy_mean"] == pytest.approx(0.7)
+    assert real["accuracy_std"] == pytest.approx(0.1)
+    assert real["mse_ratio_to_mean_stamp_mean"] == pytest.approx(0.5)
+    assert real["active_units_mean"] == 11 and real["converged"] == 1
+    low, high = real["accuracy_ci95"]
+    assert 0.0 <= low < 0.7 < high <= 1.0
+    table = pretraining_table(summary, 10, 2)
+    assert "| real_unlabelled | 0.700 +- 0.100 [" in table and "| 1 of 2 |" in table
+    assert "| builtin | 0.500 +- 0.000 [" in table and "| 2 of 2 |" in table
+    curve = {"elbo_loss": [300.0, 250.0, 240.0]}
+    histories = {source: [curve, curve] for source in results}
+    path = plot_pretraining(summary, histories, tmp_path / "pretrain.png")
+    assert path.stat().st_size > 1000

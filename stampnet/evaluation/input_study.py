@@ -12,12 +12,21 @@ the paper's published numbers, labelled as numbers from other data.
 from __future__ import annotations
 
 import itertools
+import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from stampnet.constants import CHANNELS
+from stampnet.evaluation.input_study_runs import (  # noqa: F401  (matrix_scores: re-exported)
+    is_finished,
+    matrix_scores,
+    row_from_run,
+    score_on_real,
+    write_study_scores,
+)
 
 #: Published numbers we can cite, measured on ALeRCE's own labelled ZTF set (other data, other
 #: splits): only the abstract's headline figure of the full model is given here. The paper's
@@ -59,18 +68,6 @@ def parse_channel_subsets(text: str | None) -> list[tuple[str, ...]]:
     return subsets
 
 
-def matrix_scores(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
-    """Accuracy and macro recall (over classes present) of a confusion matrix."""
-    matrix = np.asarray(confusion, dtype=np.float64)
-    support = matrix.sum(axis=1)
-    present = support > 0
-    recall = np.diag(matrix)[present] / support[present]
-    return {
-        "accuracy": float(np.trace(matrix) / max(matrix.sum(), 1.0)),
-        "macro_recall": float(recall.mean()) if present.any() else float("nan"),
-    }
-
-
 def run_study(
     base_config,
     channel_subsets: Sequence[Sequence[str]],
@@ -80,99 +77,86 @@ def run_study(
     *,
     real_sample=None,
     train_fn: Callable | None = None,
+    log=print,
 ) -> list[dict]:
     """Trains one stamp classifier per (channels, features, seed) and scores it.
+
+    A condition whose run folder already holds a finished run (with its real-sample scores when
+    ``real_sample`` is given) is read back instead of trained again, and one killed while
+    training is resumed from its checkpoint: a study cut short resumes.
 
     Args:
         base_config: a ``RunConfig`` of the stamp classifier (data, epochs, ...); channels,
             feature set, seed and run folder are set per condition.
         channel_subsets: the stamps each condition sees.
         feature_sets: ``--features`` values (``none`` for images only).
-        seeds: training seeds (weights, shuffling, augmentation).
+        seeds: training seeds (weights, shuffling, augmentation); the outermost loop, so that a
+            study cut short has every condition at its first seeds.
         out_dir: run folders go to ``out_dir/<channels>-<features>-seed<seed>``.
         real_sample: optional ``RealSample``; each model is also scored on it.
         train_fn: ``train(config) -> TrainResult`` (default ``stampnet.training.trainer.train``).
 
     Returns:
-        One row per run: channels, features, seed, test accuracy and macro recall, the real
-        sample's accuracy and macro recall when given, and the run folder.
+        One row per run (``input_study_runs.row_from_run``): channels, features, seed, test
+        accuracy and macro recall, the validation-loss curve, the real sample's scores when
+        given, the run folder and the CPU seconds of the runs trained here.
     """
     from stampnet.training.config import apply_overrides
+    from stampnet.training.runs import CONFIG_NAME, MODEL_CARD_NAME
 
     if train_fn is None:
         from stampnet.training.trainer import train as train_fn
     if base_config.model != "stamp_classifier":
         raise ValueError(f"the input study trains stamp_classifier, received {base_config.model!r}")
     rows = []
-    for channels, features, seed in itertools.product(channel_subsets, feature_sets, seeds):
+    for seed, channels, features in itertools.product(seeds, channel_subsets, feature_sets):
         tag = f"{'+'.join(channels)}-{features}-seed{seed}"
+        run_dir = Path(out_dir) / tag
+        if is_finished(run_dir, real_sample is not None):
+            rows.append(row_from_run(run_dir))
+            log(f"{tag}: finished before, read back from {run_dir}")
+            continue
+        where = {"out": str(run_dir)}
+        if (run_dir / CONFIG_NAME).is_file() and not (run_dir / MODEL_CARD_NAME).is_file():
+            where = {"out": None, "resume": str(run_dir)}  # killed while training
+        elif run_dir.exists():  # trained, killed before it was scored: train it again
+            shutil.rmtree(run_dir)
         config = apply_overrides(
             base_config,
             {
                 "data": {"feature_set": features},
                 "model_config": {"channels": tuple(channels)},
-                "train": {"seed": int(seed), "out": str(Path(out_dir) / tag)},
+                "train": {"seed": int(seed), **where},
             },
         )
+        started = time.process_time()
         result = train_fn(config)
-        test = result.metrics.get("test", {})
-        if "confusion_matrix" not in test:
-            raise ValueError(
-                f"run {result.run_dir} has no test confusion matrix: empty test split?"
-            )
-        row = {
-            "channels": ",".join(channels),
-            "features": features,
-            "seed": int(seed),
-            **{
-                f"test_{key}": value
-                for key, value in matrix_scores(test["confusion_matrix"]).items()
-            },
-            "test_examples": int(test["num_examples"]),
-            "run_dir": str(result.run_dir),
-        }
+        scores = {}
         if real_sample is not None:
-            from stampnet.evaluation.transfer import evaluate_on_sample
-
-            real = evaluate_on_sample(result.bundle.exports["classifier"].model, real_sample)
-            row["real_accuracy"] = real["accuracy"]
-            row["real_macro_recall"] = real["macro_recall"]
+            scores = score_on_real(result.bundle.exports["classifier"].model, real_sample)
+        write_study_scores(result.run_dir, {"cpu_seconds": time.process_time() - started, **scores})
+        row = row_from_run(result.run_dir)
         rows.append(row)
+        log(
+            f"{tag}: test accuracy {row['test_accuracy']:.3f}, real accuracy "
+            f"{row.get('real_accuracy', float('nan')):.3f} ({row['cpu_seconds']:.0f} CPU-s)"
+        )
     return rows
 
 
 def rows_from_runs(runs_dir: str | Path) -> list[dict]:
-    """The rows of ``run_study`` rebuilt from its finished run folders (``config.json`` and
-    ``evaluation.json``), without the real-sample scores: summarises a study that was cut short.
+    """The rows of ``run_study`` rebuilt from its finished run folders (``row_from_run``, with
+    the real-sample scores of the runs that have them): summarises a study that was cut short.
     Folders without ``evaluation.json`` (runs still training) are left out."""
-    import json
-
-    from stampnet.training.runs import CONFIG_NAME, EVALUATION_NAME
-
     if not Path(runs_dir).is_dir():
         raise ValueError(f"{runs_dir} is not a folder of input-study runs (OUT/runs)")
-    rows = []
-    for run_dir in sorted(Path(runs_dir).iterdir()):
-        if not (run_dir / EVALUATION_NAME).is_file():
-            continue
-        config = json.loads((run_dir / CONFIG_NAME).read_text())
-        test = json.loads((run_dir / EVALUATION_NAME).read_text()).get("test", {})
-        if "confusion_matrix" not in test:
-            raise ValueError(f"{run_dir / EVALUATION_NAME} has no test confusion matrix")
-        rows.append(
-            {
-                "channels": ",".join(config["model_config"]["channels"]),
-                "features": config["data"]["feature_set"],
-                "seed": int(config["train"]["seed"]),
-                **{
-                    f"test_{key}": value
-                    for key, value in matrix_scores(test["confusion_matrix"]).items()
-                },
-                "test_examples": int(test["num_examples"]),
-                "run_dir": str(run_dir),
-            }
-        )
-    return rows
+    from stampnet.training.runs import EVALUATION_NAME
+
+    return [
+        row_from_run(run_dir)
+        for run_dir in sorted(Path(runs_dir).iterdir())
+        if (run_dir / EVALUATION_NAME).is_file()
+    ]
 
 
 SCORES = (

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -37,6 +37,8 @@ VALIDATION_FRACTION = 0.2
 #: 21 x 21 after shifts of at most 2 pixels (``StampAugmentation``'s default) and rotations about
 #: the centre, so the result is the same as on 63 x 63 stamps at a sixth of the pixels to move.
 STUDY_STAMP_SIZE = 25
+#: Training settings recorded in every row: a study resumed from its rows must use the same.
+RUN_SETTINGS = ("max_epochs", "patience", "batch_size")
 
 
 def central_stamps(sample: RealSample, size: int = STUDY_STAMP_SIZE) -> RealSample:
@@ -84,7 +86,8 @@ def train_on_sample(
 
     Returns:
         ``(classifier, history)``: the classifier with the weights of its best validation epoch,
-        and ``{"epochs", "best_epoch", "loss", "val_loss"}``.
+        and ``{"epochs", "best_epoch", "loss", "val_loss", "epoch_cpu_seconds"}`` (the learning
+        curve and the CPU time of each epoch, validation included).
 
     Raises:
         ValueError: an empty training or validation part.
@@ -140,11 +143,15 @@ def train_on_sample(
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
+    clock = [time.process_time()]
+    epoch_cpu = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: clock.append(time.process_time())
+    )
     history = trainable.fit(
         dataset(train_index, True),
         validation_data=dataset(validation_index, False),
         epochs=max_epochs,
-        callbacks=[stopping],
+        callbacks=[stopping, epoch_cpu],
         shuffle=False,
         verbose=0,
     ).history
@@ -154,6 +161,7 @@ def train_on_sample(
         "best_epoch": int(np.argmin(val_loss)) + 1,
         "loss": [float(value) for value in history["loss"]],
         "val_loss": val_loss,
+        "epoch_cpu_seconds": np.diff(clock).tolist(),
     }
 
 
@@ -168,14 +176,19 @@ def run_real_study(
     validation_fraction: float = VALIDATION_FRACTION,
     on_row=None,
     log=print,
+    done: Collection[tuple[str, str, int]] = (),
     **train_kwargs,
 ) -> list[dict]:
     """One classifier per (channels, features, seed), trained on the k-shot training pool and
     scored on the held-back evaluation alerts.
 
+    ``done`` lists ``run_key``s (``("science,template", "none", 0)``) already finished, e.g. read
+    back from a study cut short: they are skipped.
+
     Returns:
-        One row per run, with the keys ``input_study.summarise`` reads (``real_accuracy``,
-        ``real_macro_recall``, ``real_macro_f1``), the confusion matrix, epochs and seconds.
+        One row per run made, with the keys ``input_study.summarise`` reads (``real_accuracy``,
+        ``real_macro_recall``, ``real_macro_f1``), the confusion matrix, the learning curve
+        (``loss``, ``val_loss``), epochs, CPU seconds per epoch and for the evaluation.
     """
     from stampnet.evaluation.transfer import evaluate_on_sample
 
@@ -185,7 +198,10 @@ def run_real_study(
     evaluation = sample.subset(held_out)
     rows = []
     # Seeds outermost: a study cut short still has every condition at its first seeds.
+    done = set(done)
     for seed, channels, features in itertools.product(seeds, channel_subsets, feature_sets):
+        if (",".join(channels), features, int(seed)) in done:
+            continue
         started = time.process_time(), time.perf_counter()
         classifier, history = train_on_sample(
             sample,
@@ -196,6 +212,7 @@ def run_real_study(
             seed=int(seed),
             **train_kwargs,
         )
+        evaluated = time.process_time()
         result = evaluate_on_sample(classifier, evaluation)
         row = {
             "channels": ",".join(channels),
@@ -215,6 +232,11 @@ def run_real_study(
             "epochs": history["epochs"],
             "best_epoch": history["best_epoch"],
             "best_val_loss": min(history["val_loss"]),
+            "loss": history["loss"],
+            "val_loss": history["val_loss"],
+            "epoch_cpu_seconds": history["epoch_cpu_seconds"],
+            "evaluation_cpu_seconds": time.process_time() - evaluated,
+            **{key: train_kwargs[key] for key in RUN_SETTINGS if key in train_kwargs},
             "cpu_seconds": time.process_time() - started[0],
             "seconds": time.perf_counter() - started[1],
         }

@@ -30,6 +30,8 @@ VAE_ARCHITECTURE = dict(
     reconstruction_loss="bce",
 )
 KL_RAMP_EPOCHS = 5
+#: Epochs over which ``elbo_change`` measures convergence.
+CONVERGENCE_WINDOW = 5
 
 
 def read_real_stamps(
@@ -75,10 +77,28 @@ def read_real_stamps(
     }
 
 
-def pretrain_vae(dataset, *, epochs: int, steps_per_epoch: int, seed: int = 0, learning_rate=1e-3):
+def elbo_change(elbo: list[float], window: int = CONVERGENCE_WINDOW) -> float:
+    """Relative change of the ELBO loss over the last ``window`` epochs (nan if fewer)."""
+    if len(elbo) <= window:
+        return float("nan")
+    return (elbo[-1] - elbo[-1 - window]) / abs(elbo[-1 - window])
+
+
+def pretrain_vae(
+    dataset,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    seed: int = 0,
+    learning_rate=1e-3,
+    tolerance: float | None = None,
+):
     """The preset VAE fitted on ``dataset`` (batches of {"stamps", "stamp_mask"}, repeating).
 
     beta ramps linearly from 0 to 1 over ``KL_RAMP_EPOCHS`` epochs, as ``--kl-annealing linear``.
+    With ``tolerance``, training stops before ``epochs`` once the ramp is over and the ELBO loss
+    moved by less than ``tolerance`` (relative, either way) over the last ``CONVERGENCE_WINDOW``
+    epochs (``elbo_change``); ``vae.converged_epoch`` says when (None: it did not).
     Returns the trained VAE (its ``encoder`` feeds ``latent_scores``).
     """
     import keras
@@ -92,11 +112,20 @@ def pretrain_vae(dataset, *, epochs: int, steps_per_epoch: int, seed: int = 0, l
     annealing = KLAnnealing(
         "linear", beta_max=1.0, ramp_epochs=KL_RAMP_EPOCHS, steps_per_epoch=steps_per_epoch
     )
+    elbo, vae.converged_epoch = [], None
+
+    def converged(epoch, logs):
+        elbo.append(float(logs["elbo_loss"]))
+        after_ramp = epoch + 1 >= KL_RAMP_EPOCHS + CONVERGENCE_WINDOW
+        if tolerance is not None and after_ramp and abs(elbo_change(elbo)) < tolerance:
+            vae.converged_epoch = epoch + 1
+            vae.stop_training = True
+
     history = vae.fit(
         dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=[annealing],
+        callbacks=[annealing, keras.callbacks.LambdaCallback(on_epoch_end=converged)],
         shuffle=False,
         verbose=0,
     )
