@@ -218,14 +218,7 @@ def run_real_study(
             "channels": ",".join(channels),
             "features": features,
             "seed": int(seed),
-            "real_accuracy": result["accuracy"],
-            "real_macro_recall": result["macro_recall"],
-            "real_macro_f1": result["macro_f1"],
-            "real_confusion_matrix": result["confusion_matrix"],
-            **{
-                f"real_{score}_ci95": interval
-                for score, interval in bootstrap_intervals(result["confusion_matrix"]).items()
-            },
+            **real_scores(result),
             "train_alerts": int(train_index.size),
             "validation_alerts": int(validation_index.size),
             "eval_alerts": len(evaluation),
@@ -249,6 +242,16 @@ def run_real_study(
             f"{row['epochs']}, {row['seconds']:.0f} s)"
         )
     return rows
+
+
+def real_scores(result: dict) -> dict:
+    """The ``real_*`` scores of a row from ``transfer.evaluate_on_sample``'s result: accuracy,
+    macro recall, macro-F1, confusion matrix and their 95 % bootstrap intervals."""
+    scores = {f"real_{key}": result[key] for key in ("accuracy", "macro_recall", "macro_f1")}
+    scores["real_confusion_matrix"] = result["confusion_matrix"]
+    for score, interval in bootstrap_intervals(result["confusion_matrix"]).items():
+        scores[f"real_{score}_ci95"] = interval
+    return scores
 
 
 def bootstrap_intervals(

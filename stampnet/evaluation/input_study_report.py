@@ -1,10 +1,11 @@
 """The input study's rows as a Markdown table with uncertainties, and their learning curves.
 
 ``markdown_table`` gives one line per condition: every score's mean +- std over the seeds that
-finished and, for scores on the labelled real alerts, the 95 % bootstrap interval of one run on
-that evaluation set (``input_study_real.bootstrap_intervals``; the mean of the runs' bounds),
-which says how far another evaluation set of the same size would move the number. ``plot_curves``
-draws every run's validation loss per epoch: whether early stopping stopped on a plateau.
+finished (the value alone for one seed) and, for scores on the labelled real alerts, the 95 %
+bootstrap interval of one run on that evaluation set (``input_study_real.bootstrap_intervals``;
+the mean of the runs' bounds), which says how far another evaluation set of the same size would
+move the number. ``plot_curves`` draws every run's validation loss per epoch: whether early
+stopping stopped on a plateau.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
             if not values:
                 cells.append("")
                 continue
-            cell = f"{np.mean(values):.3f} +- {np.std(values):.3f}"
+            cell = f"{np.mean(values):.3f}"
+            if len(values) > 1:  # one seed has no spread to show
+                cell += f" +- {np.std(values):.3f}"
             intervals = [m[f"{score}_ci95"] for m in members if f"{score}_ci95" in m]
             if intervals:
                 low, high = np.mean(intervals, axis=0)

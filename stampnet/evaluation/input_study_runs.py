@@ -84,19 +84,7 @@ def row_from_run(run_dir: str | Path) -> dict:
 def score_on_real(model, real_sample) -> dict:
     """``model``'s ``real_*`` scores on the labelled real alerts: accuracy, macro recall,
     macro-F1, confusion matrix and their 95 % bootstrap intervals."""
-    from stampnet.evaluation.input_study_real import bootstrap_intervals
+    from stampnet.evaluation.input_study_real import real_scores
     from stampnet.evaluation.transfer import evaluate_on_sample
 
-    result = evaluate_on_sample(model, real_sample)
-    scores = {
-        "real_accuracy": result["accuracy"],
-        "real_macro_recall": result["macro_recall"],
-        "real_macro_f1": result["macro_f1"],
-        "real_confusion_matrix": result["confusion_matrix"],
-        **{
-            f"real_{score}_ci95": interval
-            for score, interval in bootstrap_intervals(result["confusion_matrix"]).items()
-        },
-        "real_alerts": len(real_sample),
-    }
-    return scores
+    return {**real_scores(evaluate_on_sample(model, real_sample)), "real_alerts": len(real_sample)}
