@@ -24,11 +24,7 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-from stampnet.data.records import (
-    INTERLEAVE_BLOCK_LENGTH,
-    INTERLEAVE_CYCLE_LENGTH,
-    SplitRecords,
-)
+from stampnet.data.records import SplitRecords, in_tfds_order
 
 #: Bytes of framing before a TFRecord's data (length, length checksum) and after it (checksum).
 _HEADER_BYTES, _FOOTER_BYTES = 12, 4
@@ -82,26 +78,12 @@ class RecordIndex:
         file_numbers = np.array([self._file_number[str(item.filename)] for item in instructions])
         starts = tf.constant(self._starts[file_numbers])
         ends = tf.constant(self._starts[file_numbers + 1])
-        files = tf.data.Dataset.from_tensor_slices(
-            (
-                np.arange(len(instructions), dtype=np.int64),
-                np.array([item.skip for item in instructions], np.int64),
-                np.array([item.take for item in instructions], np.int64),
-            )
-        )
-        if shuffle:  # as ``SplitRecords.dataset`` shuffles its instructions: same seed, same order
-            files = files.shuffle(len(instructions), seed=seed)
 
         def read(number, skip, take):
             return tf.data.Dataset.range(starts[number], ends[number]).skip(skip).take(take)
 
-        return files.interleave(
-            read,
-            cycle_length=INTERLEAVE_CYCLE_LENGTH,
-            block_length=INTERLEAVE_BLOCK_LENGTH,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        numbers = np.arange(len(instructions), dtype=np.int64)
+        return in_tfds_order(instructions, numbers, read, shuffle=shuffle, seed=seed)
 
     def selected(self, positions: tf.data.Dataset, keep) -> tf.data.Dataset:
         """Batches ``(serialized, labels)`` (1-D) of the records at ``positions`` (``positions``'

@@ -31,6 +31,31 @@ INTERLEAVE_BLOCK_LENGTH = 16
 _LABEL_SPEC = {"label": tf.io.FixedLenFeature([], tf.string)}
 
 
+def in_tfds_order(instructions, keys, read, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """``read(key, skip, take)`` of every file instruction, interleaved in ``as_dataset``'s order.
+
+    ``keys`` name each instruction's file (a filename, or a file number); ``shuffle`` shuffles the
+    instructions with ``seed`` as TFDS does. ``SplitRecords.dataset`` reads records this way and
+    ``record_index.RecordIndex.positions`` record positions, so both walk the same order.
+    """
+    files = tf.data.Dataset.from_tensor_slices(
+        (
+            keys,
+            np.array([item.skip for item in instructions], np.int64),
+            np.array([item.take for item in instructions], np.int64),
+        )
+    )
+    if shuffle:
+        files = files.shuffle(len(instructions), seed=seed)
+    return files.interleave(
+        read,
+        cycle_length=INTERLEAVE_CYCLE_LENGTH,
+        block_length=INTERLEAVE_BLOCK_LENGTH,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
 class SplitRecords:
     """The serialized examples of ``split`` of ``config`` in ``data_dir`` and how to decode them.
 
@@ -60,27 +85,13 @@ class SplitRecords:
 
     def dataset(self, *, shuffle: bool, seed: int) -> tf.data.Dataset:
         """Serialized examples (scalar tf.string), in ``as_dataset``'s order."""
-        instructions = tf.data.Dataset.from_tensor_slices(
-            (
-                [str(item.filename) for item in self.instructions],
-                np.array([item.skip for item in self.instructions], np.int64),
-                np.array([item.take for item in self.instructions], np.int64),
-            )
-        )
-        if shuffle:
-            instructions = instructions.shuffle(len(self.instructions), seed=seed)
 
         def read(filename, skip, take):
             # ``take`` is -1 for "to the end of the file", as ``Dataset.take`` reads it.
             return tf.data.TFRecordDataset(filename).skip(skip).take(take)
 
-        return instructions.interleave(
-            read,
-            cycle_length=INTERLEAVE_CYCLE_LENGTH,
-            block_length=INTERLEAVE_BLOCK_LENGTH,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        filenames = [str(item.filename) for item in self.instructions]
+        return in_tfds_order(self.instructions, filenames, read, shuffle=shuffle, seed=seed)
 
     @staticmethod
     def labels(serialized: tf.Tensor) -> tf.Tensor:
