@@ -7,9 +7,9 @@ endlessly repeated stream per class and samples them uniformly; ``balance="weigh
 a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
 
 Examples are labelled and filtered while still serialized (``records.SplitRecords.labels`` parses
-the label alone) and decoded only once kept: a class's stream decodes that class's examples, not
-the whole split, and ``labelled_only`` decodes no unlabelled example. The examples and their order
-are those of filtering the decoded split, as before.
+the label alone, or the record index holds it) and decoded only once kept: a class's stream
+decodes that class's examples, not the whole split, and ``labelled_only`` decodes no unlabelled
+example. The examples and their order are those of filtering the decoded split, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from stampnet.data.records import SplitRecords
 BALANCE_MODES = (None, "oversample", "weights")
 #: Serialized examples whose labels are parsed together (``records.SplitRecords.labels``).
 LABEL_BATCH = 64
+#: Records read at a time by a class's stream that decodes one record at a time (large records).
+READ_BATCH = 8
 
 
 def _label_lookup(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
@@ -66,10 +68,13 @@ def labelled_batches(
     """Labels, filtering, decoding, balancing, shuffling, parsing into inputs, batching, prefetch.
 
     ``records``: the split's serialized examples; ``decode``: one of them -> the example dict
-    ``to_inputs`` takes (``records.decode``, or that and a truncation). ``decode_batch``, where
-    examples have fixed shapes: a 1-D batch of them -> those dicts stacked, used instead (one
-    parse per batch, of the features ``to_inputs`` reads; ``records.decode_batch``); then a
-    class's stream under oversampling also reads only that class's records
+    ``to_inputs`` takes (``records.decode``, or fewer features and alerts). ``decode_batch``: a
+    1-D batch of them -> those dicts stacked, used instead (one parse per batch, of the
+    features ``to_inputs`` reads; ``records.decode_batch``); the split's labels are then parsed
+    a batch of records at a time. Without it (large records, such as sequences of alerts, for
+    which copying batches of serialized records costs more than a parse per record saves), the
+    labels come from the record index and records are never batched before they are decoded.
+    Under oversampling a class's stream reads only that class's records
     (``record_index.RecordIndex``).
     """
     if balance not in BALANCE_MODES:
@@ -79,42 +84,70 @@ def labelled_batches(
     if not class_names and (labelled_only or balance):
         raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
     lookup = _label_lookup(class_names)
-    # Labels are parsed a batch of serialized examples at a time (per example, parsing and
-    # filtering cost more than reading the example); the batches are split again in order.
-    labelled = (
-        records.dataset(shuffle=shuffle, seed=seed)
-        .batch(LABEL_BATCH)
-        .map(
-            lambda batch: (batch, lookup.lookup(records.labels(batch))),
-            num_parallel_calls=tf.data.AUTOTUNE,
+
+    def labelled() -> tf.data.Dataset:
+        # Labels are parsed a batch of serialized examples at a time (per example, parsing and
+        # filtering cost more than reading the example); the batches are split again in order.
+        return (
+            records.dataset(shuffle=shuffle, seed=seed)
+            .batch(LABEL_BATCH)
+            .map(
+                lambda batch: (batch, lookup.lookup(records.labels(batch))),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         )
-    )
+
+    indexed = []
+
+    def record_index() -> RecordIndex:
+        """The split's record index, made (or read from its cache) once, when first needed."""
+        if not indexed:
+            indexed.append(RecordIndex(records, lookup.lookup))
+        return indexed[0]
 
     def decoded(keep=None) -> tf.data.Dataset:
         """The examples whose label index passes ``keep`` (all: None), decoded; the others never
         are."""
+        if decode_batch is None:
+            # Each record beside its position in the index (the same order): its label is the
+            # indexed one, and the record passes on alone, never copied into a batch.
+            located = record_index()
+            pairs = tf.data.Dataset.zip(
+                records.dataset(shuffle=shuffle, seed=seed),
+                located.positions(shuffle=shuffle, seed=seed),
+            ).map(located.labelled)
+            if keep is not None:
+                pairs = pairs.filter(lambda record, label: keep(label))
+            return pairs.map(
+                lambda record, label: (decode(record), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
 
         def select(batch, labels):
             mask = keep(labels)
             return tf.boolean_mask(batch, mask), tf.boolean_mask(labels, mask)
 
-        kept = labelled if keep is None else labelled.map(select)
-        if decode_batch is not None:
-            return kept.map(
-                lambda batch, labels: (decode_batch(batch), labels),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            ).unbatch()
-        return kept.unbatch().map(
-            lambda record, label: (decode(record), label),
+        kept = labelled() if keep is None else labelled().map(select)
+        return kept.map(
+            lambda batch, labels: (decode_batch(batch), labels),
             num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        ).unbatch()
 
-    def class_stream(index: int) -> tf.data.Dataset:
-        """The examples of class ``index``, decoded, in the split's order."""
+    def class_stream(number: int) -> tf.data.Dataset:
+        """The examples of class ``number``, decoded, in the split's order."""
+
+        def keep(labels):
+            return tf.equal(labels, number)
+
         if decode_batch is None:
-            return decoded(lambda labels: tf.equal(labels, index))
+            selected = record_index().selected(positions, keep, read_batch=READ_BATCH)
+            return selected.unbatch().map(
+                lambda record, label: (decode(record), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         return (
-            located.selected(positions, lambda labels: tf.equal(labels, index))
+            record_index()
+            .selected(positions, keep)
             .map(
                 lambda batch, labels: (decode_batch(batch), labels),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -128,10 +161,8 @@ def labelled_batches(
         if not present:
             raise ValueError(f"No labelled example of {list(class_names)} in split {split!r}")
         buffer = max(shuffle_buffer // len(present), 1)
-        if decode_batch is not None:
-            located = RecordIndex(records, lookup.lookup)
-            # One dataset for every class, as ``labelled`` is: they share its file shuffle.
-            positions = located.positions(shuffle=shuffle, seed=seed)
+        # One dataset for every class, as one split's records were: they share its file shuffle.
+        positions = record_index().positions(shuffle=shuffle, seed=seed)
         streams = []
         for index in present:
             stream = class_stream(index)
@@ -153,9 +184,9 @@ def labelled_batches(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     if balance == "weights":
-        labelled = counts > 0
+        seen = counts > 0
         weights = np.zeros(len(class_names), np.float32)
-        weights[labelled] = counts.sum() / (labelled.sum() * counts[labelled])
+        weights[seen] = counts.sum() / (seen.sum() * counts[seen])
         table = tf.constant(weights)
         dataset = dataset.map(
             lambda inputs, label: (

@@ -69,6 +69,7 @@ class RecordIndex:
         self.lengths = np.concatenate(lengths)
         self.file_of = np.repeat(np.arange(len(self.filenames)), np.diff(starts))
         self.labels = tf.constant(np.concatenate(labels), tf.int32)
+        self._lengths = tf.constant(self.lengths, tf.int64)
         self._starts = np.array(starts, np.int64)
         self._file_number = {name: number for number, name in enumerate(self.filenames)}
 
@@ -85,10 +86,26 @@ class RecordIndex:
         numbers = np.arange(len(instructions), dtype=np.int64)
         return in_tfds_order(instructions, numbers, read, shuffle=shuffle, seed=seed)
 
-    def selected(self, positions: tf.data.Dataset, keep) -> tf.data.Dataset:
+    def labelled(self, record: tf.Tensor, position: tf.Tensor):
+        """``(record, its label index)`` for a serialized record read at ``position`` (the
+        index's order, ``positions``); a record of another length than the indexed one is an
+        error (the reader and the positions out of step, or a file rewritten since)."""
+        check = tf.debugging.assert_equal(
+            tf.cast(tf.strings.length(record, unit="BYTE"), tf.int64),
+            tf.gather(self._lengths, position),
+            message="a record is not the one indexed at its position (was the dataset rebuilt "
+            "while it was read?); make the pipeline again",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(record), tf.gather(self.labels, position)
+
+    def selected(
+        self, positions: tf.data.Dataset, keep, read_batch: int | None = None
+    ) -> tf.data.Dataset:
         """Batches ``(serialized, labels)`` (1-D) of the records at ``positions`` (``positions``'
         dataset) whose label index passes ``keep`` (a vectorised predicate); only those records
-        are read.
+        are read. A batch holds the kept records of ``POSITION_BATCH`` positions, or at most
+        ``read_batch`` records (large records: a batch is held in memory whole).
 
         Streams made from one ``positions`` dataset share its file shuffle, as streams made from
         one ``records.dataset`` do: tf.data draws each epoch's file order from that shuffle's
@@ -103,12 +120,10 @@ class RecordIndex:
             serialized.set_shape([None])
             return serialized, tf.gather(self.labels, positions)
 
-        return (
-            positions.batch(POSITION_BATCH)
-            .map(select)
-            .filter(lambda positions: tf.size(positions) > 0)
-            .map(read)
-        )
+        kept = positions.batch(POSITION_BATCH).map(select)
+        if read_batch is not None:
+            kept = kept.unbatch().batch(int(read_batch))
+        return kept.filter(lambda positions: tf.size(positions) > 0).map(read)
 
     def _read_records(self, positions) -> tf.Tensor:
         """The serialized examples at ``positions`` (eager int64 tensor), read with ``pread``."""
