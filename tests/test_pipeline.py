@@ -525,3 +525,33 @@ def test_sequence_feed_gives_the_models_what_the_old_feed_gave_byte_for_byte(
     assert_same_batches(got, [tf.nest.map_structure(np.asarray, batch) for batch in want])
     if arguments["max_detections"] < 10:  # some objects were cut
         assert any(batch[0]["detection_mask"].all(axis=1).any() for batch in got)
+
+
+def test_record_index_is_read_from_its_cache_at_the_next_pipeline_start(
+    data_dir, tmp_path, monkeypatch
+):
+    import stampnet.data.record_index as record_index
+
+    monkeypatch.setenv("STAMPNET_CACHE_DIR", str(tmp_path / "user"))
+    split_into_four_shards(data_dir, tmp_path)
+    classes = load_card(data_dir)["class_names"]
+    records = SplitRecords(tmp_path, "alerts", "train")
+    first = RecordIndex(records, _label_lookup(classes).lookup)
+
+    def unexpected(filename):
+        raise AssertionError(f"{filename} was read again")
+
+    monkeypatch.setattr(record_index, "_read_file", unexpected)
+    # Another class order: the cache holds label strings, not one pipeline's class indices.
+    again = RecordIndex(records, _label_lookup(classes[::-1]).lookup)
+    np.testing.assert_array_equal(again.offsets, first.offsets)
+    np.testing.assert_array_equal(again.lengths, first.lengths)
+    labels = first.labels.numpy()
+    assert labels.min() == -1 and set(labels) - {-1} == set(range(len(classes)))
+    np.testing.assert_array_equal(
+        again.labels.numpy(), np.where(labels >= 0, len(classes) - 1 - labels, -1)
+    )
+    # A pipeline starts from the cache, and the feed checks each record against it.
+    dataset = alert_dataset(tmp_path, "train", batch_size=16, balance="oversample", seed=2)
+    _, label = next(iter(dataset))
+    assert label.shape == (16,)
