@@ -380,6 +380,12 @@ def test_batched_parse_of_the_first_alerts_equals_each_sequence_cut_and_zero_pad
                 got = parsed[key][row].numpy()
                 assert got == value if key == "object_id" else got.tobytes() == value.tobytes()
     assert min(lengths) < 3 < max(lengths)  # cut and padded objects
+    # A record whose stamps are not a whole number of alerts is an error, not padding.
+    example = tf.train.Example.FromString(batch[0].numpy())
+    stamps = example.features.feature["stamps"].bytes_list
+    stamps.value[0] = stamps.value[0][:-4]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rebuild the data"):
+        records.decode_batch(tf.constant([example.SerializeToString()]), names, first=3)
 
 
 def test_record_index_reads_the_records_of_a_class_in_the_split_order(data_dir, tmp_path):

@@ -70,12 +70,9 @@ def labelled_batches(
     ``records``: the split's serialized examples; ``decode``: one of them -> the example dict
     ``to_inputs`` takes (``records.decode``, or fewer features and alerts). ``decode_batch``: a
     1-D batch of them -> those dicts stacked, used instead (one parse per batch, of the
-    features ``to_inputs`` reads; ``records.decode_batch``); the split's labels are then parsed
-    a batch of records at a time. Without it (large records, such as sequences of alerts, for
-    which copying batches of serialized records costs more than a parse per record saves), the
-    labels come from the record index and records are never batched before they are decoded.
-    Under oversampling a class's stream reads only that class's records
-    (``record_index.RecordIndex``).
+    features ``to_inputs`` reads; ``records.decode_batch``). Under oversampling a class's
+    stream reads only that class's records (``record_index.RecordIndex``), a few at a time when
+    they are decoded one by one (large records, such as sequences of alerts).
     """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
@@ -84,54 +81,35 @@ def labelled_batches(
     if not class_names and (labelled_only or balance):
         raise ValueError(f"{split!r} of this dataset has no class names to label examples with")
     lookup = _label_lookup(class_names)
-
-    def labelled() -> tf.data.Dataset:
-        # Labels are parsed a batch of serialized examples at a time (per example, parsing and
-        # filtering cost more than reading the example); the batches are split again in order.
-        return (
-            records.dataset(shuffle=shuffle, seed=seed)
-            .batch(LABEL_BATCH)
-            .map(
-                lambda batch: (batch, lookup.lookup(records.labels(batch))),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+    # Labels are parsed a batch of serialized examples at a time (per example, parsing and
+    # filtering cost more than reading the example); the batches are split again in order.
+    labelled = (
+        records.dataset(shuffle=shuffle, seed=seed)
+        .batch(LABEL_BATCH)
+        .map(
+            lambda batch: (batch, lookup.lookup(records.labels(batch))),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
-
-    indexed = []
-
-    def record_index() -> RecordIndex:
-        """The split's record index, made (or read from its cache) once, when first needed."""
-        if not indexed:
-            indexed.append(RecordIndex(records, lookup.lookup))
-        return indexed[0]
+    )
 
     def decoded(keep=None) -> tf.data.Dataset:
         """The examples whose label index passes ``keep`` (all: None), decoded; the others never
         are."""
-        if decode_batch is None:
-            # Each record beside its position in the index (the same order): its label is the
-            # indexed one, and the record passes on alone, never copied into a batch.
-            located = record_index()
-            pairs = tf.data.Dataset.zip(
-                records.dataset(shuffle=shuffle, seed=seed),
-                located.positions(shuffle=shuffle, seed=seed),
-            ).map(located.labelled)
-            if keep is not None:
-                pairs = pairs.filter(lambda record, label: keep(label))
-            return pairs.map(
-                lambda record, label: (decode(record), label),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
 
         def select(batch, labels):
             mask = keep(labels)
             return tf.boolean_mask(batch, mask), tf.boolean_mask(labels, mask)
 
-        kept = labelled() if keep is None else labelled().map(select)
-        return kept.map(
-            lambda batch, labels: (decode_batch(batch), labels),
+        kept = labelled if keep is None else labelled.map(select)
+        if decode_batch is not None:
+            return kept.map(
+                lambda batch, labels: (decode_batch(batch), labels),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            ).unbatch()
+        return kept.unbatch().map(
+            lambda record, label: (decode(record), label),
             num_parallel_calls=tf.data.AUTOTUNE,
-        ).unbatch()
+        )
 
     def class_stream(number: int) -> tf.data.Dataset:
         """The examples of class ``number``, decoded, in the split's order."""
@@ -140,14 +118,13 @@ def labelled_batches(
             return tf.equal(labels, number)
 
         if decode_batch is None:
-            selected = record_index().selected(positions, keep, read_batch=READ_BATCH)
+            selected = located.selected(positions, keep, read_batch=READ_BATCH)
             return selected.unbatch().map(
                 lambda record, label: (decode(record), label),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
         return (
-            record_index()
-            .selected(positions, keep)
+            located.selected(positions, keep)
             .map(
                 lambda batch, labels: (decode_batch(batch), labels),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -161,8 +138,9 @@ def labelled_batches(
         if not present:
             raise ValueError(f"No labelled example of {list(class_names)} in split {split!r}")
         buffer = max(shuffle_buffer // len(present), 1)
+        located = RecordIndex(records, lookup.lookup)  # from its cache when the files are unchanged
         # One dataset for every class, as one split's records were: they share its file shuffle.
-        positions = record_index().positions(shuffle=shuffle, seed=seed)
+        positions = located.positions(shuffle=shuffle, seed=seed)
         streams = []
         for index in present:
             stream = class_stream(index)

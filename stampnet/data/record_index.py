@@ -77,7 +77,6 @@ class RecordIndex:
         self.lengths = np.concatenate(lengths)
         self.file_of = np.repeat(np.arange(len(self.filenames)), np.diff(starts))
         self.labels = tf.constant(labels, tf.int32)
-        self._lengths = tf.constant(self.lengths, tf.int64)
         self._starts = np.array(starts, np.int64)
         self._file_number = {name: number for number, name in enumerate(self.filenames)}
 
@@ -93,19 +92,6 @@ class RecordIndex:
 
         numbers = np.arange(len(instructions), dtype=np.int64)
         return in_tfds_order(instructions, numbers, read, shuffle=shuffle, seed=seed)
-
-    def labelled(self, record: tf.Tensor, position: tf.Tensor):
-        """``(record, its label index)`` for a serialized record read at ``position`` (the
-        index's order, ``positions``); a record of another length than the indexed one is an
-        error (the reader and the positions out of step, or a file rewritten since)."""
-        check = tf.debugging.assert_equal(
-            tf.cast(tf.strings.length(record, unit="BYTE"), tf.int64),
-            tf.gather(self._lengths, position),
-            message="a record is not the one indexed at its position (was the dataset rebuilt "
-            "while it was read?); make the pipeline again",
-        )
-        with tf.control_dependencies([check]):
-            return tf.identity(record), tf.gather(self.labels, position)
 
     def selected(
         self, positions: tf.data.Dataset, keep, read_batch: int | None = None

@@ -39,41 +39,43 @@ def first_rows(features: dict, parsed: dict, first: int, where: str) -> dict:
     """
     if first < 1:
         raise ValueError(f"first must be >= 1, received {first}")
-    decoded, counts, checks = {}, {}, []
+    # Each feature's stored size in bytes (raw) or values (lists), and that of one row: every
+    # feature must hold the same whole number of rows. One check for all (few ops per record).
+    sizes, row_sizes = [], []
     for key, feature in features.items():
-        value, row_shape = parsed[key], list(feature.shape[1:])
+        value = parsed[key]
         if isinstance(value, tf.RaggedTensor):
-            counts[key] = tf.cast(value.row_lengths(), tf.int64)
-            rows = value.to_tensor(shape=[None, first])
-            if rows.dtype != feature.tf_dtype:  # as TFDS restores bools stored as int64
-                rows = tf.cast(rows, feature.tf_dtype)
+            sizes.append(tf.cast(value.row_lengths(), tf.int64))
+            row_sizes.append(1)
         else:
-            row_bytes = int(np.prod(row_shape, dtype=np.int64)) * feature.tf_dtype.size
-            lengths = tf.cast(tf.strings.length(value), tf.int64)
-            counts[key] = lengths // row_bytes
-            checks.append(
-                tf.debugging.assert_equal(
-                    lengths % row_bytes,
-                    tf.zeros_like(lengths),
-                    message=f"{where}: a record's {key!r} is not a whole number of "
-                    f"{row_bytes}-byte rows of shape {row_shape}; rebuild the data",
-                )
-            )
-            # decode_raw pads only numbers: bools (stored as bytes 0 and 1) are read as uint8.
-            dtype = tf.uint8 if feature.tf_dtype == tf.bool else feature.tf_dtype
-            rows = tf.io.decode_raw(value, dtype, fixed_length=first * row_bytes)
-            rows = tf.reshape(tf.cast(rows, feature.tf_dtype), [-1, first, *row_shape])
-        decoded[key] = rows
-    names = list(counts)
-    for key in names[1:]:
-        checks.append(
-            tf.debugging.assert_equal(
-                counts[key],
-                counts[names[0]],
-                message=f"{where}: a record holds a different number of alerts in {key!r} "
-                f"than in {names[0]!r}; rebuild the data",
-            )
-        )
-    decoded["num_rows"] = tf.cast(tf.minimum(counts[names[0]], first), tf.int32)
-    with tf.control_dependencies(checks):
-        return {key: tf.identity(value) for key, value in decoded.items()}
+            sizes.append(tf.cast(tf.strings.length(value), tf.int64))
+            row_sizes.append(_row_bytes(feature))
+    sizes = tf.stack(sizes)  # (features, B)
+    rows = sizes[:1] // row_sizes[0]
+    check = tf.debugging.assert_equal(
+        sizes,
+        rows * tf.constant(row_sizes, tf.int64)[:, None],
+        message=f"{where}: a record's {list(features)} do not hold the same whole number of "
+        f"rows of {row_sizes} bytes (lists: values) each; rebuild the data",
+    )
+    decoded = {}
+    with tf.control_dependencies([check]):
+        for (key, feature), row_size in zip(features.items(), row_sizes, strict=True):
+            value = parsed[key]
+            if isinstance(value, tf.RaggedTensor):
+                values = value.to_tensor(shape=[None, first])
+                if values.dtype != feature.tf_dtype:  # as TFDS restores bools stored as int64
+                    values = tf.cast(values, feature.tf_dtype)
+            else:
+                # decode_raw pads only numbers: bools (stored as bytes 0 and 1) are read as uint8.
+                dtype = tf.uint8 if feature.tf_dtype == tf.bool else feature.tf_dtype
+                values = tf.io.decode_raw(value, dtype, fixed_length=first * int(row_size))
+                if dtype != feature.tf_dtype:
+                    values = tf.cast(values, feature.tf_dtype)
+            decoded[key] = tf.reshape(values, [-1, first, *feature.shape[1:]])
+        decoded["num_rows"] = tf.cast(tf.minimum(rows[0], first), tf.int32)
+    return decoded
+
+
+def _row_bytes(feature) -> int:
+    return int(np.prod(feature.shape[1:], dtype=np.int64)) * feature.tf_dtype.size
