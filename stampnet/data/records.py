@@ -103,6 +103,8 @@ class SplitRecords:
         """One serialized example as ``as_dataset(decoders=raw_bytes_decoders(...))`` yields it."""
         return self._features.deserialize_example(serialized, decoders=self._decoders)
 
+    # Plain Python over the static feature list: autograph's conversion only costs start time.
+    @tf.autograph.experimental.do_not_convert
     def decode_batch(self, serialized: tf.Tensor, keys, *, first: int | None = None) -> dict:
         """The features ``keys`` of a batch of serialized examples (1-D), parsed together.
 

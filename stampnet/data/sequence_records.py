@@ -31,6 +31,7 @@ def variable_spec(feature, spec):
     return tf.io.RaggedFeature(spec.dtype)
 
 
+@tf.autograph.experimental.do_not_convert
 def first_rows(features: dict, parsed: dict, first: int, where: str) -> dict:
     """``parsed`` (``parse_example`` with ``variable_spec``) of the ``features`` (name ->
     TFDS feature) as (B, first, ...) tensors, zero-padded, and ``"num_rows"`` (B,) int32.
