@@ -162,13 +162,19 @@ def test_split_records_decode_to_as_dataset_in_its_order(data_dir, config, split
 def split_into_four_shards(data_dir, tmp_path):
     """A copy of ``data_dir``'s alerts whose train split is 4 shards of ~18 records (more than
     TFDS' interleave blocks of 16); returns the records in their original order."""
-    source = load_builder(data_dir, "alerts").data_dir
-    target = tmp_path / "ztf_alerts" / "alerts" / Path(source).name
+    return split_into_shards(data_dir, tmp_path, "alerts", 4)
+
+
+def split_into_shards(data_dir, tmp_path, config, count):
+    """A copy of ``data_dir``'s ``config`` whose train split is ``count`` shards; returns the
+    records in their original order."""
+    source = load_builder(data_dir, config).data_dir
+    target = tmp_path / "ztf_alerts" / config / Path(source).name
     shutil.copytree(source, target)
     records = list(tf.data.TFRecordDataset(str(next(target.glob("*-train.tfrecord-*")))))
     for old in target.glob("*-train.tfrecord-*"):
         old.unlink()
-    shards = np.array_split(np.arange(len(records)), 4)
+    shards = np.array_split(np.arange(len(records)), count)
     for number, rows in enumerate(shards):
         name = f"ztf_alerts-train.tfrecord-{number:05d}-of-{len(shards):05d}"
         with tf.io.TFRecordWriter(str(target / name)) as out:
@@ -354,6 +360,34 @@ def test_batched_parse_equals_decoding_each_example(data_dir):
         SplitRecords(data_dir, "sequences", "train").decode_batch(batch, ["stamps"])
 
 
+def test_batched_parse_of_the_first_alerts_equals_each_sequence_cut_and_zero_padded(data_dir):
+    records = SplitRecords(data_dir, "sequences", "train")
+    names = [name for name in records.builder.info.features.keys() if name != "label"]
+    lengths = []
+    for batch in records.dataset(shuffle=False, seed=0).batch(13):
+        parsed = records.decode_batch(batch, names, first=3)
+        for row, record in enumerate(batch):
+            want = records.decode(record)
+            count = min(len(want["candid"]), 3)
+            lengths.append(len(want["candid"]))
+            assert parsed["num_rows"][row] == count
+            for key in names:
+                value = want[key].numpy()
+                if key in ("candid", "jd", "stamps", "stamp_mask", "metadata", "metadata_present"):
+                    padding = np.zeros((3 - count, *value.shape[1:]), value.dtype)
+                    value = np.concatenate([value[:3], padding])
+                assert parsed[key].dtype == want[key].dtype, key
+                got = parsed[key][row].numpy()
+                assert got == value if key == "object_id" else got.tobytes() == value.tobytes()
+    assert min(lengths) < 3 < max(lengths)  # cut and padded objects
+    # A record whose stamps are not a whole number of alerts is an error, not padding.
+    example = tf.train.Example.FromString(batch[0].numpy())
+    stamps = example.features.feature["stamps"].bytes_list
+    stamps.value[0] = stamps.value[0][:-4]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rebuild the data"):
+        records.decode_batch(tf.constant([example.SerializeToString()]), names, first=3)
+
+
 def test_record_index_reads_the_records_of_a_class_in_the_split_order(data_dir, tmp_path):
     split_into_four_shards(data_dir, tmp_path)
     classes = load_card(data_dir)["class_names"]
@@ -380,3 +414,150 @@ def test_record_index_reads_the_records_of_a_class_in_the_split_order(data_dir, 
     Path(shard).write_bytes(Path(shard).read_bytes()[:100])
     with pytest.raises(tf.errors.InvalidArgumentError, match="indexed when the pipeline"):
         list(located.selected(located.positions(shuffle=False, seed=0), keep))
+
+
+def old_sequence_inputs(example, steps, with_history, with_ids):
+    """``sequence_dataset``'s inputs as round 5 made them: from an example decoded whole by TFDS
+    and cut to its first ``steps`` alerts, padded after decoding."""
+    feature_index = tf.constant(metadata_indices(ALERCE23), tf.int32)
+    detection_index = tf.constant(metadata_indices(DETECTION_FIELDS), tf.int32)
+
+    def pad(tensor):
+        missing = steps - tf.shape(tensor)[0]
+        paddings = tf.concat([[[0, missing]], tf.zeros([tf.rank(tensor) - 1, 2], tf.int32)], 0)
+        return tf.ensure_shape(tf.pad(tensor, paddings), [steps, *tensor.shape[1:]])
+
+    count = tf.minimum(tf.shape(example["candid"])[0], steps)
+    raw = tf.where(example["metadata_present"], example["metadata"], np.nan)[:count]
+    jd = example["jd"][:count]
+    days = tf.cast(jd - jd[0], tf.float32)[:, None]
+    detection = tf.concat([tf.gather(raw, detection_index, axis=-1), days], axis=-1)
+    inputs = {
+        "stamps": pad(example["stamps"][:count]),
+        "stamp_mask": pad(tf.cast(example["stamp_mask"][:count], tf.float32)),
+        "detection_mask": pad(tf.ones([count], tf.float32)),
+        "detection_features": pad(detection),
+        "features": tf.gather(raw[0], feature_index),
+    }
+    if with_history:
+        last = tf.cast(jd[-1] - jd[0], tf.float32)
+        mask = example["history_mask"] & (example["history"][:, 0] <= last + 1e-4)
+        history = tf.concat([example["history"][:, :1] - last, example["history"][:, 1:]], -1)
+        mask = tf.cast(mask, tf.float32)
+        inputs["light_curve"] = tf.where(mask[:, None] > 0, history, 0.0)
+        inputs["light_curve_mask"] = mask
+    if with_ids:
+        inputs["candid"] = pad(example["candid"][:count])
+        inputs["object_id"] = example["object_id"]
+    return inputs
+
+
+def old_sequence_feed(data_dir, *, batch_size, max_detections, balance=None, shuffle=True,
+                      seed=0, repeat=False, labelled_only=True, with_ids=False,
+                      with_history=False):  # fmt: skip
+    """The sequence feed before this round: every example of the train split decoded whole (TFDS,
+    ``as_dataset``'s order), labelled, filtered per class, shuffled, then cut and padded."""
+    from stampnet.data.pipeline import SEQUENCE_SHUFFLE_BUFFER
+
+    card = load_card(data_dir)
+    classes = card["class_names"]
+    table = _label_lookup(classes)
+    examples = as_dataset_order(data_dir, "sequences", "train", shuffle, seed).map(
+        lambda example: (example, table.lookup(example["label"]))
+    )
+    per_label = card["counts"]["sequences"]["train"]
+    counts = np.array([per_label.get(name, 0) for name in classes], np.float64)
+    if balance == "oversample":
+        present = [index for index, count in enumerate(counts) if count > 0]
+        streams = []
+        for index in present:
+            stream = examples.filter(lambda example, label, i=index: label == i)
+            if shuffle:
+                stream = stream.shuffle(SEQUENCE_SHUFFLE_BUFFER // len(present), seed=seed + index)
+            streams.append(stream.repeat())
+        weights = [1.0 / len(present)] * len(present)
+        dataset = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=seed)
+    else:
+        dataset = examples.filter(lambda example, label: label >= 0) if labelled_only else examples
+        if shuffle:
+            dataset = dataset.shuffle(SEQUENCE_SHUFFLE_BUFFER, seed=seed)
+        if repeat:
+            dataset = dataset.repeat()
+    dataset = dataset.map(
+        lambda example, label: (
+            old_sequence_inputs(example, max_detections, with_history, with_ids),
+            label,
+        )
+    )
+    if balance == "weights":
+        table = np.zeros(len(classes), np.float32)
+        table[counts > 0] = counts.sum() / ((counts > 0).sum() * counts[counts > 0])
+        dataset = dataset.map(
+            lambda inputs, label: (
+                inputs,
+                label,
+                tf.where(label >= 0, tf.gather(table, tf.maximum(label, 0)), 0.0),
+            )
+        )
+    return dataset.batch(batch_size)
+
+
+@pytest.mark.parametrize(
+    "arguments,batches",
+    [
+        # 32 draws: about 2 epochs of the rarest classes (3 objects each), 2 shuffled shards.
+        (dict(balance="oversample", seed=3, with_ids=True, max_detections=3), 4),
+        (dict(seed=1, repeat=True, with_ids=True, with_history=True, max_detections=5), 8),
+        (
+            dict(
+                balance="weights",
+                shuffle=False,
+                labelled_only=False,
+                with_history=True,
+                max_detections=2,
+            ),
+            6,
+        ),  # fmt: skip
+        (dict(seed=4, labelled_only=False, repeat=True, max_detections=10), 8),  # seq_vae
+    ],
+)
+def test_sequence_feed_gives_the_models_what_the_old_feed_gave_byte_for_byte(
+    data_dir, tmp_path, arguments, batches
+):
+    split_into_shards(data_dir, tmp_path, "sequences", 2)  # 20 and 19 objects
+    new = sequence_dataset(tmp_path, "train", batch_size=8, **arguments)
+    got = list(new.take(batches).as_numpy_iterator())
+    want = list(old_sequence_feed(tmp_path, batch_size=8, **arguments).take(batches))
+    assert_same_batches(got, [tf.nest.map_structure(np.asarray, batch) for batch in want])
+    if arguments["max_detections"] < 10:  # some objects were cut
+        assert any(batch[0]["detection_mask"].all(axis=1).any() for batch in got)
+
+
+def test_record_index_is_read_from_its_cache_at_the_next_pipeline_start(
+    data_dir, tmp_path, monkeypatch
+):
+    import stampnet.data.record_index as record_index
+
+    monkeypatch.setenv("STAMPNET_CACHE_DIR", str(tmp_path / "user"))
+    split_into_four_shards(data_dir, tmp_path)
+    classes = load_card(data_dir)["class_names"]
+    records = SplitRecords(tmp_path, "alerts", "train")
+    first = RecordIndex(records, _label_lookup(classes).lookup)
+
+    def unexpected(filename):
+        raise AssertionError(f"{filename} was read again")
+
+    monkeypatch.setattr(record_index, "_read_file", unexpected)
+    # Another class order: the cache holds label strings, not one pipeline's class indices.
+    again = RecordIndex(records, _label_lookup(classes[::-1]).lookup)
+    np.testing.assert_array_equal(again.offsets, first.offsets)
+    np.testing.assert_array_equal(again.lengths, first.lengths)
+    labels = first.labels.numpy()
+    assert labels.min() == -1 and set(labels) - {-1} == set(range(len(classes)))
+    np.testing.assert_array_equal(
+        again.labels.numpy(), np.where(labels >= 0, len(classes) - 1 - labels, -1)
+    )
+    # A pipeline starts from the cache, and the feed checks each record against it.
+    dataset = alert_dataset(tmp_path, "train", batch_size=16, balance="oversample", seed=2)
+    _, label = next(iter(dataset))
+    assert label.shape == (16,)

@@ -7,9 +7,9 @@ endlessly repeated stream per class and samples them uniformly; ``balance="weigh
 a per-example weight ``N / (K n_class)`` from the split's counts in the dataset card.
 
 Examples are labelled and filtered while still serialized (``records.SplitRecords.labels`` parses
-the label alone) and decoded only once kept: a class's stream decodes that class's examples, not
-the whole split, and ``labelled_only`` decodes no unlabelled example. The examples and their order
-are those of filtering the decoded split, as before.
+the label alone, or the record index holds it) and decoded only once kept: a class's stream
+decodes that class's examples, not the whole split, and ``labelled_only`` decodes no unlabelled
+example. The examples and their order are those of filtering the decoded split, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from stampnet.data.records import SplitRecords
 BALANCE_MODES = (None, "oversample", "weights")
 #: Serialized examples whose labels are parsed together (``records.SplitRecords.labels``).
 LABEL_BATCH = 64
+#: Records read at a time by a class's stream that decodes one record at a time (large records).
+READ_BATCH = 8
 
 
 def _label_lookup(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
@@ -66,11 +68,11 @@ def labelled_batches(
     """Labels, filtering, decoding, balancing, shuffling, parsing into inputs, batching, prefetch.
 
     ``records``: the split's serialized examples; ``decode``: one of them -> the example dict
-    ``to_inputs`` takes (``records.decode``, or that and a truncation). ``decode_batch``, where
-    examples have fixed shapes: a 1-D batch of them -> those dicts stacked, used instead (one
-    parse per batch, of the features ``to_inputs`` reads; ``records.decode_batch``); then a
-    class's stream under oversampling also reads only that class's records
-    (``record_index.RecordIndex``).
+    ``to_inputs`` takes (``records.decode``, or fewer features and alerts). ``decode_batch``: a
+    1-D batch of them -> those dicts stacked, used instead (one parse per batch, of the
+    features ``to_inputs`` reads; ``records.decode_batch``). Under oversampling a class's
+    stream reads only that class's records (``record_index.RecordIndex``), a few at a time when
+    they are decoded one by one (large records, such as sequences of alerts).
     """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}, received {balance!r}")
@@ -109,12 +111,20 @@ def labelled_batches(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
-    def class_stream(index: int) -> tf.data.Dataset:
-        """The examples of class ``index``, decoded, in the split's order."""
+    def class_stream(number: int) -> tf.data.Dataset:
+        """The examples of class ``number``, decoded, in the split's order."""
+
+        def keep(labels):
+            return tf.equal(labels, number)
+
         if decode_batch is None:
-            return decoded(lambda labels: tf.equal(labels, index))
+            selected = located.selected(positions, keep, read_batch=READ_BATCH)
+            return selected.unbatch().map(
+                lambda record, label: (decode(record), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         return (
-            located.selected(positions, lambda labels: tf.equal(labels, index))
+            located.selected(positions, keep)
             .map(
                 lambda batch, labels: (decode_batch(batch), labels),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -128,10 +138,9 @@ def labelled_batches(
         if not present:
             raise ValueError(f"No labelled example of {list(class_names)} in split {split!r}")
         buffer = max(shuffle_buffer // len(present), 1)
-        if decode_batch is not None:
-            located = RecordIndex(records, lookup.lookup)
-            # One dataset for every class, as ``labelled`` is: they share its file shuffle.
-            positions = located.positions(shuffle=shuffle, seed=seed)
+        located = RecordIndex(records, lookup.lookup)  # from its cache when the files are unchanged
+        # One dataset for every class, as one split's records were: they share its file shuffle.
+        positions = located.positions(shuffle=shuffle, seed=seed)
         streams = []
         for index in present:
             stream = class_stream(index)
@@ -153,9 +162,9 @@ def labelled_batches(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     if balance == "weights":
-        labelled = counts > 0
+        seen = counts > 0
         weights = np.zeros(len(class_names), np.float32)
-        weights[labelled] = counts.sum() / (labelled.sum() * counts[labelled])
+        weights[seen] = counts.sum() / (seen.sum() * counts[seen])
         table = tf.constant(weights)
         dataset = dataset.map(
             lambda inputs, label: (

@@ -177,50 +177,54 @@ def sequence_dataset(
     feature_index = tf.constant(metadata_indices(resolve_feature_names(feature_names)), tf.int32)
     detection_index = tf.constant(metadata_indices(DETECTION_FIELDS), tf.int32)
 
-    def pad(tensor, value=0):
-        missing = steps - tf.shape(tensor)[0]
-        paddings = tf.concat([[[0, missing]], tf.zeros([tf.rank(tensor) - 1, 2], tf.int32)], 0)
-        padded = tf.pad(tensor, paddings, constant_values=value)
-        return tf.ensure_shape(padded, [steps, *tensor.shape[1:]])
-
     def to_inputs(example):
-        count = tf.minimum(tf.shape(example["candid"])[0], steps)
-        raw = _raw_metadata(example)[:count]
-        jd = example["jd"][:count]
+        # ``example``: the first ``steps`` alerts, zero-padded, and how many are real.
+        count = example["num_rows"]
+        real = tf.range(steps) < count
+        raw = _raw_metadata(example)
+        jd = example["jd"]
         days = tf.cast(jd - jd[0], tf.float32)[:, None]
         detection = tf.concat([tf.gather(raw, detection_index, axis=-1), days], axis=-1)
         inputs = {
-            "stamps": tf.ensure_shape(pad(example["stamps"][:count]), [steps, *stamp_shape]),
+            "stamps": tf.ensure_shape(example["stamps"], [steps, *stamp_shape]),
             "stamp_mask": tf.ensure_shape(
-                pad(tf.cast(example["stamp_mask"][:count], tf.float32)), [steps, *stamp_shape]
+                tf.cast(example["stamp_mask"], tf.float32), [steps, *stamp_shape]
             ),
-            "detection_mask": pad(tf.ones([count], tf.float32)),
-            "detection_features": pad(detection),
+            "detection_mask": tf.cast(real, tf.float32),
+            "detection_features": tf.where(real[:, None], detection, 0.0),
             "features": tf.gather(raw[0], feature_index),
         }
         if with_history:
             # Only what was known at the last alert used: later rows would leak the future.
-            last = tf.cast(jd[-1] - jd[0], tf.float32)
+            last = tf.cast(jd[count - 1] - jd[0], tf.float32)
             known = example["history_mask"] & (example["history"][:, 0] <= last + 1e-4)
             inputs["light_curve"], inputs["light_curve_mask"] = _light_curve(
                 example["history"], known, last
             )
         if with_ids:
-            inputs["candid"] = pad(example["candid"][:count])
+            inputs["candid"] = example["candid"]
             inputs["object_id"] = example["object_id"]
         return inputs
-
-    def truncate(example):
-        # When decoded, before shuffling: the buffer holds at most ``steps`` alerts per object.
-        sliced = ("candid", "jd", "stamps", "stamp_mask", "metadata", "metadata_present")
-        return {key: value[:steps] if key in sliced else value for key, value in example.items()}
 
     if with_history:
         _check_history(data_dir, "sequences")
     records = SplitRecords(data_dir, "sequences", split)
+    # Only what ``to_inputs`` reads, and only the first ``steps`` alerts of each object, are
+    # decoded, zero-padded to ``steps`` alerts (``sequence_records``): the shuffle buffer holds
+    # ``steps`` alerts per object. One record at a time: a batched parse has to be split again,
+    # copying every decoded alert (~60 KB), which cost more than it saved (built-in data: 0.46 to
+    # 0.63 CPU ms per object in batches of 16 to 64, against 0.31 alone).
+    keys = ["jd", "stamps", "stamp_mask", "metadata", "metadata_present"]
+    keys += ["history", "history_mask"] if with_history else []
+    keys += ["candid", "object_id"] if with_ids else []
+
+    def decode(record):
+        batch = records.decode_batch(record[None], keys, first=steps)
+        return {key: tf.squeeze(value, 0) for key, value in batch.items()}
+
     return labelled_batches(
         records,
-        lambda record: truncate(records.decode(record)),
+        decode,
         to_inputs,
         card=card,
         config="sequences",

@@ -9,6 +9,8 @@ for every record its file, byte offset, length and label. A class's stream then 
 positions* in exactly the order ``SplitRecords.dataset`` yields records (the same shuffled file
 instructions, the same interleave, over ranges of positions instead of files), keeps the
 positions of its class, and reads only those records' bytes (``os.pread``, a batch per call).
+What the read of the split finds is cached on disk (``record_index_cache``): a later pipeline
+start over unchanged files reads the cache instead.
 
 The TFRecord framing: each record is an 8-byte little-endian length, a 4-byte checksum of it, the
 serialized example and a 4-byte checksum of the data. The index pass reads the files through
@@ -24,6 +26,7 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from stampnet.data import record_index_cache
 from stampnet.data.records import SplitRecords, in_tfds_order
 
 #: Bytes of framing before a TFRecord's data (length, length checksum) and after it (checksum).
@@ -31,6 +34,20 @@ _HEADER_BYTES, _FOOTER_BYTES = 12, 4
 #: Record positions whose labels are compared at a time (a class keeps 1 in 30 on the built-in
 #: data's rarest class, so a read batch is still a few dozen records).
 POSITION_BATCH = 1024
+
+
+def _read_file(filename: str):
+    """The byte lengths (int64) and label strings (bytes) of every record of ``filename``."""
+    lengths, labels = [np.zeros(0, np.int64)], [np.zeros(0, object)]
+    batches = (
+        tf.data.TFRecordDataset(filename)
+        .batch(256)
+        .map(lambda batch: (tf.strings.length(batch, unit="BYTE"), SplitRecords.labels(batch)))
+    )
+    for batch_lengths, batch_labels in batches.as_numpy_iterator():
+        lengths.append(batch_lengths.astype(np.int64))
+        labels.append(batch_labels.astype(object))
+    return np.concatenate(lengths), np.concatenate(labels)
 
 
 class RecordIndex:
@@ -44,31 +61,22 @@ class RecordIndex:
         self.records = records
         self.filenames = sorted({str(item.filename) for item in records.instructions})
         offsets, lengths, labels, starts = [], [], [], [0]
-        for filename in self.filenames:
-            file_lengths, file_labels = [], []
-            batches = (
-                tf.data.TFRecordDataset(filename)
-                .batch(256)
-                .map(
-                    lambda batch: (
-                        tf.strings.length(batch, unit="BYTE"),
-                        label_index(SplitRecords.labels(batch)),
-                    )
-                )
-            )
-            for batch_lengths, batch_labels in batches.as_numpy_iterator():
-                file_lengths.append(batch_lengths.astype(np.int64))
-                file_labels.append(batch_labels.astype(np.int32))
-            file_lengths = np.concatenate(file_lengths or [np.zeros(0, np.int64)])
+        for file_lengths, file_labels in record_index_cache.indexed_files(
+            self.filenames, _read_file
+        ):
             framed = file_lengths + _HEADER_BYTES + _FOOTER_BYTES
             offsets.append(np.concatenate([[0], np.cumsum(framed)[:-1]]).astype(np.int64))
             lengths.append(file_lengths)
-            labels.append(np.concatenate(file_labels or [np.zeros(0, np.int32)]))
+            labels.append(file_labels)
             starts.append(starts[-1] + len(file_lengths))
+        labels = np.concatenate([np.zeros(0, object)] + labels)
+        vocabulary, codes = np.unique(labels.astype(bytes), return_inverse=True)
+        label_indices = np.asarray(label_index(tf.constant(vocabulary, tf.string)), np.int32)
+        labels = label_indices[codes] if len(labels) else np.zeros(0, np.int32)
         self.offsets = np.concatenate(offsets)
         self.lengths = np.concatenate(lengths)
         self.file_of = np.repeat(np.arange(len(self.filenames)), np.diff(starts))
-        self.labels = tf.constant(np.concatenate(labels), tf.int32)
+        self.labels = tf.constant(labels, tf.int32)
         self._starts = np.array(starts, np.int64)
         self._file_number = {name: number for number, name in enumerate(self.filenames)}
 
@@ -85,10 +93,13 @@ class RecordIndex:
         numbers = np.arange(len(instructions), dtype=np.int64)
         return in_tfds_order(instructions, numbers, read, shuffle=shuffle, seed=seed)
 
-    def selected(self, positions: tf.data.Dataset, keep) -> tf.data.Dataset:
+    def selected(
+        self, positions: tf.data.Dataset, keep, read_batch: int | None = None
+    ) -> tf.data.Dataset:
         """Batches ``(serialized, labels)`` (1-D) of the records at ``positions`` (``positions``'
         dataset) whose label index passes ``keep`` (a vectorised predicate); only those records
-        are read.
+        are read. A batch holds the kept records of ``POSITION_BATCH`` positions, or at most
+        ``read_batch`` records (large records: a batch is held in memory whole).
 
         Streams made from one ``positions`` dataset share its file shuffle, as streams made from
         one ``records.dataset`` do: tf.data draws each epoch's file order from that shuffle's
@@ -103,12 +114,10 @@ class RecordIndex:
             serialized.set_shape([None])
             return serialized, tf.gather(self.labels, positions)
 
-        return (
-            positions.batch(POSITION_BATCH)
-            .map(select)
-            .filter(lambda positions: tf.size(positions) > 0)
-            .map(read)
-        )
+        kept = positions.batch(POSITION_BATCH).map(select)
+        if read_batch is not None:
+            kept = kept.unbatch().batch(int(read_batch))
+        return kept.filter(lambda positions: tf.size(positions) > 0).map(read)
 
     def _read_records(self, positions) -> tf.Tensor:
         """The serialized examples at ``positions`` (eager int64 tensor), read with ``pread``."""

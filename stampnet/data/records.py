@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_datasets.core import example_parser
 
+from stampnet.data import sequence_records
 from stampnet.data.builder import load_builder, raw_bytes_decoders
 
 #: ``tfds.ReadConfig``'s defaults, which ``as_dataset`` uses when it is not told otherwise.
@@ -102,20 +103,35 @@ class SplitRecords:
         """One serialized example as ``as_dataset(decoders=raw_bytes_decoders(...))`` yields it."""
         return self._features.deserialize_example(serialized, decoders=self._decoders)
 
-    def decode_batch(self, serialized: tf.Tensor, keys) -> dict:
+    # Plain Python over the static feature list: autograph's conversion only costs start time.
+    @tf.autograph.experimental.do_not_convert
+    def decode_batch(self, serialized: tf.Tensor, keys, *, first: int | None = None) -> dict:
         """The features ``keys`` of a batch of serialized examples (1-D), parsed together.
 
         Row ``i`` of each value equals ``decode(serialized[i])[key]`` byte for byte; features not
         asked for are not parsed (one ``parse_example`` for the batch instead of one parse of
-        every feature per example). Only fixed-shape features can be batched.
+        every feature per example). Fixed-shape features batch as they are. Features with a
+        variable first dimension (a sequence's alerts) need ``first=T``: row ``i`` then holds
+        the first T rows of ``decode(serialized[i])[key]``, zero-padded to T, and ``"num_rows"``
+        (int32, (B,)) how many of them are real (see ``sequence_records``).
         """
         parser = example_parser.ExampleParser(self._features.get_serialized_info())
         specs = {key: parser.flat_feature_specs[key] for key in keys}
+        variable = [key for key in keys if self._features[key].shape[:1] == (None,)]
+        if variable and first is None:
+            raise ValueError(
+                f"{variable} have a variable first dimension: only fixed shapes batch, or "
+                "pass first=T to batch their first T rows"
+            )
+        for key in variable:
+            specs[key] = sequence_records.variable_spec(self._features[key], specs[key])
         parsed = tf.io.parse_example(serialized, specs)
         decoded = {}
         for key, value in parsed.items():
             feature = self._features[key]
             shape = feature.shape
+            if key in variable:
+                continue
             if any(size is None for size in shape):
                 raise ValueError(f"{key!r} has shape {shape}: only fixed shapes batch")
             if key in self._decoders:  # raw bytes: the decoder's ``decode_raw``, a batch at once
@@ -123,6 +139,10 @@ class SplitRecords:
             elif value.dtype != feature.tf_dtype:  # as TFDS restores bools stored as int64
                 value = tf.cast(value, feature.tf_dtype)
             decoded[key] = tf.reshape(value, [-1, *shape])
+        if variable:
+            features = {key: self._features[key] for key in variable}
+            where = f"{self.builder.data_dir}"
+            decoded.update(sequence_records.first_rows(features, parsed, int(first), where))
         return decoded
 
 
