@@ -271,3 +271,18 @@ def test_bad_subtractions_of_stars_leave_a_one_signed_core_as_real_ones_do(ztf_d
     assert len(real) >= 50 and len(simulated) >= 30, (len(real), len(simulated))
     real_lobe, lobe = np.median(real[:, 1]), np.median(simulated[:, 1])
     assert real_lobe < 4.0 and lobe < 4.0, (real_lobe, lobe)
+
+
+def test_the_reference_catalogue_is_as_deep_as_the_real_one(ztf_dir, tmp_path):
+    # Asteroids sit at random field positions: their nearest reference-catalogue source says how
+    # deep the catalogue is and how densely its sources lie.
+    real, simulated = _real_and_simulated(
+        ztf_dir, tmp_path, "asteroid", ("magnr", "distnr"), num_objects=60, seed=5, max_alerts=1
+    )
+    # Medians of (magnr, distnr in pixels): real (300 alerts) 22.86 and 7.9. Simulated here:
+    # 1.6.2 (catalogue to 21.5 mag) 20.44 and 15.7 (seed 6: 20.47, 12.9); 1.6.5 (to 23.3)
+    # 21.95 and 11.9 (seed 6: 21.69, 11.7).
+    assert len(real) >= 250 and len(simulated) >= 40, (len(real), len(simulated))
+    (real_mag, real_distance), (mag, distance) = np.median(real, axis=0), np.median(simulated, 0)
+    assert real_mag > 22.0 and real_distance < 10.0, (real_mag, real_distance)
+    assert mag > 21.3 and distance < 14.5, (mag, distance)
