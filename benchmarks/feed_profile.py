@@ -140,8 +140,6 @@ def stage_prefixes(data_dir: Path, batch_size: int):
 def sequence_prefixes(data_dir: Path, max_detections: int, batch_size: int):
     """(name, dataset, examples per element): stages of decoding the sequences, then the sequence
     models' whole training feeds."""
-    import inspect
-
     import tensorflow as tf
 
     from stampnet.data.batching import LABEL_BATCH, _label_lookup
@@ -176,12 +174,11 @@ def sequence_prefixes(data_dir: Path, max_detections: int, batch_size: int):
         ("+ keep labelled, decode every feature, per example", batched(decoded), 256),
         (f"+ keep the first {max_detections} alerts", batched(truncated), 256),
     ]
-    if "first" in inspect.signature(records.decode_batch).parameters:  # this round's decode
+    if hasattr(records, "decode_first"):  # round 6's decode
         keys = ["jd", "stamps", "stamp_mask", "metadata", "metadata_present"]
 
         def first(record):
-            batch = records.decode_batch(record[None], keys, first=max_detections)
-            return {key: tf.squeeze(value, 0) for key, value in batch.items()}
+            return records.decode_first(record, keys, max_detections)
 
         name = f"AFTER: + keep labelled, decode 5 features of the first {max_detections} alerts"
         stages.append((name, batched(kept.unbatch().map(first)), 256))

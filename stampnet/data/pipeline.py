@@ -217,14 +217,9 @@ def sequence_dataset(
     keys = ["jd", "stamps", "stamp_mask", "metadata", "metadata_present"]
     keys += ["history", "history_mask"] if with_history else []
     keys += ["candid", "object_id"] if with_ids else []
-
-    def decode(record):
-        batch = records.decode_batch(record[None], keys, first=steps)
-        return {key: tf.squeeze(value, 0) for key, value in batch.items()}
-
     return labelled_batches(
         records,
-        decode,
+        lambda record: records.decode_first(record, keys, steps),
         to_inputs,
         card=card,
         config="sequences",

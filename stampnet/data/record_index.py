@@ -27,10 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from stampnet.data import record_index_cache
+from stampnet.data.record_index_cache import HEADER_BYTES
 from stampnet.data.records import SplitRecords, in_tfds_order
 
-#: Bytes of framing before a TFRecord's data (length, length checksum) and after it (checksum).
-_HEADER_BYTES, _FOOTER_BYTES = 12, 4
 #: Record positions whose labels are compared at a time (a class keeps 1 in 30 on the built-in
 #: data's rarest class, so a read batch is still a few dozen records).
 POSITION_BATCH = 1024
@@ -64,8 +63,7 @@ class RecordIndex:
         for file_lengths, file_labels in record_index_cache.indexed_files(
             self.filenames, _read_file
         ):
-            framed = file_lengths + _HEADER_BYTES + _FOOTER_BYTES
-            offsets.append(np.concatenate([[0], np.cumsum(framed)[:-1]]).astype(np.int64))
+            offsets.append(record_index_cache.record_offsets(file_lengths))
             lengths.append(file_lengths)
             labels.append(file_labels)
             starts.append(starts[-1] + len(file_lengths))
@@ -129,8 +127,8 @@ class RecordIndex:
                 if number not in descriptors:
                     descriptors[number] = os.open(self.filenames[number], os.O_RDONLY)
                 offset, length = int(self.offsets[position]), int(self.lengths[position])
-                framed = os.pread(descriptors[number], _HEADER_BYTES + length, offset)
-                if len(framed) != _HEADER_BYTES + length or (
+                framed = os.pread(descriptors[number], HEADER_BYTES + length, offset)
+                if len(framed) != HEADER_BYTES + length or (
                     struct.unpack("<Q", framed[:8])[0] != length
                 ):
                     raise ValueError(
@@ -138,7 +136,7 @@ class RecordIndex:
                         f"{length}-byte record indexed when the pipeline was made (was the "
                         "dataset rebuilt while it was read?); make the pipeline again"
                     )
-                records.append(framed[_HEADER_BYTES:])
+                records.append(framed[HEADER_BYTES:])
         finally:
             for descriptor in descriptors.values():
                 os.close(descriptor)

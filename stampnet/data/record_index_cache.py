@@ -37,8 +37,9 @@ import numpy as np
 
 #: Bumped when the cache's content changes meaning; other versions are rebuilt.
 FORMAT = 1
-#: Bytes of TFRecord framing around each record's data (length, its checksum, data checksum).
-FRAMING_BYTES = 16
+#: TFRecord framing, which the index and its checks read: before each record's data its 8-byte
+#: little-endian length and a 4-byte checksum of that; after the data a 4-byte checksum.
+HEADER_BYTES, FOOTER_BYTES = 12, 4
 #: Record headers compared with the index per file, when a cache is read.
 CHECKED_HEADERS = 8
 
@@ -64,6 +65,12 @@ def cache_paths(filenames: list[str]) -> list[Path]:
     name = f"record-index-{hashlib.sha256(names.encode()).hexdigest()[:16]}.npz"
     place = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     return [folder / f".stampnet-{name}", user_cache_dir() / f"{place}-{name}"]
+
+
+def record_offsets(lengths: np.ndarray) -> np.ndarray:
+    """The byte offset in its file of each record of a file whose records' data have ``lengths``."""
+    framed = lengths + HEADER_BYTES + FOOTER_BYTES
+    return np.concatenate([[0], np.cumsum(framed)[:-1]]).astype(np.int64)
 
 
 def _stats(filenames: list[str]) -> np.ndarray:
@@ -118,11 +125,11 @@ def _load(path: Path, filenames: list[str], stats: np.ndarray):
 
 def _check_file(filename: str, lengths: np.ndarray, size: int) -> None:
     """Raises ValueError unless ``filename``'s records have ``lengths`` where it is cheap to see."""
-    if int(np.sum(lengths + FRAMING_BYTES)) != size:
+    if int(np.sum(lengths + HEADER_BYTES + FOOTER_BYTES)) != size:
         raise ValueError(f"{filename}: {size} bytes, not the indexed records'")
     if not len(lengths):
         return
-    offsets = np.concatenate([[0], np.cumsum(lengths + FRAMING_BYTES)[:-1]])
+    offsets = record_offsets(lengths)
     checked = np.unique(np.linspace(0, len(lengths) - 1, CHECKED_HEADERS).astype(np.int64))
     descriptor = os.open(filename, os.O_RDONLY)
     try:

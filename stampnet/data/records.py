@@ -103,6 +103,12 @@ class SplitRecords:
         """One serialized example as ``as_dataset(decoders=raw_bytes_decoders(...))`` yields it."""
         return self._features.deserialize_example(serialized, decoders=self._decoders)
 
+    def decode_first(self, serialized: tf.Tensor, keys, first: int) -> dict:
+        """The features ``keys`` of one serialized example, the variable-length ones cut or
+        zero-padded to their first ``first`` rows, with ``"num_rows"``: ``decode_batch`` of it."""
+        batch = self.decode_batch(serialized[None], keys, first=first)
+        return {key: tf.squeeze(value, 0) for key, value in batch.items()}
+
     # Plain Python over the static feature list: autograph's conversion only costs start time.
     @tf.autograph.experimental.do_not_convert
     def decode_batch(self, serialized: tf.Tensor, keys, *, first: int | None = None) -> dict:
