@@ -44,8 +44,9 @@ def test_padding_and_invalid_pixels_contribute_nothing_to_the_loss():
     np.testing.assert_allclose(losses(vae, changed), reference, rtol=1e-5)
 
 
-def test_model_checks_for_vae_and_its_encoder(tmp_path):
-    vae = build_seq_vae(**TINY)
+@pytest.mark.parametrize("latent_skip", [False, True])
+def test_model_checks_for_vae_and_its_encoder(tmp_path, latent_skip):
+    vae = build_seq_vae(**TINY, latent_skip=latent_skip)
     inputs = random_sequences((3, 1))
     run_model_checks(vae, inputs, [(2, 5, 21, 21, 3), (2, 3), (2, 3)], tmp_path)
     run_model_checks(vae.encoder, inputs, [(2, 3)] * 3, tmp_path)
@@ -71,6 +72,22 @@ def test_training_lowers_the_loss_and_anneals_beta():
     assert losses(vae, inputs)[1] < before
     assert set(history.history) >= {"loss", "reconstruction_loss", "kl_loss", "elbo_loss", "beta"}
     assert 0.0 < history.history["beta"][0] < history.history["beta"][1] <= 1.0
+
+
+@pytest.mark.parametrize("latent_skip", [False, True])
+def test_latent_skip_is_a_path_from_z_to_the_pixels_beside_the_lstm(latent_skip):
+    vae = build_seq_vae(**TINY, latent_skip=latent_skip)
+    inputs = random_sequences((3, 1), steps=5)
+    # Cut z out of the decoder LSTM: its input is [z, time and band], z first.
+    lstm = vae.decoder.get_layer("decoder_lstm")
+    kernel, recurrent_kernel, bias = lstm.get_weights()
+    kernel[: TINY["latent_dim"]] = 0.0
+    lstm.set_weights([kernel, recurrent_kernel, bias])
+    conditions = {key: inputs[key] for key in ("detection_features", "detection_mask")}
+    z = np.random.default_rng(0).normal(size=(2, 2, TINY["latent_dim"])).astype("float32")
+    first, second = (np.asarray(vae.decoder({"z": value, **conditions})) for value in z)
+    # Without the skip the pixels no longer depend on z; with it they still do.
+    assert (np.abs(first - second).max() > 1e-4) == latent_skip
 
 
 def test_runs_on_real_multi_alert_objects(ztf_dir):

@@ -165,6 +165,12 @@ def test_flags_override_the_preset_and_only_where_given(tmp_path):
     assert config.model_config.channels == ("science", "difference")
     assert config.model_config.crop_size == 41
     assert config.model_config.options == {"width": 3, "name": "x"}
+    # yes/no options take JSON booleans only: "False" would otherwise read as true
+    flags = parse("--model", "seq_vae", "--option", "latent_skip=false", "--option", "x=False")
+    assert flags.model_config.flag("latent_skip", True) is False
+    assert flags.model_config.flag("bidirectional", False) is False
+    with pytest.raises(ValueError, match="--option x takes true or false, received 'False'"):
+        flags.model_config.flag("x", True)
     assert config.data.feature_set == "magpsf,fwhm" and config.data.augment is False
     assert config.data.balance == "none"
     # untouched fields keep the preset, which differs from the base defaults where it says so

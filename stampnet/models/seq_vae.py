@@ -189,6 +189,7 @@ def build_seq_vae(
     geometry: StampGeometry = ZTF,
     light_curve_units: int = 0,
     light_curve_weight: float = 10.0,
+    latent_skip: bool = True,
     name: str = "seq_vae",
 ) -> SequenceVAE:
     """A ``SequenceVAE`` with matching encoder and decoder (arguments as in the builders).
@@ -205,6 +206,7 @@ def build_seq_vae(
     decoder = build_sequence_decoder(
         latent_dim=latent_dim, crop_size=crop_size, conv_filters=conv_filters,
         dense_units=embedding_dim, units=units, num_channels=geometry.num_channels,
+        latent_skip=latent_skip,
     )  # fmt: skip
     light_curve_decoder = (
         build_light_curve_decoder(latent_dim=latent_dim, units=light_curve_units)

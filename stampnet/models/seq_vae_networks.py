@@ -94,12 +94,16 @@ def build_sequence_decoder(
     dense_units: int = 64,
     units: int = 64,
     num_channels: int = ZTF.num_channels,
+    latent_skip: bool = True,
     name: str = "sequence_decoder",
 ) -> keras.Model:
     """``{"z", "detection_features", "detection_mask"}`` -> stamps (B, T, crop, crop, C).
 
     The decoder knows when (days since the first detection) and in which band each stamp was
-    taken, not its magnitude: what the stamps look like must come from z.
+    taken, not its magnitude: what the stamps look like must come from z. ``latent_skip``: z
+    also enters the frame decoder beside each LSTM state (a generative skip path, Dieng et al.
+    2019), so the pixels depend on z through a short path and the decoder cannot settle on the
+    mean sequence while ignoring it.
     """
     inputs = {
         "z": keras.Input((latent_dim,), name="z"),
@@ -112,8 +116,10 @@ def build_sequence_decoder(
     steps = keras.layers.Concatenate(name="decoder_steps")([repeated, conditions])
     mask = DetectionMask(name="boolean_mask")(inputs["detection_mask"])
     states = keras.layers.LSTM(units, return_sequences=True, name="decoder_lstm")(steps, mask=mask)
+    if latent_skip:
+        states = keras.layers.Concatenate(name="states_and_z")([states, repeated])
     frame_decoder = build_decoder(
-        latent_dim=units,
+        latent_dim=units + (latent_dim if latent_skip else 0),
         crop_size=crop_size,
         conv_filters=tuple(conv_filters),
         dense_units=dense_units,

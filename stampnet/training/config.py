@@ -129,6 +129,13 @@ class ModelConfig:
         """A model-specific option (``--option name=value``), or ``default``."""
         return self.options.get(name, default)
 
+    def flag(self, name: str, default: bool) -> bool:
+        """A yes/no model option (``--option name=true|false``), or ``default``."""
+        value = self.options.get(name, default)
+        if not isinstance(value, bool):
+            raise ValueError(f"--option {name} takes true or false, received {value!r}")
+        return value
+
 
 @dataclasses.dataclass
 class TrainConfig:
