@@ -2,9 +2,10 @@
 
 Each artefact returns its added image in the science frame and in the difference (DN, unit
 amplitude where the caller scales it to a target S/N), plus the stamp's NaN mask where the
-artefact masks pixels. Kinds: cosmic ray, hot pixel / bad column, dipole (misregistered
-subtraction), bright-star residual (saturated core, PSF-mismatch rings), edge (masked region and
-a ramp left by a bad background fit near it).
+artefact masks pixels. Kinds: cosmic ray, hot pixel / bad column, dipole (a badly subtracted
+static source; since 1.6.4 a flux mismatch at the source, see observe), bright-star residual
+(saturated core, PSF-mismatch rings), edge (masked region and a ramp left by a bad background
+fit near it).
 """
 
 from __future__ import annotations

@@ -95,6 +95,19 @@ def _mag_flux(mag, colour):
     return {1: 10 ** (-0.4 * (mag + colour)), 2: 10 ** (-0.4 * mag)}
 
 
+#: Labelled real SNe are spectroscopically classified ones, i.e. bright: alert magpsf median 19.0
+#: (10-90%: 18.5-20.0) over the 86 labelled real SN alerts; 1.6.2 drew peaks over 16-20 mag with
+#: counts rising to the faint end, which gave alerts at 19.6 (18.2-20.2), fainter and at lower S/N
+#: (difference peak S/N median 8.8, real 12.3).
+SN_PEAK_FAINT = 19.4
+#: SN hosts at 1"/pixel: the ZTF SN hosts (z ~ 0.02-0.1) are mostly compact, and the SN follows
+#: its host's light (the projected light of an exponential disk: R/h ~ Gamma(2), h = r_eff/1.678).
+#: Real: 42% of the labelled SN alerts lie within 1 pixel of a reference-catalogue source
+#: (distnr median 1.4 px), their science stamps peaked at the centre (min-max normalised central
+#: 5x5 mean 0.34); 1.6.2 (r_eff 1.2-5 px, offsets 0.3-2 r_eff) gave 7%, 2.6 px and 0.49.
+SN_HOST_R_EFF = (0.8, 4.0)
+
+
 def make_object(label: str, rng, difficulty: float) -> ObjectModel:
     if label not in CLASSES:
         raise ValueError(f"label must be one of {CLASSES}, received {label!r}")
@@ -107,11 +120,11 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
     prior_det = 0
     coverage = int(rng.integers(20, 1500))
     if label == "SN":
-        peak = counts_magnitude(rng, 16.0, 20.0) + 0.5 * faint
+        peak = counts_magnitude(rng, 16.0, SN_PEAK_FAINT) + 0.5 * faint
         t_peak = rng.uniform(5.0, 30.0)
         if rng.random() < 0.92:  # a few SNe are hostless (host below the template's depth)
-            radius = rng.uniform(1.2, 5.0)
-            offset = rng.uniform(0.3, 2.0) * radius * (0.5 + 0.5 * (1 - difficulty))
+            radius = float(np.exp(rng.uniform(*np.log(SN_HOST_R_EFF))))
+            offset = rng.gamma(2.0, radius / 1.678)  # the host's light: R/h ~ Gamma(2)
             angle = rng.uniform(0, 2 * np.pi)
             hx, hy = x - offset * np.cos(angle), y - offset * np.sin(angle)
             galaxies.append(random_galaxy(rng, hx, hy, rng.uniform(16.5, 20.5), radius, radius))

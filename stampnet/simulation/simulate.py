@@ -25,7 +25,7 @@ from stampnet.simulation import classes, history, metadata, observe, packets
 #: (prv_candidates with upper limits, fp_hists) of every class. 1.5.x: realism per change
 #: (benchmarks/realism.py, docs in the commit log): 1.5.0 white science noise; 1.5.1 field
 #: star and galaxy counts of real templates; 1.5.2 reported PSF-fit errors against pixel noise.
-SIMULATOR_VERSION = "1.6.2"
+SIMULATOR_VERSION = "1.6.5"
 #: First night of the simulated survey (2020-06-01) and the season objects start within.
 SURVEY_START_JD = 2459001.5
 SEASON_DAYS = 120.0
