@@ -9,15 +9,23 @@ runner writes between the take and the clear are cleared unsent: the worker neve
 records, and nothing fails. The runner writes a bundle's whole input and then closes the stream,
 so the flush only fires when that takes longer than a second: large inputs on a loaded machine.
 The ``multi_processing`` and ``multi_threading`` running modes have the stream, ``in_memory``
-has not; the SDK workers' own streams flush by size only (no thread) unless told otherwise.
+has not. Multi-process SDK workers flush their own streams by size only (no thread); the
+in-process workers of ``multi_threading`` flush by time too and also write through methods the
+guard below does not cover, so stampnet runs ``multi_processing``.
 
-Measured with Beam 2.77 (the runner's counts of what each stage's SDK produced and read): a
-whole-shared-sample build, multi-process, 2 workers, two busy loops beside it, load 4-13 on 2
-cores: the sequences pipeline's object lists (1,806 elements, 124 MB) reached the next stage as
-1,355, and the build failed ``check_complete``. No bundle was split and no residual was deferred
-in any build (the runner asks for splits only under ``--direct_test_splits``). The losses of
-rounds 3 and 4 were in the same kind of place: the largest stage inputs (the object lists, and
-the shard groups of the largest split that TFDS' writer hands a worker).
+Measured with Beam 2.77 on the whole shared sample (``build_dataset_beam``, multi-process, 1 or
+2 workers, 0-2 busy loops beside it, load 3-33 on 2 cores), with the runner's counts of what each
+stage's workers produced and read: 2 of the 9 unguarded builds lost records (2 were stopped at
+a 25-minute limit, at load ~30, after their first pipeline), both in the object lists (1,806
+elements, 124 MB) on their way to the next stage, which read 1,355 and 1,356. In
+the second, the runner wrote 63,339,500 and 60,775,729 bytes to the two workers, its flush
+cleared 21,029,408 and 10,004,504 of them unsent, and the workers read exactly the rest (611 of
+909 and 745 of 897 elements). No bundle was split and no residual was deferred in any build (the
+runner asks for splits only under ``--direct_test_splits``), so Beam's ``GroupingBuffer.extend``
+dropping a split's residual, the other suspect, never ran. The losses of rounds 3 and 4 were in
+the same kind of place: the largest stage inputs (the object lists, and the shard groups of the
+largest split in TFDS' writer). ``benchmarks/beam_race.py`` reproduces the race in a small
+pipeline.
 
 ``guard_runner_writes`` makes ``write`` take the same lock, so a write waits for a flush in progress
 and a flush takes every byte written before it. It changes Beam's class for the whole process
