@@ -24,8 +24,11 @@ cleared 21,029,408 and 10,004,504 of them unsent, and the workers read exactly t
 runner asks for splits only under ``--direct_test_splits``), so Beam's ``GroupingBuffer.extend``
 dropping a split's residual, the other suspect, never ran. The losses of rounds 3 and 4 were in
 the same kind of place: the largest stage inputs (the object lists, and the shard groups of the
-largest split in TFDS' writer). ``benchmarks/beam_race.py`` reproduces the race in a small
-pipeline.
+largest split in TFDS' writer). With the guard, 3 builds under the same load: the flush fired
+19 times while the runner wrote, nothing was lost, 2 builds ran to the end and passed
+``check_complete`` (the third was stopped at the limit after its first pipeline, complete).
+``benchmarks/beam_race.py`` reproduces the race in a small pipeline (a 1 ms flush): 140 of 400
+elements arrived unguarded, 400 of 400 guarded.
 
 ``guard_runner_writes`` makes ``write`` take the same lock, so a write waits for a flush in progress
 and a flush takes every byte written before it. It changes Beam's class for the whole process
