@@ -93,6 +93,30 @@ def test_beam_build_writes_the_same_examples_splits_and_card(ztf_dir, tmp_path):
         check_complete(Counted(load_card(beam), lost=1), beam)
 
 
+def test_beam_build_guards_the_runner_before_it_runs(monkeypatch, ztf_dir, tmp_path):
+    from apache_beam.runners.worker import data_plane
+
+    from stampnet.data import beam_build, beam_data_plane
+
+    stream = data_plane.TimeBasedBufferingClosableOutputStream
+    if "write" in vars(stream):  # undo an earlier guard in this process, for this test only
+        monkeypatch.delattr(stream, "write")
+    assert not beam_data_plane.runner_writes_guarded()
+
+    class Stop(Exception):
+        pass
+
+    def stop_before_building(*args, **kwargs):
+        assert beam_data_plane.runner_writes_guarded()
+        raise Stop
+
+    monkeypatch.setattr(beam_build, "_run_pipelines", stop_before_building)
+    with pytest.raises(Stop):
+        beam_build.build_dataset_beam(
+            ztf_dir / "alerts" / "ztf_public_20191115.tar.gz", tmp_path / "built", num_workers=1
+        )
+
+
 class Counted:
     """What ``check_complete`` reads of a pipeline's summary, from a card; ``lost`` records
     decoded and never kept."""

@@ -23,19 +23,17 @@ The single-process build's SQLite staging becomes Beam shuffles:
 6. examples are made per alert (``alerts``) or per object (``sequences``) and written by TFDS'
    Beam writer, which shuffles through the runner (on disk, out of core) rather than in memory.
 
-The DirectRunner (Beam 2.77, multi-process, 1 or 2 workers) loses records of the whole shared
-sample now and then, with no error, on a heavily loaded machine (load 20-35 on 2 cores): in round
-4, 4 of 6 whole-sample builds lost some, each in one config only and in a different place. Three
-times inside the largest split's branch of TFDS' writer, the other splits complete:
-``sequences/train`` 1005 of 1265, ``alerts/train`` 1285 of 1413, and ``alerts/train`` 909 of the
-1413 examples the pipeline handed the writer (counted by ``beam_counts.count_made``). Once before
-the writer: the sequences pipeline made only 1644 of the 1806 sequences, across all three splits.
-Our steps are pure functions that keep or reject every element; a build of a few dozen alerts
-never lost one. Where in the runner they go was not found. So ``beam_summary.check_complete``
-fails the build, publishing nothing, unless every config's pipeline read and decoded what the
-``alerts`` one did, every decoded alert is kept or a duplicate, and every split holds the
-examples the card counts; its message gives the counts after each step
-(``stampnet.data.beam_counts``), which tells a loss in our steps from one in the writing.
+The DirectRunner (Beam 2.77, multi-process, 1 or 2 workers) lost records of the whole shared
+sample now and then, with no error, on a loaded machine: in round 4, 4 of 6 whole-sample builds,
+each in one config and in one place (three times inside the largest split's branch of TFDS'
+writer, once before it: the sequences pipeline made 1644 of the 1806 sequences). The cause is a
+race in the runner's data plane, not in our steps nor in TFDS: when writing a stage's input to a
+worker takes longer than a second, the stream's periodic flush clears bytes it never sent
+(``stampnet.data.beam_data_plane``, with the measurements). ``build_dataset_beam`` closes that
+race before it runs a pipeline. ``beam_summary.check_complete`` still fails the build,
+publishing nothing, unless every config's pipeline read and decoded what the ``alerts`` one did,
+every decoded alert is kept or a duplicate, and every split holds the examples the card counts;
+its message gives the counts after each step (``stampnet.data.beam_counts``).
 
 Both configs are separate TFDS pipelines, so the files are decoded twice (the plain build decodes
 them once); the dataset card is computed by the ``alerts`` pipeline. The steps are plain functions
@@ -53,7 +51,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from stampnet.data import beam_counts, beam_summary, beam_transforms, output
+from stampnet.data import beam_counts, beam_data_plane, beam_summary, beam_transforms, output
 from stampnet.data import card as card_lib
 from stampnet.data.alert import REJECTIONS_FILE, RejectionLog
 from stampnet.data.build import BuildRequest
@@ -212,6 +210,8 @@ def build_dataset_beam(
     started = time.perf_counter()
     request = BuildRequest.check(sources, labels, max_detections, split_fractions, reader)
     options = pipeline_options(num_workers, beam_args)
+    # The DirectRunner runs in this process: without this its data plane drops records under load.
+    beam_data_plane.guard_runner_writes()
     with output.building(
         data_dir, request.files, overwrite=overwrite, scratch_dir=scratch_dir
     ) as paths:

@@ -196,9 +196,9 @@ def check_complete(summary: BeamSummary, data_dir: Path) -> None:
     """Raises RuntimeError when the pipelines lost alerts: every alert record decoded must be
     kept or rejected as a duplicate, and each config must hold the examples the card counts.
 
-    The DirectRunner (multi-process, Beam 2.77) was seen to lose records of the whole shared
-    sample with no error (``stampnet.data.beam_build``'s module doc); this turns such a loss into
-    one, naming where the records were last counted.
+    The DirectRunner (multi-process, Beam 2.77) lost records of the whole shared sample with no
+    error until ``stampnet.data.beam_data_plane`` closed the race that dropped them; this turns
+    any loss, on any runner, into an error that names where the records were last counted.
     """
     duplicates = summary.rejections.counts().get("duplicate candid", 0)
     accounted = summary.num_alerts() + duplicates
