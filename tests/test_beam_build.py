@@ -7,7 +7,6 @@ The whole shared sample is compared by ``benchmarks/build_beam.py`` (minutes on 
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import pandas as pd
@@ -17,17 +16,9 @@ from stampnet.data.alert import RejectionWarning
 from stampnet.data.beam_summary import check_complete
 from stampnet.data.card import load_card
 from stampnet.data.compare import card_differences, differences, digests
+from tests.beam_required import require_beam
 
-try:
-    import apache_beam  # noqa: F401
-except ImportError:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(
-            "apache_beam is not installed; CI installs the beam extra (.ci/run: "
-            'pip install -e ".[cpu,test,beam]")',
-            pytrace=False,
-        )
-    pytest.skip("apache_beam is not installed (the beam extra)", allow_module_level=True)
+require_beam()
 
 #: Two nights of real alerts (25 alerts of 25 objects) and ZTF's reference packets, which hold
 #: one alert in several schema versions: the newest must win, whichever worker decodes which file.

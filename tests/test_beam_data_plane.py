@@ -4,24 +4,16 @@ CI=true a missing Beam fails this file instead of skipping it."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
-import pytest
+from tests.beam_required import require_beam
 
-try:
-    from apache_beam.runners.worker import data_plane
-except ImportError:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(
-            "apache_beam is not installed; CI installs the beam extra (.ci/run: "
-            'pip install -e ".[cpu,test,beam]")',
-            pytrace=False,
-        )
-    pytest.skip("apache_beam is not installed (the beam extra)", allow_module_level=True)
+require_beam()
 
-from stampnet.data import beam_data_plane
+from apache_beam.runners.worker import data_plane  # noqa: E402
+
+from stampnet.data import beam_data_plane  # noqa: E402
 
 
 def bytes_lost_while_flushing(seconds: float = 0.5) -> tuple[int, int]:
