@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from stampnet.models.seq_vae import build_seq_vae
+from stampnet.models.seq_vae_networks import CONDITION_KEYS
 from stampnet.training.annealing import KLAnnealing
 from tests.model_checks import run_model_checks
 from tests.test_seq_classifier import random_sequences, real_sequences, repad
@@ -83,7 +84,7 @@ def test_latent_skip_is_a_path_from_z_to_the_pixels_beside_the_lstm(latent_skip)
     kernel, recurrent_kernel, bias = lstm.get_weights()
     kernel[: TINY["latent_dim"]] = 0.0
     lstm.set_weights([kernel, recurrent_kernel, bias])
-    conditions = {key: inputs[key] for key in ("detection_features", "detection_mask")}
+    conditions = {key: inputs[key] for key in CONDITION_KEYS}
     z = np.random.default_rng(0).normal(size=(2, 2, TINY["latent_dim"])).astype("float32")
     first, second = (np.asarray(vae.decoder({"z": value, **conditions})) for value in z)
     # Without the skip the pixels no longer depend on z; with it they still do.
