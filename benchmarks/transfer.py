@@ -32,6 +32,7 @@ from stampnet.evaluation.transfer import (  # noqa: E402
     confusion_text,
     evaluate_on_sample,
     notes_for,
+    reference_source_text,
     transfer_table,
 )
 from stampnet.jsonable import json_ready  # noqa: E402
@@ -126,6 +127,7 @@ def main(argv=None) -> int:
             for name, part in result["by_strength"].items()
         )
         print(f"  by label strength: {strengths}")
+        print(reference_source_text(result))
     print("\nwhat the heuristic labels mean for these numbers:")
     notes = dict.fromkeys(note for result in results for note in notes_for(result))
     for note in notes:

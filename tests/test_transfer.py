@@ -13,7 +13,12 @@ import pytest
 
 from stampnet.constants import ALERCE_CLASSES
 from stampnet.evaluation.real_sample import load_real_sample
-from stampnet.evaluation.transfer import LABEL_NOTES, evaluate_on_sample, notes_for
+from stampnet.evaluation.transfer import (
+    LABEL_NOTES,
+    evaluate_on_sample,
+    notes_for,
+    reference_source_text,
+)
 from stampnet.models.alerce_import import import_alerce_checkpoint
 from tests.conftest import REPO_ROOT
 
@@ -87,6 +92,23 @@ def test_metrics_agree_with_the_models_own_predictions(sample, alerce_2019):
     assert sum(part["alerts"] for part in result["by_strength"].values()) == len(sample)
     assert result["feature_names"] == [] and result["missing_features"] == 0
     assert result["name"] == "alerce_2019_images"
+
+
+def test_predictions_split_by_whether_the_template_holds_a_reference_source(sample, alerce_2019):
+    result = evaluate_on_sample(alerce_2019, sample)
+    split = result["by_reference_source"]
+    for index, name in enumerate(ALERCE_CLASSES):
+        parts = split[name]
+        assert parts["source"]["alerts"] + parts["no_source"]["alerts"] == PER_CLASS
+        both = [
+            parts["source"]["predicted"][c] + parts["no_source"]["predicted"][c]
+            for c in ALERCE_CLASSES
+        ]
+        assert both == result["confusion_matrix"][index]
+    # Real variable stars are catalogued stars at the candidate; asteroids lie at random places.
+    assert split["VS"]["source"]["alerts"] == PER_CLASS
+    assert split["asteroid"]["no_source"]["alerts"] == PER_CLASS
+    assert "asteroid" in reference_source_text(result)
 
 
 def test_feature_models_read_the_packet_metadata_and_get_the_feature_caveat(sample, alerce_2020):

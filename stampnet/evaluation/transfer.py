@@ -16,6 +16,12 @@ import numpy as np
 
 from stampnet.evaluation.metrics import classification_metrics
 from stampnet.evaluation.real_sample import RealSample
+from stampnet.features import METADATA_FIELDS
+
+#: A reference-image source this close (pixels) and this bright (mag) shows in the template: a
+#: host, a star. The stamp-only errors on the real sample split along it: real SNe without one are
+#: the ones called asteroids, real bogus with one (bad subtractions of stars) the ones called VS.
+SOURCE_DISTANCE_PX, SOURCE_MAG = 3.0, 21.5
 
 #: What each heuristic label (../shared/data/ztf/README.md, labels.csv) means for a number computed
 #: against it. Keys: a class name, or "features" for models that read metadata.
@@ -89,7 +95,9 @@ def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) ->
     Returns:
         ``classification_metrics`` plus ``name``, ``feature_names``, ``missing_features`` (alerts
         lacking at least one feature the model reads), ``by_strength`` (accuracy and per-class
-        recall on strong and on weak labels) and ``predicted`` (class index per alert).
+        recall on strong and on weak labels), ``by_reference_source`` (per true class, alerts
+        with and without a reference source in the template, and what they were predicted as)
+        and ``predicted`` (class index per alert).
     """
     from stampnet.inference import Classifier, load_classifier
 
@@ -117,8 +125,48 @@ def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) ->
         "missing_features": int((sample.missing_features(classifier.feature_names) > 0).sum()),
         **metrics,
         "by_strength": by_strength,
+        "by_reference_source": reference_source_split(sample, predictions),
         "predicted": predictions.tolist(),
     }
+
+
+def reference_source_split(sample: RealSample, predictions: np.ndarray) -> dict:
+    """Per true class, the predictions of alerts with a reference source (``magnr`` brighter than
+    ``SOURCE_MAG`` within ``SOURCE_DISTANCE_PX``, e.g. a visible host) and of those without."""
+    magnr = sample.metadata[:, METADATA_FIELDS.index("magnr")]
+    distnr = sample.metadata[:, METADATA_FIELDS.index("distnr")]
+    with np.errstate(invalid="ignore"):
+        has_source = (magnr < SOURCE_MAG) & (distnr >= 0) & (distnr <= SOURCE_DISTANCE_PX)
+    split = {}
+    for index, name in enumerate(sample.class_names):
+        split[name] = {}
+        for part, chosen in (("source", has_source), ("no_source", ~has_source)):
+            chosen = chosen & (sample.labels == index)
+            counts = np.bincount(predictions[chosen], minlength=len(sample.class_names))
+            split[name][part] = {
+                "alerts": int(chosen.sum()),
+                "predicted": dict(zip(sample.class_names, counts.tolist(), strict=True)),
+            }
+    return split
+
+
+def reference_source_text(result: Mapping) -> str:
+    """``by_reference_source`` of one result, a line per true class."""
+    lines = [
+        f"{result['name']}: predicted classes of alerts with / without a reference source "
+        f"brighter than {SOURCE_MAG} mag within {SOURCE_DISTANCE_PX:g} px"
+    ]
+    for name, parts in result["by_reference_source"].items():
+        cells = []
+        for part in ("source", "no_source"):
+            counts = ", ".join(
+                f"{predicted} {count}"
+                for predicted, count in parts[part]["predicted"].items()
+                if count
+            )
+            cells.append(f"{parts[part]['alerts']} ({counts or '-'})")
+        lines.append(f"  {name:>9s}: with {cells[0]}; without {cells[1]}")
+    return "\n".join(lines)
 
 
 def notes_for(result: Mapping) -> list[str]:
