@@ -7,7 +7,8 @@ Both samples go through the same reader (``stampnet.data.readers.iter_alerts``).
 (5, 25, 50, 75, 95%) of stamp statistics and candidate fields, then the cross-validated ROC AUC of
 a gradient-boosting classifier told to separate real from simulated alerts from stamp statistics
 (0.5 = indistinguishable, 1.0 = trivially separable): once from the ALeRCE-normalised 21x21 crops
-(what the models see), once adding raw levels (sky, noise) as well. Then the same AUC per class:
+(what the models see), once adding raw levels (sky, noise) as well, and once from the 23 candidate
+fields that a model with the default ``alerce23`` features reads. Then the same AUC per class:
 the real alerts that ``labels.csv`` puts in a class (read from ``--labelled``, the whole sample)
 against the simulated alerts of that class, so that the simulator's weakest classes show.
 """
@@ -24,7 +25,7 @@ import numpy as np
 from stampnet.constants import ALERCE_CLASSES, CHANNELS
 from stampnet.data.labels import LabelTable
 from stampnet.data.readers import RejectionLog, iter_alerts
-from stampnet.features import METADATA_FIELDS
+from stampnet.features import ALERCE23, METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
 
 QUANTILES = (5, 25, 50, 75, 95)
@@ -82,6 +83,8 @@ def alert_statistics(alert) -> dict:
     stats["psf_fwhm_image"] = fwhm_from_peak(stamps[..., 2], mask[..., 2])
     for name in FIELDS:
         stats[name] = float(alert.metadata[METADATA_FIELDS.index(name)])
+    for name in ALERCE23:
+        stats[f"field_{name}"] = float(alert.metadata[METADATA_FIELDS.index(name)])
     return stats
 
 
@@ -153,7 +156,13 @@ def univariate_aucs(real, simulated, names) -> list[tuple[str, float]]:
 NORMALISED = [f"{c}_norm_{s}" for c in CHANNELS for s in ("mean", "std", "centre")]
 NORMALISED += [f"{c}_norm_q{q}" for c in CHANNELS for q in QUANTILES]
 RAW = [f"{c}_{s}" for c in CHANNELS for s in ("level", "sigma")]
-FEATURE_GROUPS = {"normalised": NORMALISED, "normalised+raw": NORMALISED + RAW}
+#: What a model with the default features reads besides the stamps: the 23 candidate fields.
+FIELDS23 = [f"field_{name}" for name in ALERCE23]
+FEATURE_GROUPS = {
+    "normalised": NORMALISED,
+    "normalised+raw": NORMALISED + RAW,
+    "alerce23_fields": FIELDS23,
+}
 #: Fewer examples of either side than this and a class's AUC is not computed (5 folds).
 MIN_PER_CLASS = 10
 
@@ -191,6 +200,7 @@ def print_report(report: dict) -> None:
     for group, title in (
         ("normalised", "normalised 21x21 stamp statistics"),
         ("normalised+raw", "+ raw sky level and noise"),
+        ("alerce23_fields", "the 23 candidate fields of alerce23"),
     ):
         print(f"  {title:40s} AUC {report[group]['auc']:.3f} +- {report[group]['auc_std']:.3f}")
     print("\nper class (labelled real alerts of the class vs simulated alerts of the class):")
@@ -202,9 +212,11 @@ def print_report(report: dict) -> None:
             cells.append(f"{group} {auc}")
         entry = report["normalised"]["per_class"][class_name]
         top = ", ".join(f"{name} {auc:.2f}" for name, auc in entry.get("most_separating", []))
+        fields = report["alerce23_fields"]["per_class"][class_name].get("most_separating", [])
+        top_fields = ", ".join(f"{name[6:]} {auc:.2f}" for name, auc in fields)
         print(
             f"  {class_name:9s} real {entry['real']:4d} sim {entry['simulated']:4d}  "
-            f"{'  '.join(cells)}   most separating: {top}"
+            f"{'  '.join(cells)}\n{'':11s}most separating: stamps {top}; fields {top_fields}"
         )
     print("\nmost separating single statistics (univariate AUC, 0.5 = same distribution):")
     for name, auc in report["normalised+raw"]["most_separating"]:
