@@ -286,3 +286,47 @@ def test_the_reference_catalogue_is_as_deep_as_the_real_one(ztf_dir, tmp_path):
     (real_mag, real_distance), (mag, distance) = np.median(real, axis=0), np.median(simulated, 0)
     assert real_mag > 22.0 and real_distance < 10.0, (real_mag, real_distance)
     assert mag > 21.3 and distance < 14.5, (mag, distance)
+
+
+PS1_FIELDS = ("distpsnr1", "sgscore1", "distpsnr2", "sgscore2", "distpsnr3", "sgscore3")
+
+
+def _ps1_summary(fields: np.ndarray) -> dict:
+    """The PS1 cross-match as ZTF lists it, from rows of ``PS1_FIELDS``."""
+    distances, scores = fields[:, 0::2], fields[:, 1::2]
+    listed = distances > -900
+    return {
+        "second_distance": float(np.median(distances[:, 1][listed[:, 1]])),
+        "farthest": float(distances[listed].max()),
+        "unscored": float(np.isclose(scores[listed], 0.5).mean()),
+        "nearest_pointlike": float((scores[:, 0][listed[:, 0]] > 0.8).mean()),
+        "nearest_extended": float((scores[:, 0][listed[:, 0]] < 0.2).mean()),
+        "neighbours_pointlike": float((scores[:, 1:][listed[:, 1:]] > 0.8).mean()),
+    }
+
+
+def test_ps1_sources_are_listed_and_scored_as_ztf_does(ztf_dir, tmp_path):
+    # What a model with features reads of the PS1 cross-match. Real, 28 labelled AGN alerts:
+    # second PS1 source median 10.2" away, nearest scored > 0.8 in 43 % and < 0.2 in 43 %
+    # (quasars and resolved Seyferts). 1.6.5 listed the host galaxy as a second source at 0.03"
+    # and scored nuclei beta(2, 2.5) (here 3 % and ~14 %); 1.6.6 lists a nucleus and its host
+    # once: 12.4", 41 % and 42 % (seed 6: 13.5", 34 %, 40 %).
+    real, simulated = _real_and_simulated(
+        ztf_dir, tmp_path / "agn", "AGN", PS1_FIELDS, num_objects=30, seed=5, max_alerts=4
+    )
+    real, simulated = _ps1_summary(real), _ps1_summary(simulated)
+    assert real["second_distance"] > 5.0 and real["farthest"] <= 30.0, real
+    assert min(real["nearest_pointlike"], real["nearest_extended"]) > 0.3, real
+    assert simulated["second_distance"] > 5.0 and simulated["farthest"] <= 30.0, simulated
+    assert min(simulated["nearest_pointlike"], simulated["nearest_extended"]) > 0.25, simulated
+    # Real VS (135 alerts): 22 % of the listed PS1 sources unscored (sgscore 0.5), 35 % of the
+    # second and third scored > 0.8, since most neighbours are faint. 1.6.5: none unscored,
+    # 74-76 % point-like, and matches up to 54" (ZTF searches 30"). 1.6.6: 12 % and 48 %
+    # (seed 6: 15 %, 41 %).
+    real, simulated = _real_and_simulated(
+        ztf_dir, tmp_path / "vs", "VS", PS1_FIELDS, num_objects=30, seed=5, max_alerts=4
+    )
+    real, simulated = _ps1_summary(real), _ps1_summary(simulated)
+    assert real["unscored"] > 0.1 and real["neighbours_pointlike"] < 0.45, real
+    assert simulated["unscored"] > 0.05 and simulated["neighbours_pointlike"] < 0.6, simulated
+    assert simulated["farthest"] <= 30.0, simulated

@@ -25,7 +25,9 @@ from stampnet.simulation import classes, history, metadata, observe, packets
 #: (prv_candidates with upper limits, fp_hists) of every class. 1.5.x: realism per change
 #: (benchmarks/realism.py, docs in the commit log): 1.5.0 white science noise; 1.5.1 field
 #: star and galaxy counts of real templates; 1.5.2 reported PSF-fit errors against pixel noise.
-SIMULATOR_VERSION = "1.6.5"
+#: 1.6.6: PS1 matches as ZTF lists them (within 30", a nucleus and its host one source, the
+#: point-source score's 0.5 and faint stars' spread), drawn from their own random stream.
+SIMULATOR_VERSION = "1.6.6"
 #: First night of the simulated survey (2020-06-01) and the season objects start within.
 SURVEY_START_JD = 2459001.5
 SEASON_DAYS = 120.0
@@ -56,6 +58,8 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     # The 30-day history (upper limits, forced photometry) has its own generator: it leaves
     # the stamps and candidates drawn from ``rng`` as they were.
     history_rng = rng.spawn(1)[0]
+    # So do the catalogue matches (1.6.6 on): changing them leaves the stamps as they are.
+    catalogue_rng = rng.spawn(1)[0]
     seen_once = model.label in ("asteroid", "bogus") and model.duration <= 1.0
     visits = history.field_visits(history_rng, first, difficulty, label) if seen_once else []
     forced = history.forced_fluxes(history_rng, visits + epochs)
@@ -65,7 +69,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
             continue
         detections += 1
         candidate, stamps = _candidate(
-            model, epoch, rng, difficulty, index, number, detections, history_start
+            model, epoch, (rng, catalogue_rng), difficulty, index, number, detections, history_start
         )
         candidate["ndethist"] = model.prior_detections + detections
         candidate["ncovhist"] = model.prior_coverage + number + 1
@@ -99,7 +103,8 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     return results
 
 
-def _candidate(model, epoch, rng, difficulty, index, number, detections, history_start):
+def _candidate(model, epoch, rngs, difficulty, index, number, detections, history_start):
+    rng, catalogue_rng = rngs
     exposure = epoch.exposure
     nid = int(epoch.jd - NID_ZERO_JD)
     pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
@@ -114,7 +119,7 @@ def _candidate(model, epoch, rng, difficulty, index, number, detections, history
     measured = epoch.candidate
     # The VS star or AGN nucleus at the candidate is itself in the reference catalogues.
     ref_flux = epoch.reference_flux if model.label in ("VS", "AGN") else 0.0
-    catalogue = metadata.catalogue_fields(model, exposure.fid, ref_flux, rng)
+    catalogue = metadata.catalogue_fields(model, exposure.fid, ref_flux, catalogue_rng)
     shape = metadata.shape_fields(model, exposure.seeing, difficulty, rng)
     solar = metadata.solar_system_fields(model, measured["magpsf"], rng)
     jitter = 0.1 / 3600.0  # astrometric scatter of ~0.1"
