@@ -128,16 +128,37 @@ def print_table(real: list[dict], simulated: list[dict]) -> None:
             print(f"{name:28s} {tag:5s} fraction {np.nanmean(values):.3f}")
 
 
-def classifier_auc(real, simulated, names) -> tuple[float, float]:
+def classifier_auc(real, simulated, names, simulated_weights=None) -> tuple[float, float]:
+    """5-fold CV ROC AUC of real against simulated; ``simulated_weights`` reweights the simulated
+    rows in training and in the AUC (e.g. to the real sample's class mix)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
 
     features = np.array([[r[n] for n in names] for r in real + simulated], dtype=np.float64)
     target = np.r_[np.ones(len(real)), np.zeros(len(simulated))]
-    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=0)
+    weights = np.r_[np.ones(len(real)), np.ones(len(simulated))]
+    if simulated_weights is not None:
+        weights[len(real) :] = simulated_weights
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    scores = cross_val_score(model, features, target, cv=folds, scoring="roc_auc")
-    return float(scores.mean()), float(scores.std())
+    scores = []
+    for train, test in folds.split(features, target):
+        model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=0)
+        model.fit(features[train], target[train], sample_weight=weights[train])
+        probability = model.predict_proba(features[test])[:, 1]
+        scores.append(roc_auc_score(target[test], probability, sample_weight=weights[test]))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def class_mix_weights(real_labelled, simulated) -> np.ndarray:
+    """Weights that give the simulated alerts the labelled real sample's class mix."""
+    real = np.array([row["label"] for row in real_labelled])
+    sim = np.array([row["label"] for row in simulated])
+    weights = np.zeros(len(sim))
+    for name in ALERCE_CLASSES:
+        if (sim == name).any():
+            weights[sim == name] = (real == name).mean() / (sim == name).mean()
+    return weights * len(sim) / weights.sum()
 
 
 def univariate_aucs(real, simulated, names) -> list[tuple[str, float]]:
@@ -186,9 +207,16 @@ def realism_report(real, real_labelled, simulated) -> dict:
     report = {"real": len(real), "real_labelled": len(real_labelled), "simulated": len(simulated)}
     for group, names in FEATURE_GROUPS.items():
         mean, std = classifier_auc(real, simulated, names)
+        matched, matched_std = classifier_auc(
+            real_labelled, simulated, names, class_mix_weights(real_labelled, simulated)
+        )
         report[group] = {
             "auc": mean,
             "auc_std": std,
+            # The labelled real alerts against the simulated ones weighted to their class mix:
+            # what is left when the two samples' class proportions cannot separate them.
+            "labelled_class_matched_auc": matched,
+            "labelled_class_matched_auc_std": matched_std,
             "most_separating": univariate_aucs(real, simulated, names)[:8],
             "per_class": per_class_aucs(real_labelled, simulated, names),
         }
@@ -202,7 +230,12 @@ def print_report(report: dict) -> None:
         ("normalised+raw", "+ raw sky level and noise"),
         ("alerce23_fields", "the 23 candidate fields of alerce23"),
     ):
-        print(f"  {title:40s} AUC {report[group]['auc']:.3f} +- {report[group]['auc_std']:.3f}")
+        entry = report[group]
+        print(
+            f"  {title:40s} AUC {entry['auc']:.3f} +- {entry['auc_std']:.3f}; labelled real vs "
+            f"simulated at their class mix {entry['labelled_class_matched_auc']:.3f} +- "
+            f"{entry['labelled_class_matched_auc_std']:.3f}"
+        )
     print("\nper class (labelled real alerts of the class vs simulated alerts of the class):")
     for class_name in ALERCE_CLASSES:
         cells = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,6 +56,7 @@ def test_report_gives_overall_and_per_class_aucs(realism, samples, monkeypatch, 
     report = realism.realism_report(real, real_labelled, simulated)
     for group in realism.FEATURE_GROUPS:
         assert 0.0 <= report[group]["auc"] <= 1.0
+        assert 0.0 <= report[group]["labelled_class_matched_auc"] <= 1.0
         per_class = report[group]["per_class"]
         assert set(per_class) == set(ALERCE_CLASSES)
         for name, entry in per_class.items():
@@ -68,3 +70,14 @@ def test_report_gives_overall_and_per_class_aucs(realism, samples, monkeypatch, 
     realism.print_report(report)
     printed = capsys.readouterr().out
     assert "per class" in printed and "n/a" in printed
+
+
+def test_class_mix_weights_give_the_simulated_alerts_the_real_class_mix(realism, samples):
+    _, real_labelled, simulated = samples
+    weights = realism.class_mix_weights(real_labelled, simulated)
+    assert weights.shape == (len(simulated),) and weights.sum() == pytest.approx(len(simulated))
+    labels = np.array([row["label"] for row in simulated])
+    real = np.array([row["label"] for row in real_labelled])
+    for name in ALERCE_CLASSES:
+        share = weights[labels == name].sum() / weights.sum()
+        assert share == pytest.approx((real == name).mean())
