@@ -137,7 +137,7 @@ def classifier_auc(real, simulated, names, simulated_weights=None) -> tuple[floa
 
     features = np.array([[r[n] for n in names] for r in real + simulated], dtype=np.float64)
     target = np.r_[np.ones(len(real)), np.zeros(len(simulated))]
-    weights = np.r_[np.ones(len(real)), np.ones(len(simulated))]
+    weights = np.ones(len(target))
     if simulated_weights is not None:
         weights[len(real) :] = simulated_weights
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -205,11 +205,10 @@ def per_class_aucs(real_labelled, simulated, names) -> dict[str, dict]:
 def realism_report(real, real_labelled, simulated) -> dict:
     """Overall AUC (``real`` vs ``simulated``) and per-class AUC for each feature group."""
     report = {"real": len(real), "real_labelled": len(real_labelled), "simulated": len(simulated)}
+    mix_weights = class_mix_weights(real_labelled, simulated)
     for group, names in FEATURE_GROUPS.items():
         mean, std = classifier_auc(real, simulated, names)
-        matched, matched_std = classifier_auc(
-            real_labelled, simulated, names, class_mix_weights(real_labelled, simulated)
-        )
+        matched, matched_std = classifier_auc(real_labelled, simulated, names, mix_weights)
         report[group] = {
             "auc": mean,
             "auc_std": std,

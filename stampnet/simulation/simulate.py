@@ -69,7 +69,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
             continue
         detections += 1
         candidate, stamps = _candidate(
-            model, epoch, (rng, catalogue_rng), difficulty, index, number, detections, history_start
+            model, epoch, rng, difficulty, index, number, detections, history_start, catalogue_rng
         )
         candidate["ndethist"] = model.prior_detections + detections
         candidate["ncovhist"] = model.prior_coverage + number + 1
@@ -103,8 +103,9 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     return results
 
 
-def _candidate(model, epoch, rngs, difficulty, index, number, detections, history_start):
-    rng, catalogue_rng = rngs
+def _candidate(
+    model, epoch, rng, difficulty, index, number, detections, history_start, catalogue_rng
+):
     exposure = epoch.exposure
     nid = int(epoch.jd - NID_ZERO_JD)
     pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
