@@ -48,8 +48,7 @@ class ObjectModel:
     scene: Scene
     duration: float  # days of survey coverage with alerts
     lightcurve: object  # (rng, times, fids) -> (flux, reference flux per band)
-    prior_detections: int  # ndethist before the simulated window
-    prior_coverage: int  # ncovhist before the simulated window
+    prior_detections: int  # ndethist before the simulated window (see simulation.survey)
     host_kind: str  # "star", "galaxy", "nucleus", "none": sets sgscore/chinr/sharpnr
     artefact: str = ""  # bogus kind
 
@@ -118,7 +117,9 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
     faint = 1.2 * difficulty  # magnitudes closer to the detection limit
     kind, artefact = "none", ""
     prior_det = 0
-    coverage = int(rng.integers(20, 1500))
+    # 1.6.6 drew ncovhist here; the draw stays so that the stamps drawn after it stay as they
+    # were (stampnet.simulation.survey draws the history counts from their own stream).
+    rng.integers(20, 1500)
     if label == "SN":
         peak = counts_magnitude(rng, 16.0, SN_PEAK_FAINT) + 0.5 * faint
         t_peak = rng.uniform(5.0, 30.0)
@@ -211,9 +212,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
         nframes_ref={fid: int(rng.integers(*physics.NFRAMES_REF_RANGE)) for fid in (1, 2)},
         rng_seed=int(rng.integers(2**62)),
     )
-    return ObjectModel(
-        label, ra, dec, lat, scene, duration, curve, prior_det, coverage, kind, artefact
-    )
+    return ObjectModel(label, ra, dec, lat, scene, duration, curve, prior_det, kind, artefact)
 
 
 def nearest_sources(scene: Scene, fid: int):

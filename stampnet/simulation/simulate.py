@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stampnet.simulation import classes, history, metadata, observe, packets
+from stampnet.simulation import classes, history, metadata, observe, packets, survey
 
 #: Bumped whenever the simulated data change, so cached built-in datasets are rebuilt. 1.4.0:
 #: per-exposure noise excess, AGN hosts relative to the nucleus, brighter variable stars and bogus,
@@ -27,9 +27,12 @@ from stampnet.simulation import classes, history, metadata, observe, packets
 #: star and galaxy counts of real templates; 1.5.2 reported PSF-fit errors against pixel noise.
 #: 1.6.6: PS1 matches as ZTF lists them (within 30", a nucleus and its host one source, the
 #: point-source score's 0.5 and faint stars' spread), drawn from their own random stream.
-SIMULATOR_VERSION = "1.6.6"
-#: First night of the simulated survey (2020-06-01) and the season objects start within.
-SURVEY_START_JD = 2459001.5
+#: 1.6.7: alert dates over 2018-2025 and the history counts as ZTF makes them
+#: (``stampnet.simulation.survey``), drawn from their own random stream.
+SIMULATOR_VERSION = "1.6.7"
+#: The season an object's light curve is drawn in (2020-06-01 and 120 days); ``survey`` then
+#: moves it by whole days into the years of the public survey.
+SEASON_START_JD = 2459001.5
 SEASON_DAYS = 120.0
 #: nid counts nights from 2017-01-01, as ZTF's.
 NID_ZERO_JD = 2457754.5
@@ -45,8 +48,13 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     """All alerts of object ``index``: (jd, candid, avro bytes, objectId, label)."""
     for attempt in range(100):  # redraw objects that never reach 5 sigma (faint AGN, ...)
         rng = np.random.default_rng([seed, index, attempt])
+        # The 30-day history (upper limits, forced photometry), the catalogue matches (1.6.6 on)
+        # and the survey's history counts (1.6.7 on) have their own generators: changing them
+        # leaves the stamps and candidates drawn from ``rng`` as they are.
+        history_rng, catalogue_rng, survey_rng = rng.spawn(3)
         model = classes.make_object(label, rng, difficulty)
-        start = SURVEY_START_JD + rng.uniform(0.0, SEASON_DAYS)
+        season = SEASON_START_JD + rng.uniform(0.0, SEASON_DAYS)
+        start = season + survey.days_to_year(survey_rng, season)
         epochs = observe.observe(model, rng, difficulty, start, max_alerts)
         if any(epoch.detected for epoch in epochs):
             break
@@ -55,24 +63,24 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     first = next(epoch for epoch in epochs if epoch.detected)
     object_id = _object_id(rng, first.jd)
     history_start = start - (rng.uniform(100.0, 800.0) if model.prior_detections else 0.0)
-    # The 30-day history (upper limits, forced photometry) has its own generator: it leaves
-    # the stamps and candidates drawn from ``rng`` as they were.
-    history_rng = rng.spawn(1)[0]
-    # So do the catalogue matches (1.6.6 on): changing them leaves the stamps as they are.
-    catalogue_rng = rng.spawn(1)[0]
+    place = survey.coverage(survey_rng, label, model.prior_detections, history_start, start)
     seen_once = model.label in ("asteroid", "bogus") and model.duration <= 1.0
     visits = history.field_visits(history_rng, first, difficulty, label) if seen_once else []
     forced = history.forced_fluxes(history_rng, visits + epochs)
+    raw = [
+        survey.raw_detection(flux, epoch.flux_error)
+        for epoch, flux in zip(epochs, forced[len(visits) :], strict=True)
+    ]
+    first_raw_jd = next(epoch.jd for epoch, found in zip(epochs, raw, strict=True) if found)
     results, detections = [], 0
     for number, epoch in enumerate(epochs):
         if not epoch.detected:
             continue
         detections += 1
-        candidate, stamps = _candidate(
-            model, epoch, rng, difficulty, index, number, detections, history_start, catalogue_rng
-        )
-        candidate["ndethist"] = model.prior_detections + detections
-        candidate["ncovhist"] = model.prior_coverage + number + 1
+        candidate, stamps = _candidate(model, epoch, rng, difficulty, index, number, catalogue_rng)
+        candidate["ndethist"] = place.ndethist(sum(raw[: number + 1]), detections)
+        candidate["ncovhist"] = place.ncovhist(epoch.jd, candidate["ndethist"])
+        candidate["jdstarthist"] = place.first_detection_jd or first_raw_jd
         prv = [
             _prv_candidate(previous)
             for previous in visits + epochs[:number]
@@ -103,9 +111,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     return results
 
 
-def _candidate(
-    model, epoch, rng, difficulty, index, number, detections, history_start, catalogue_rng
-):
+def _candidate(model, epoch, rng, difficulty, index, number, catalogue_rng):
     exposure = epoch.exposure
     nid = int(epoch.jd - NID_ZERO_JD)
     pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
@@ -166,7 +172,6 @@ def _candidate(
         "ranr": float(ra if not nr_ok else ra + catalogue["distnr"] / 3600.0),
         "decnr": float(dec),
         "scorr": float(measured["snr"] * rng.uniform(1.5, 3.0)),
-        "jdstarthist": float(history_start if model.prior_detections else epoch.jd),
         "jdendhist": epoch.jd,
         "tooflag": 0,
         "nmtchps": int(rng.integers(1, 20)),
