@@ -38,7 +38,7 @@ PS1_UNSCORED = ((20.0, 0.06), (np.inf, 0.2))
 AGN_POINT_LIKE = 0.45
 
 
-def ps1_score(rng, mag: float, extended: bool, nucleus: bool = False) -> float:
+def ps1_score(rng, mag: float, extended: bool) -> float:
     """PS1 point-source score (Tachibana & Miller 2018) of a source, as ZTF reports it.
 
     Faint sources are scored less surely: among real neighbours of r = 21-22 mag 13-24 % score
@@ -50,59 +50,104 @@ def ps1_score(rng, mag: float, extended: bool, nucleus: bool = False) -> float:
         return 0.5
     if rng.random() < float(np.clip(0.25 * (mag - 19.0), 0.0, 0.7)):
         return rng.uniform(0.0, 1.0)
-    if nucleus:
-        extended = rng.random() >= AGN_POINT_LIKE
     return rng.beta(1.2, 8.0) if extended else 1.0 - rng.beta(1.0, 40.0)
 
 
-def catalogue_fields(model: classes.ObjectModel, fid: int, reference_flux: float, rng) -> dict:
+#: The reference PSF catalogue's shape of a source (DAOPHOT sharp, chi), as it fades. Over the
+#: 2,021 real alerts' nearest reference sources: sources fainter than 21.5 mag are noise, not
+#: shape (sharpnr median -0.07 at 21.5-22.5 mag and -0.27 beyond, chinr 0.74-0.92, galaxies or
+#: not); brighter galaxies stand out less as they fade (at 20.5-21.5 mag sharpnr 90th percentile
+#: 0.33, chinr 3.0; at 17-20.5 mag 0.36-0.39 and 5.3-5.5); stars' chinr median 0.61 at < 17 mag.
+#: 1.6.7 gave every galaxy sharpnr 0.08-0.6 and chinr 1.5-6 whatever its magnitude (faint
+#: sources: sharpnr median 0.30, chinr 3.0).
+REF_NOISE_LIMITED_MAG = 21.5
+
+
+def reference_shape(rng, mag: float, extended: bool) -> tuple[float, float]:
+    """(sharpnr, chinr) of a reference-catalogue source of magnitude ``mag``."""
+    if mag >= REF_NOISE_LIMITED_MAG:
+        sharp = rng.normal(-0.07 - 0.2 * (mag - 22.2), 0.15)
+        return float(sharp), float(0.8 * np.exp(rng.normal(0.0, 0.3)))
+    if extended:
+        fade = float(np.clip((REF_NOISE_LIMITED_MAG - mag) / 1.5, 0.3, 1.0))
+        return float(rng.uniform(0.08, 0.45) * fade), float(1.0 + rng.uniform(0.5, 5.0) * fade)
+    return float(rng.normal(0.0, 0.03)), float(0.6 * np.exp(rng.normal(0.0, 0.45)))
+
+
+def catalogue_fields(
+    model: classes.ObjectModel, fid: int, reference_flux: dict, key: int, rng
+) -> dict:
     """PS1 (``sgscore``/``distpsnr`` 1-3) and reference-image (``*nr``) matches of the candidate.
 
-    ``rng`` should be the catalogue's own generator: what is drawn here then leaves the stamps
-    and the other candidate fields as they were.
+    As in ZTF, an object's PS1 matches are the same in each of its alerts and its reference-image
+    match the same in each alert of a band: they are drawn from generators seeded by the object's
+    ``key`` (and the band), and ``rng``, the catalogue's own stream, adds only each alert's
+    astrometric scatter. (1.6.6-1.6.7 drew them anew for every alert.) ``reference_flux`` maps
+    the bands to the template flux of the variable star or AGN nucleus at the candidate, which is
+    itself catalogued; empty for the other classes.
     """
-    sources = classes.nearest_sources(model.scene, fid)
-    own = reference_flux > 0  # the variable star / AGN nucleus is itself catalogued
-    if own:
-        # PS1 positions of the real VS and AGN match: median 0.26" and 0.36" (1.2.0: 0.10").
-        sources = [s for s in sources if s[0] * ARCSEC_PER_PIXEL >= PS1_BLEND_ARCSEC]
-        sources.insert(0, (abs(rng.normal(0, 0.35)), -2.5 * np.log10(reference_flux), False))
-    fields = {}
+    own_rng = np.random.default_rng([key, 0])
+    # PS1 positions of the real VS and AGN match: median 0.26" and 0.36" (1.2.0: 0.10").
+    own_offset = abs(own_rng.normal(0, 0.35))
+    resolved = model.host_kind == "nucleus" and own_rng.random() >= AGN_POINT_LIKE
+    ps1_band = 2 if 2 in reference_flux or not reference_flux else 1
+    sources = _with_own_source(model, ps1_band, reference_flux, own_offset, resolved)
     ps1 = [s for s in sources if s[1] < PS1_DEPTH and s[0] * ARCSEC_PER_PIXEL <= PS1_RADIUS_ARCSEC]
+    ps1_rng = np.random.default_rng([key, 1])
+    fields = {}
     for rank in range(3):
         name = rank + 1
         if rank < len(ps1):
             distance, mag, extended = ps1[rank]
-            nucleus = own and rank == 0 and model.host_kind == "nucleus"
             fields[f"distpsnr{name}"] = distance * ARCSEC_PER_PIXEL + abs(rng.normal(0, 0.05))
-            fields[f"sgscore{name}"] = ps1_score(rng, mag, extended, nucleus)
+            fields[f"sgscore{name}"] = ps1_score(ps1_rng, mag, extended)
         else:  # fewer PS1 sources within 30"
             fields[f"distpsnr{name}"] = fields[f"sgscore{name}"] = MISSING
+    sources = _with_own_source(model, fid, reference_flux, own_offset, resolved)
     catalogued = [s for s in sources if s[1] < REF_CATALOG_DEPTH and s[0] < 30.0]
     if catalogued:
+        band_rng = np.random.default_rng([key, 2, fid])
         distance, mag, extended = catalogued[0]
         fields["distnr"] = distance + abs(rng.normal(0, 0.05))
-        fields["magnr"] = mag + (0.7 if extended else 0.0) + rng.normal(0, 0.03)
+        fields["magnr"] = mag + (0.7 if extended else 0.0) + band_rng.normal(0, 0.03)
         fields["sigmagnr"] = 0.02 + 0.1 * np.exp(mag - 21.5)
-        fields["chinr"] = rng.uniform(1.5, 6.0) if extended else rng.uniform(0.4, 1.3)
-        fields["sharpnr"] = rng.uniform(0.08, 0.6) if extended else rng.normal(0.0, 0.03)
+        fields["sharpnr"], fields["chinr"] = reference_shape(band_rng, fields["magnr"], extended)
     else:
-        for key in ("distnr", "magnr", "sigmagnr", "chinr", "sharpnr"):
-            fields[key] = MISSING
-    return {key: float(value) for key, value in fields.items()}
+        for key_name in ("distnr", "magnr", "sigmagnr", "chinr", "sharpnr"):
+            fields[key_name] = MISSING
+    return {name: float(value) for name, value in fields.items()}
+
+
+def _with_own_source(model, fid, reference_flux: dict, offset: float, resolved: bool) -> list:
+    """The scene's sources in band ``fid`` (distance, mag, extended), nearest first, with the
+    catalogued VS star or AGN nucleus (blended with what lies within 1" of it) first."""
+    sources = classes.nearest_sources(model.scene, fid)
+    flux = reference_flux.get(fid) or next(iter(reference_flux.values()), 0.0)
+    if flux <= 0:
+        return sources
+    sources = [s for s in sources if s[0] * ARCSEC_PER_PIXEL >= PS1_BLEND_ARCSEC]
+    return [(offset, -2.5 * np.log10(flux), resolved), *sources]
+
+
+#: Artefacts sharper than the PSF; the others are residuals of sources. The 125 labelled real
+#: bogus (mostly bad subtractions of stars) are PSF-like: classtar median 0.99 (10-90 %:
+#: 0.81-1.00), fwhm 1.95 px (1.23-3.77), elong 1.16 (1.07-1.42); 1.6.7 drew classtar beta(1.5,
+#: 1.2), fwhm 1-3 times the seeing and elong 1 + Exp(0.6): 0.58 (0.28-0.86), 3.6 px
+#: (0.9-7.8), 1.37 (1.03-2.12).
+SHARP_ARTEFACTS = ("cosmic_ray", "hot_pixel")
 
 
 def shape_fields(model: classes.ObjectModel, seeing: float, difficulty: float, rng) -> dict:
     """SExtractor-like shape of the candidate in the difference and the real/bogus scores."""
     if model.label == "bogus":
-        if model.artefact in ("cosmic_ray", "hot_pixel"):
+        if model.artefact in SHARP_ARTEFACTS:
             fwhm, classtar = rng.uniform(0.6, 1.4), rng.beta(2.0, 1.5)
-        else:
-            fwhm, classtar = seeing * rng.uniform(1.0, 3.0), rng.beta(1.5, 1.2)
+        else:  # residuals of stars and subtraction misfits: as PSF-like as the real ones
+            fwhm, classtar = seeing * np.exp(rng.normal(0.0, 0.25)), 1.0 - rng.beta(0.6, 12.0)
         overlap = rng.random() < 0.25 * difficulty  # artefacts that fool the classifiers
         rb = rng.beta(6.0, 3.0) if overlap else rng.beta(2.0, 3.5)
         drb = rng.beta(4.0, 1.5) if overlap else rng.beta(0.4, 6.0)
-        elong = 1.0 + rng.exponential(0.6)
+        elong = 1.0 + rng.exponential(0.2 if model.artefact not in SHARP_ARTEFACTS else 0.6)
     else:
         fwhm = seeing * np.exp(rng.normal(0.0, 0.12))
         classtar = rng.beta(25.0, 1.5)

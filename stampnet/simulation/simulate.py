@@ -9,6 +9,7 @@ worker processes, and the same seed gives byte-identical files.
 from __future__ import annotations
 
 import csv
+import functools
 import multiprocessing
 import os
 import string
@@ -28,8 +29,9 @@ from stampnet.simulation import classes, history, metadata, observe, packets, su
 #: 1.6.6: PS1 matches as ZTF lists them (within 30", a nucleus and its host one source, the
 #: point-source score's 0.5 and faint stars' spread), drawn from their own random stream.
 #: 1.6.7: alert dates over 2018-2025 and the history counts as ZTF makes them
-#: (``stampnet.simulation.survey``), drawn from their own random stream.
-SIMULATOR_VERSION = "1.6.7"
+#: (``stampnet.simulation.survey``), drawn from their own random stream. 1.6.8: the reference
+#: catalogue's sharpnr/chinr by magnitude, and bogus residuals as PSF-like as real ones.
+SIMULATOR_VERSION = "1.6.8"
 #: The season an object's light curve is drawn in (2020-06-01 and 120 days); ``survey`` then
 #: moves it by whole days into the years of the public survey.
 SEASON_START_JD = 2459001.5
@@ -64,6 +66,15 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     object_id = _object_id(rng, first.jd)
     history_start = start - (rng.uniform(100.0, 800.0) if model.prior_detections else 0.0)
     place = survey.coverage(survey_rng, label, model.prior_detections, history_start, start)
+    # The VS star or AGN nucleus at the candidate is itself in the catalogues (per band).
+    own = {e.exposure.fid: e.reference_flux for e in epochs} if label in ("VS", "AGN") else {}
+    catalogue = functools.partial(
+        metadata.catalogue_fields,
+        model,
+        reference_flux=own,
+        key=int(catalogue_rng.integers(2**62)),
+        rng=catalogue_rng,
+    )
     seen_once = model.label in ("asteroid", "bogus") and model.duration <= 1.0
     visits = history.field_visits(history_rng, first, difficulty, label) if seen_once else []
     forced = history.forced_fluxes(history_rng, visits + epochs)
@@ -77,7 +88,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
         if not epoch.detected:
             continue
         detections += 1
-        candidate, stamps = _candidate(model, epoch, rng, difficulty, index, number, catalogue_rng)
+        candidate, stamps = _candidate(model, epoch, rng, difficulty, index, number, catalogue)
         candidate["ndethist"] = place.ndethist(sum(raw[: number + 1]), detections)
         candidate["ncovhist"] = place.ncovhist(epoch.jd, candidate["ndethist"])
         candidate["jdstarthist"] = place.first_detection_jd or first_raw_jd
@@ -111,7 +122,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     return results
 
 
-def _candidate(model, epoch, rng, difficulty, index, number, catalogue_rng):
+def _candidate(model, epoch, rng, difficulty, index, number, catalogue):
     exposure = epoch.exposure
     nid = int(epoch.jd - NID_ZERO_JD)
     pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
@@ -124,9 +135,7 @@ def _candidate(model, epoch, rng, difficulty, index, number, catalogue_rng):
         stamps = (stamps[0], stamps[1], -stamps[2], stamps[3])
     images, xpos, ypos = observe.finish_stamps(rng, stamps, model.label, model.artefact)
     measured = epoch.candidate
-    # The VS star or AGN nucleus at the candidate is itself in the reference catalogues.
-    ref_flux = epoch.reference_flux if model.label in ("VS", "AGN") else 0.0
-    catalogue = metadata.catalogue_fields(model, exposure.fid, ref_flux, catalogue_rng)
+    catalogue = catalogue(exposure.fid)  # the object's matches in this band
     shape = metadata.shape_fields(model, exposure.seeing, difficulty, rng)
     solar = metadata.solar_system_fields(model, measured["magpsf"], rng)
     jitter = 0.1 / 3600.0  # astrometric scatter of ~0.1"
