@@ -179,6 +179,35 @@ def test_builtin_dataset_builds_once_and_rebuilds_for_a_new_simulator(tmp_path, 
     assert "test-version" in load_card(data_dir)["generator"]
 
 
+@pytest.mark.slow
+def test_concurrent_first_uses_build_the_builtin_dataset_once(tmp_path):
+    # Two commands on a fresh clone, or the workers of a cluster job, all find no built-in data:
+    # without the build lock each simulated and wrote the same dataset folder at once.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from stampnet.simulation.builtin import ensure_builtin_dataset; "
+        "print(ensure_builtin_dataset(sys.argv[1], size=6, seed=2))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    assert sum("simulating" in output for output in outputs) == 1, outputs
+    from stampnet.data.card import load_card
+
+    card = load_card(builtin.builtin_dir(tmp_path, 6))
+    assert card["generator"] == builtin.generator_tag(6, 2, builtin.DEFAULT_DIFFICULTY)
+    assert card["num_objects"] == 6
+
+
 def test_sky_rotations_agree_with_the_feature_code():
     from stampnet.features import sky_coordinates
     from stampnet.simulation import classes

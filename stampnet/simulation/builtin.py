@@ -3,11 +3,15 @@
 ``python train.py`` with no ``--data`` trains on it, so stampnet runs on a fresh machine with no
 download. The dataset card's ``generator`` records the simulator version, size, seed and
 difficulty, and a digest of the simulator's source; a card that does not match (a newer or edited
-simulator, another size) triggers a rebuild.
+simulator, another size) triggers a rebuild. One process builds at a time (a lock file beside the
+data): the workers of a cluster job, or two commands started together on a fresh clone, wait for
+the first one's build and use it, instead of writing the same files at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import shutil
 import tempfile
@@ -68,20 +72,49 @@ def ensure_builtin_dataset(
         seed: simulator and split seed.
         difficulty: the simulator's difficulty in [0, 1].
     """
-    import tensorflow_datasets as tfds
-
-    from stampnet.data.build import build_dataset
-    from stampnet.data.card import load_card
-
     num_objects = _num_objects(size)
     data_dir = builtin_dir(data_root, size)
     tag = generator_tag(num_objects, seed, difficulty)
-    try:
-        if load_card(data_dir).get("generator") == tag:
+    if _is_built(data_dir, tag):
+        return data_dir
+    with _build_lock(data_dir):
+        if _is_built(data_dir, tag):  # another process built it while this one waited
             return data_dir
+        _build(data_dir, tag, num_objects, seed, difficulty)
+    return data_dir
+
+
+def _is_built(data_dir: Path, tag: str) -> bool:
+    from stampnet.data.card import load_card
+
+    try:
+        return load_card(data_dir).get("generator") == tag
     except (FileNotFoundError, ValueError):
-        pass  # not built yet, interrupted, or unreadable: build it
+        return False  # not built yet, interrupted, or unreadable: build it
+
+
+@contextlib.contextmanager
+def _build_lock(data_dir: Path):
+    """Holds ``.<name>.lock`` beside ``data_dir`` exclusively (``flock``: released if the
+    process dies; on NFS, Linux maps it to a POSIX lock the server sees)."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(data_dir.parent / f".{data_dir.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"built-in data: waiting for another process building {data_dir} ...", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(data_dir: Path, tag: str, num_objects: int, seed: int, difficulty: float) -> None:
+    import tensorflow_datasets as tfds
+
+    from stampnet.data.build import build_dataset
+
     # The raw alerts (~75 kB each) are only needed while building: simulate to a scratch folder.
     scratch = Path(tempfile.mkdtemp(prefix=".builtin-alerts-", dir=data_dir.parent))
     print(
@@ -110,4 +143,3 @@ def ensure_builtin_dataset(
         f"classes {', '.join(card['class_names'])} ({time.perf_counter() - started:.0f} s)",
         flush=True,
     )
-    return data_dir
