@@ -153,3 +153,17 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     assert result["notes"]
     printed = capsys.readouterr().out
     assert "alerce_2019.keras" in printed and "rows: true label" in printed
+    # benchmarks/history_split.py reads that JSON: each class's two sides add up to its row.
+    spec = importlib.util.spec_from_file_location(
+        "history_split", REPO_ROOT / "benchmarks/history_split.py"
+    )
+    split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split)
+    assert split.main([str(out), "--real", str(real)]) == 0
+    sn_row = result["confusion_matrix"][ALERCE_CLASSES.index("SN")]
+    lines = [line for line in capsys.readouterr().out.splitlines() if ": SN ndethist" in line]
+    assert len(lines) == 2
+    called = [
+        int(part.rsplit(" ", 1)[1]) for line in lines for part in line.split(": ")[2].split(", ")
+    ]
+    assert [called[i] + called[i + 5] for i in range(5)] == sn_row
