@@ -48,7 +48,9 @@ class ObjectModel:
     scene: Scene
     duration: float  # days of survey coverage with alerts
     lightcurve: object  # (rng, times, fids) -> (flux, reference flux per band)
-    prior_detections: int  # ndethist before the simulated window (see simulation.survey)
+    # Detections before the simulated window: bogus's count is used as drawn here; VS and
+    # AGN only say that they have a history, whose counts simulation.survey draws (1.6.7).
+    prior_detections: int
     host_kind: str  # "star", "galaxy", "nucleus", "none": sets sgscore/chinr/sharpnr
     artefact: str = ""  # bogus kind
 

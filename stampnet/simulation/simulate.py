@@ -122,7 +122,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     return results
 
 
-def _candidate(model, epoch, rng, difficulty, index, number, catalogue):
+def _candidate(model, epoch, rng, difficulty, index, number, catalogue_of_band):
     exposure = epoch.exposure
     nid = int(epoch.jd - NID_ZERO_JD)
     pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
@@ -135,7 +135,7 @@ def _candidate(model, epoch, rng, difficulty, index, number, catalogue):
         stamps = (stamps[0], stamps[1], -stamps[2], stamps[3])
     images, xpos, ypos = observe.finish_stamps(rng, stamps, model.label, model.artefact)
     measured = epoch.candidate
-    catalogue = catalogue(exposure.fid)  # the object's matches in this band
+    catalogue = catalogue_of_band(exposure.fid)  # the object's matches in this band
     shape = metadata.shape_fields(model, exposure.seeing, difficulty, rng)
     solar = metadata.solar_system_fields(model, measured["magpsf"], rng)
     jitter = 0.1 / 3600.0  # astrometric scatter of ~0.1"
