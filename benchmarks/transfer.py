@@ -82,6 +82,29 @@ def alerce_models(reference_dir: Path) -> dict:
     return models
 
 
+def data_generator(model) -> str | None:
+    """The ``generator`` of the dataset card of the data a run was trained on (simulator version
+    and source); None for ALeRCE's models and bare model files."""
+    from stampnet.data.card import load_card
+    from stampnet.data.locate import run_data_dir
+
+    if not isinstance(model, (str, Path)):
+        return None
+    run = Path(model).parent if Path(model).suffix == ".keras" else Path(model)
+    data_dir = run_data_dir(run)
+    try:
+        return load_card(data_dir).get("generator") if data_dir else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def simulator_version(generators) -> str | None:
+    """The simulator version the evaluated runs were trained on, when they agree (round 8's
+    JSONs wrote the code's version, which is wrong for ``--run`` and ``--data`` of another)."""
+    versions = {g.split()[1] for g in generators if g and g.startswith("stampnet.simulation ")}
+    return versions.pop() if len(versions) == 1 else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default=str(SHARED / "data" / "ztf"), help="real sample folder")
@@ -133,16 +156,22 @@ def main(argv=None) -> int:
     for note in notes:
         print(f"  - {note}")
 
-    from stampnet.simulation.simulate import SIMULATOR_VERSION
-
+    generators = {name: data_generator(model) for name, model in models.items()}
     report = {
-        "simulator_version": SIMULATOR_VERSION,
+        "simulator_version": simulator_version(generators.values()),
         "builtin_size": args.size,
         "data": args.data,
-        "epochs": args.epochs,
-        "seeds": args.seeds,
+        "epochs": None if args.run else args.epochs,  # runs given with --run: see their configs
+        "seeds": None if args.run else args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
-        "results": {result["name"]: {**result, "notes": notes_for(result)} for result in results},
+        "results": {
+            result["name"]: {
+                **result,
+                "notes": notes_for(result),
+                "data_generator": generators[result["name"]],
+            }
+            for result in results
+        },
         "seconds": time.perf_counter() - started,
     }
     Path(args.out).write_text(json.dumps(json_ready(report), indent=1))

@@ -151,6 +151,11 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     assert report["real_sample"]["counts"] == dict.fromkeys(ALERCE_CLASSES, PER_CLASS)
     assert result["num_examples"] == len(rows)
     assert result["notes"]
+    # A bare model file names no training data, so no simulator version is claimed for it.
+    assert result["data_generator"] is None and report["simulator_version"] is None
+    tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
+    assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"
+    assert module.simulator_version([tag.format("1.6.7"), tag.format("1.6.8")]) is None
     printed = capsys.readouterr().out
     assert "alerce_2019.keras" in printed and "rows: true label" in printed
     # benchmarks/history_split.py reads that JSON: each class's two sides add up to its row.
