@@ -84,18 +84,22 @@ def alerce_models(reference_dir: Path) -> dict:
 
 def data_generator(model) -> str | None:
     """The ``generator`` of the dataset card of the data a run was trained on (simulator version
-    and source); None for ALeRCE's models and bare model files."""
-    from stampnet.data.card import load_card
+    and source); None for ALeRCE's models, bare model files, and runs whose dataset was rebuilt
+    since (its card no longer has the digest the run's model card recorded)."""
+    from stampnet.data.card import card_path, file_sha256, load_card
     from stampnet.data.locate import run_data_dir
 
     if not isinstance(model, (str, Path)):
         return None
     run = Path(model).parent if Path(model).suffix == ".keras" else Path(model)
     data_dir = run_data_dir(run)
-    try:
-        return load_card(data_dir).get("generator") if data_dir else None
-    except (FileNotFoundError, ValueError):
+    if data_dir is None or not card_path(data_dir).is_file():
         return None
+    model_card = run / "model_card.json"
+    recorded = json.loads(model_card.read_text()).get("data", {}) if model_card.is_file() else {}
+    if recorded.get("card_sha256") not in (None, file_sha256(card_path(data_dir))):
+        return None  # the built-in data were rebuilt (another simulator) after this run
+    return load_card(data_dir).get("generator")
 
 
 def simulator_version(generators) -> str | None:

@@ -156,6 +156,18 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
     assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"
     assert module.simulator_version([tag.format("1.6.7"), tag.format("1.6.8")]) is None
+    # A run's recorded dataset: its generator, until the data are rebuilt under the run.
+    from stampnet.data.card import card_path, file_sha256, write_card
+
+    data_dir, run = tmp_path / "builtin", tmp_path / "run"
+    data_dir.mkdir()
+    run.mkdir()
+    write_card(data_dir, {"generator": tag.format("1.6.7")})
+    recorded = {"data_dir": str(data_dir), "card_sha256": file_sha256(card_path(data_dir))}
+    (run / "model_card.json").write_text(json.dumps({"data": recorded}))
+    assert module.data_generator(run / "model.keras") == tag.format("1.6.7")
+    write_card(data_dir, {"generator": tag.format("1.6.8")})
+    assert module.data_generator(run / "model.keras") is None
     printed = capsys.readouterr().out
     assert "alerce_2019.keras" in printed and "rows: true label" in printed
     # benchmarks/history_split.py reads that JSON: each class's two sides add up to its row.
