@@ -24,10 +24,8 @@ CLIP = 20
 def history_split(result: dict, labels, ndethist, class_names, classes=("SN", "AGN")) -> list:
     """Rows (class, side, alerts, counts of predicted classes) of one ``evaluate_on_sample``
     result."""
-    predicted = np.asarray(result["predicted"])
-    if predicted.dtype.kind in "iu":
-        predicted = np.asarray(class_names)[predicted]
-    truth = np.asarray(class_names)[labels]
+    names = np.asarray(class_names)
+    predicted, truth = names[np.asarray(result["predicted"])], names[labels]
     rows = []
     for name in classes:
         for side, chosen in ((f"< {CLIP}", ndethist < CLIP), (f">= {CLIP}", ndethist >= CLIP)):

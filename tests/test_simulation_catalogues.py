@@ -9,7 +9,7 @@ import numpy as np
 from stampnet.data.readers import RejectionLog, iter_alerts, iter_packets
 from stampnet.features import METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
-from tests.test_simulation_realism import _real_and_simulated
+from tests.simulation_helpers import real_and_simulated
 
 REFERENCE_FIELDS = ("magnr", "sharpnr", "chinr")
 
@@ -62,7 +62,7 @@ def test_bogus_residuals_are_as_psf_like_as_real_ones(ztf_dir, tmp_path):
     # The 125 labelled real bogus, mostly residuals of stars: classtar median 0.99 (10-90 %:
     # 0.81-1.00), fwhm 1.95 px (1.23-3.77). 1.6.7: 0.58 (0.28-0.86) and 3.6 px (0.9-7.8); 1.6.8
     # over 150 objects: 0.95 (0.41-1.00) and 1.79 px (0.91-3.72).
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path, "bogus", ("classtar", "fwhm"), num_objects=40, seed=5, max_alerts=4
     )
     for fields in (real, simulated):

@@ -10,6 +10,7 @@ from stampnet.data.readers import RejectionLog, iter_alerts
 from stampnet.features import METADATA_FIELDS
 from stampnet.simulation import physics
 from stampnet.simulation.simulate import simulate
+from tests.simulation_helpers import real_and_simulated
 
 #: Real nights holding VS, asteroid and bogus alerts (as tests/test_realism.py).
 NIGHTS = ("20191115", "20231012", "20200101", "20180904", "20181230")
@@ -154,34 +155,8 @@ def test_bright_stars_have_the_wings_of_real_psfs(samples, sample):
     assert 0.02 < np.median(ratios) < 0.08, (len(ratios), np.median(ratios))
 
 
-def _class_fields(source, labels, label: str, names: tuple[str, ...]) -> np.ndarray:
-    """Candidate fields ``names`` of the alerts of ``source`` that ``labels`` calls ``label``."""
-    rows = []
-    for alert in iter_alerts(source, rejections=RejectionLog()):
-        if labels.label_for(alert.object_id, alert.candid) == label:
-            rows.append([alert.metadata[METADATA_FIELDS.index(n)] for n in names])
-    return np.array(rows, dtype=np.float64)
-
-
-def _real_and_simulated(ztf_dir, tmp_path, label, names, **simulation) -> tuple:
-    """``_class_fields`` of every labelled real alert of ``label`` and of a simulation of it."""
-    import csv
-
-    from stampnet.data.labels import LabelTable
-
-    with open(ztf_dir / "labels.csv", newline="") as handle:
-        files = sorted({row["file"] for row in csv.DictReader(handle) if row["label"] == label})
-    labels = LabelTable.from_csv(ztf_dir / "labels.csv")
-    real = _class_fields([ztf_dir / name for name in files], labels, label, names)
-    simulate(tmp_path, classes_=(label,), workers=1, **simulation)
-    simulated = _class_fields(
-        tmp_path / "alerts", LabelTable.from_csv(tmp_path / "labels.csv"), label, names
-    )
-    return real, simulated
-
-
 def test_variable_stars_are_as_bright_in_the_template_as_real_ones(ztf_dir, tmp_path):
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path, "VS", ("magnr",), num_objects=100, seed=5, max_alerts=4
     )
     # magnr (the star in the reference image), median: the 135 labelled real VS alerts 16.0
@@ -194,7 +169,7 @@ def test_variable_stars_are_as_bright_in_the_template_as_real_ones(ztf_dir, tmp_
 
 
 def test_bogus_alerts_are_mostly_bad_subtractions_of_catalogued_stars(ztf_dir, tmp_path):
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path, "bogus", ("distnr", "isdiffpos"), num_objects=80, seed=5, max_alerts=1
     )
 
@@ -213,7 +188,7 @@ def test_bogus_alerts_are_mostly_bad_subtractions_of_catalogued_stars(ztf_dir, t
 def test_supernovae_are_as_bright_and_as_close_to_a_catalogued_source_as_real_ones(
     ztf_dir, tmp_path
 ):
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path, "SN", ("magpsf", "distnr"), num_objects=40, seed=5, max_alerts=4
     )
 
@@ -276,7 +251,7 @@ def test_bad_subtractions_of_stars_leave_a_one_signed_core_as_real_ones_do(ztf_d
 def test_the_reference_catalogue_is_as_deep_as_the_real_one(ztf_dir, tmp_path):
     # Asteroids sit at random field positions: their nearest reference-catalogue source says how
     # deep the catalogue is and how densely its sources lie.
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path, "asteroid", ("magnr", "distnr"), num_objects=60, seed=5, max_alerts=1
     )
     # Medians of (magnr, distnr in pixels): real (300 alerts) 22.86 and 7.9. Simulated here:
@@ -312,7 +287,7 @@ def test_ps1_sources_are_listed_and_scored_as_ztf_does(ztf_dir, tmp_path):
     # and scored nuclei beta(2, 2.5) (here 3 % and ~14 %); 1.6.6 lists a nucleus and its host
     # once: 12.4", 41 % and 42 % (seed 6: 13.5", 34 %, 40 %); 1.6.8, which draws them once per
     # object: 12.4", 43 % and 33 % (seed 6: 12.9", 46 %, 37 %).
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path / "agn", "AGN", PS1_FIELDS, num_objects=30, seed=5, max_alerts=4
     )
     real, simulated = _ps1_summary(real), _ps1_summary(simulated)
@@ -324,7 +299,7 @@ def test_ps1_sources_are_listed_and_scored_as_ztf_does(ztf_dir, tmp_path):
     # second and third scored > 0.8, since most neighbours are faint. 1.6.5: none unscored,
     # 74-76 % point-like, and matches up to 54" (ZTF searches 30"). 1.6.6: 12 % and 48 %
     # (seed 6: 15 %, 41 %); 1.6.8: 15 % and 49 % (seed 6: 12 %, 44 %).
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path / "vs", "VS", PS1_FIELDS, num_objects=30, seed=5, max_alerts=4
     )
     real, simulated = _ps1_summary(real), _ps1_summary(simulated)

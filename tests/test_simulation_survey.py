@@ -7,7 +7,7 @@ import numpy as np
 from stampnet.data.readers import iter_packets
 from stampnet.simulation import survey
 from stampnet.simulation.simulate import simulate
-from tests.test_simulation_realism import _real_and_simulated
+from tests.simulation_helpers import real_and_simulated
 
 HISTORY_FIELDS = ("ndethist", "ncovhist", "jd")
 
@@ -30,7 +30,7 @@ def test_history_counts_grow_as_real_ones_do(ztf_dir, tmp_path):
     # programme's S/N >= 3 detections and a fifth of SN positions had detections years before;
     # 1.6.6 counted the simulated alerts only: here median 6 (2-11); 1.6.7: 26 (5-429), seed
     # 6: 13 (3-60).
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path / "sn", "SN", HISTORY_FIELDS, num_objects=20, seed=5
     )
     assert np.median(real[:, 0]) > 30, np.median(real[:, 0])
@@ -42,7 +42,7 @@ def test_history_counts_grow_as_real_ones_do(ztf_dir, tmp_path):
     # Real VS (135): detected in 37 % of their position's coverages (10-90 %: 6-61 %), and
     # ncovhist - ndethist is never negative; 1.6.6 gave -127 at its 10th percentile. 1.6.7
     # here: 31 % (15-60 %), seed 6: 40 % (7-51 %).
-    real, simulated = _real_and_simulated(
+    real, simulated = real_and_simulated(
         ztf_dir, tmp_path / "vs", "VS", HISTORY_FIELDS, num_objects=20, seed=5, max_alerts=4
     )
     for fields in (real, simulated):
