@@ -108,8 +108,10 @@ def catalogue_fields(
     if catalogued:
         band_rng = np.random.default_rng([key, 2, fid])
         distance, mag, extended = catalogued[0]
+        # The own source's magnitude is already what a PSF fit measures of nucleus and host.
+        missed = 0.7 if extended and not (reference_flux and catalogued[0] is sources[0]) else 0.0
         fields["distnr"] = distance + abs(rng.normal(0, 0.05))
-        fields["magnr"] = mag + (0.7 if extended else 0.0) + band_rng.normal(0, 0.03)
+        fields["magnr"] = mag + missed + band_rng.normal(0, 0.03)
         fields["sigmagnr"] = 0.02 + 0.1 * np.exp(mag - 21.5)
         fields["sharpnr"], fields["chinr"] = reference_shape(band_rng, fields["magnr"], extended)
     else:
@@ -125,8 +127,30 @@ def _with_own_source(model, fid, reference_flux: dict, offset: float, resolved: 
     flux = reference_flux.get(fid) or next(iter(reference_flux.values()), 0.0)
     if flux <= 0:
         return sources
+    flux += blended_flux(model.scene, fid)
     sources = [s for s in sources if s[0] * ARCSEC_PER_PIXEL >= PS1_BLEND_ARCSEC]
     return [(offset, -2.5 * np.log10(flux), resolved), *sources]
+
+
+def blended_flux(scene, fid: int) -> float:
+    """What a PSF fit at the candidate adds from the static sources within 1" of it.
+
+    A star adds all its flux; a galaxy the share of a PSF fit on it, for Gaussians of the
+    template's seeing and of the galaxy's half-light radius: 2 s_psf^2 / (2 s_psf^2 + s_gal^2).
+    Real AGN ``magnr`` median 17.56 (16.39-19.57, 28 alerts): the nucleus and its host's centre;
+    1.6.8 counted the nucleus alone, 0.7 mag fainter if resolved (18.60; 1.6.7 18.16).
+    """
+    psf_var = 2.0 * (scene.template_seeing[fid] / 2.355) ** 2
+    total = 0.0
+    for source in scene.stars + scene.galaxies:
+        distance = np.hypot(source.x - scene.x, source.y - scene.y) * ARCSEC_PER_PIXEL
+        if distance >= PS1_BLEND_ARCSEC or source.flux[fid] <= 0:
+            continue
+        share = 1.0
+        if isinstance(source, classes.Galaxy):
+            share = psf_var / (psf_var + (source.r_eff / 1.177) ** 2)
+        total += source.flux[fid] * share
+    return float(total)
 
 
 #: Artefacts sharper than the PSF; the others are residuals of sources. The 125 labelled real

@@ -30,14 +30,35 @@ from stampnet.simulation import classes, history, metadata, observe, packets, su
 #: point-source score's 0.5 and faint stars' spread), drawn from their own random stream.
 #: 1.6.7: alert dates over 2018-2025 and the history counts as ZTF makes them
 #: (``stampnet.simulation.survey``), drawn from their own random stream. 1.6.8: the reference
-#: catalogue's sharpnr/chinr by magnitude, and bogus residuals as PSF-like as real ones.
-SIMULATOR_VERSION = "1.6.8"
+#: catalogue's sharpnr/chinr by magnitude, and bogus residuals as PSF-like as real ones. 1.6.9:
+#: SN alerts from the whole life of the SN, and an AGN's reference source its nucleus and host.
+SIMULATOR_VERSION = "1.6.9"
 #: The season an object's light curve is drawn in (2020-06-01 and 120 days); ``survey`` then
 #: moves it by whole days into the years of the public survey.
 SEASON_START_JD = 2459001.5
 SEASON_DAYS = 120.0
+#: SN alerts come from any time of the SN's life, as in the real stream: labelled real SN alerts
+#: without an earlier history at their position are 22.6 days after the first detection (median;
+#: 10-90 %: 8.9-107, 70 alerts), 1.6.8's first ``max_alerts`` detections 10.7 (2.0-24). An SN's
+#: whole detectable life (at most this many detections) is rendered, then drawn from.
+SN_LIFE_DETECTIONS = 80
 #: nid counts nights from 2017-01-01, as ZTF's.
 NID_ZERO_JD = 2457754.5
+
+
+def emitted_detections(rng, detected: list[int], max_alerts: int) -> list[int]:
+    """The detections that become alerts: all of them up to ``max_alerts``, else the first one
+    (an object's sequence starts at its discovery) and a random draw of the later ones."""
+    if len(detected) <= max_alerts:
+        return detected
+    later = rng.choice(detected[1:], size=max_alerts - 1, replace=False)
+    return [detected[0], *sorted(int(number) for number in later)]
+
+
+def _identifiers(epoch, index: int, number: int, rcid: int) -> tuple[int, int]:
+    """(pid, candid) of detection ``number`` of object ``index``, ZTF-style."""
+    pid = int(epoch.jd - NID_ZERO_JD) * 10**9 + (index % 10**7) * 100 + number % 100
+    return pid, pid * 10**6 + rcid * 1000 + 15
 
 
 def _object_id(rng, jd: float) -> str:
@@ -53,11 +74,12 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
         # The 30-day history (upper limits, forced photometry), the catalogue matches (1.6.6 on)
         # and the survey's history counts (1.6.7 on) have their own generators: changing them
         # leaves the stamps and candidates drawn from ``rng`` as they are.
-        history_rng, catalogue_rng, survey_rng = rng.spawn(3)
+        history_rng, catalogue_rng, survey_rng, emission_rng = rng.spawn(4)
         model = classes.make_object(label, rng, difficulty)
         season = SEASON_START_JD + rng.uniform(0.0, SEASON_DAYS)
         start = season + survey.days_to_year(survey_rng, season)
-        epochs = observe.observe(model, rng, difficulty, start, max_alerts)
+        rendered = SN_LIFE_DETECTIONS if label == "SN" else max_alerts
+        epochs = observe.observe(model, rng, difficulty, start, rendered)
         if any(epoch.detected for epoch in epochs):
             break
     else:
@@ -83,11 +105,18 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
         for epoch, flux in zip(epochs, forced[len(visits) :], strict=True)
     ]
     first_raw_jd = next(epoch.jd for epoch, found in zip(epochs, raw, strict=True) if found)
+    detected = [number for number, epoch in enumerate(epochs) if epoch.detected]
+    emitted = set(emitted_detections(emission_rng, detected, max_alerts))
     results, detections = [], 0
     for number, epoch in enumerate(epochs):
         if not epoch.detected:
             continue
         detections += 1
+        if number not in emitted:  # still a detection in later alerts' prv_candidates
+            rcid = int(emission_rng.integers(0, 64))
+            pid, candid = _identifiers(epoch, index, number, rcid)
+            epoch.candidate.update(pid=pid, candid=candid)
+            continue
         candidate, stamps = _candidate(model, epoch, rng, difficulty, index, number, catalogue)
         candidate["ndethist"] = place.ndethist(sum(raw[: number + 1]), detections)
         candidate["ncovhist"] = place.ncovhist(epoch.jd, candidate["ndethist"])
@@ -125,9 +154,8 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
 def _candidate(model, epoch, rng, difficulty, index, number, catalogue_of_band):
     exposure = epoch.exposure
     nid = int(epoch.jd - NID_ZERO_JD)
-    pid = nid * 10**9 + (index % 10**7) * 100 + number % 100
     rcid = int(rng.integers(0, 64))
-    candid = pid * 10**6 + rcid * 1000 + 15
+    pid, candid = _identifiers(epoch, index, number, rcid)
     stamps = epoch.stamps
     if epoch.candidate["isdiffpos"] == "f":
         # ZTF cuts negative candidates out of the negative (ref - sci) difference image, so the
