@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     generators = {name: data_generator(model) for name, model in models.items()}
     report = {
         "simulator_version": simulator_version(generators.values()),
-        "builtin_size": args.size,
+        "builtin_size": None if args.run or args.data else args.size,  # --data: its own size
         "data": args.data,
         "epochs": None if args.run else args.epochs,  # runs given with --run: see their configs
         "seeds": None if args.run else args.seeds,

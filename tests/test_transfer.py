@@ -153,6 +153,7 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     assert result["notes"]
     # A bare model file names no training data, so no simulator version is claimed for it.
     assert result["data_generator"] is None and report["simulator_version"] is None
+    assert report["builtin_size"] is None  # nothing was trained on the built-in data here
     tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
     assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"
     assert module.simulator_version([tag.format("1.6.7"), tag.format("1.6.8")]) is None
