@@ -158,6 +158,8 @@ def test_bogus_scores_are_lower_than_real_ones(packets_by_label):
 def test_invalid_arguments_are_rejected_with_the_value(tmp_path):
     with pytest.raises(ValueError, match="difficulty"):
         simulate(tmp_path, num_objects=2, difficulty=2.0)
+    with pytest.raises(ValueError, match="max_alerts must be >= 1, received 0"):
+        simulate(tmp_path, num_objects=2, max_alerts=0)
     with pytest.raises(ValueError, match="size"):
         builtin.ensure_builtin_dataset(tmp_path, size="huge")
 

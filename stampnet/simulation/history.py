@@ -22,8 +22,6 @@ import numpy as np
 from stampnet.simulation import lightcurves, observe, packets, physics
 
 HISTORY_DAYS = 30.0
-#: NID_ZERO_JD of ``simulate`` (nights counted from 2017-01-01), for the records' pid.
-_NID_ZERO_JD = 2457754.5
 
 
 def field_visits(rng, first: observe.Epoch, difficulty: float, label: str) -> list:
@@ -65,7 +63,7 @@ def fp_hists(epochs: list, fluxes: np.ndarray, jd: float) -> list[dict] | None:
         packets.fp_hist_record(
             {
                 "fid": int(epoch.exposure.fid),
-                "pid": int(epoch.jd - _NID_ZERO_JD) * 10**9,
+                "pid": int(epoch.jd - packets.NID_ZERO_JD) * 10**9,
                 "rfid": 0,
                 "programid": 1,
                 "jd": float(epoch.jd),

@@ -164,6 +164,17 @@ def avro_bytes(packet: dict) -> bytes:
     )
 
 
+#: nid counts nights from 2017-01-01, as ZTF's.
+NID_ZERO_JD = 2457754.5
+
+
+def identifiers(jd: float, index: int, number: int, rcid: int) -> tuple[int, int]:
+    """(pid, candid) of epoch ``number`` of simulated object ``index``, ZTF-style: the night
+    (nid) leads the processing id, the readout channel (rcid) the candidate id."""
+    pid = int(jd - NID_ZERO_JD) * 10**9 + (index % 10**7) * 100 + number % 100
+    return pid, pid * 10**6 + rcid * 1000 + 15
+
+
 def night_name(jd: float) -> str:
     """UTC date of the observation, as the archive's ``ztf_public_YYYYMMDD`` names it."""
     import datetime

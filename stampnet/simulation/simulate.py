@@ -37,28 +37,6 @@ SIMULATOR_VERSION = "1.6.9"
 #: moves it by whole days into the years of the public survey.
 SEASON_START_JD = 2459001.5
 SEASON_DAYS = 120.0
-#: SN alerts come from any time of the SN's life, as in the real stream: labelled real SN alerts
-#: without an earlier history at their position are 22.6 days after the first detection (median;
-#: 10-90 %: 8.9-107, 70 alerts), 1.6.8's first ``max_alerts`` detections 10.7 (2.0-24). An SN's
-#: whole detectable life (at most this many detections) is rendered, then drawn from.
-SN_LIFE_DETECTIONS = 80
-#: nid counts nights from 2017-01-01, as ZTF's.
-NID_ZERO_JD = 2457754.5
-
-
-def emitted_detections(rng, detected: list[int], max_alerts: int) -> list[int]:
-    """The detections that become alerts: all of them up to ``max_alerts``, else the first one
-    (an object's sequence starts at its discovery) and a random draw of the later ones."""
-    if len(detected) <= max_alerts:
-        return detected
-    later = rng.choice(detected[1:], size=max_alerts - 1, replace=False)
-    return [detected[0], *sorted(int(number) for number in later)]
-
-
-def _identifiers(epoch, index: int, number: int, rcid: int) -> tuple[int, int]:
-    """(pid, candid) of detection ``number`` of object ``index``, ZTF-style."""
-    pid = int(epoch.jd - NID_ZERO_JD) * 10**9 + (index % 10**7) * 100 + number % 100
-    return pid, pid * 10**6 + rcid * 1000 + 15
 
 
 def _object_id(rng, jd: float) -> str:
@@ -78,7 +56,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
         model = classes.make_object(label, rng, difficulty)
         season = SEASON_START_JD + rng.uniform(0.0, SEASON_DAYS)
         start = season + survey.days_to_year(survey_rng, season)
-        rendered = SN_LIFE_DETECTIONS if label == "SN" else max_alerts
+        rendered = survey.SN_LIFE_DETECTIONS if label == "SN" else max_alerts
         epochs = observe.observe(model, rng, difficulty, start, rendered)
         if any(epoch.detected for epoch in epochs):
             break
@@ -106,7 +84,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
     ]
     first_raw_jd = next(epoch.jd for epoch, found in zip(epochs, raw, strict=True) if found)
     detected = [number for number, epoch in enumerate(epochs) if epoch.detected]
-    emitted = set(emitted_detections(emission_rng, detected, max_alerts))
+    emitted = set(survey.emitted_detections(emission_rng, detected, max_alerts))
     results, detections = [], 0
     for number, epoch in enumerate(epochs):
         if not epoch.detected:
@@ -114,7 +92,7 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
         detections += 1
         if number not in emitted:  # still a detection in later alerts' prv_candidates
             rcid = int(emission_rng.integers(0, 64))
-            pid, candid = _identifiers(epoch, index, number, rcid)
+            pid, candid = packets.identifiers(epoch.jd, index, number, rcid)
             epoch.candidate.update(pid=pid, candid=candid)
             continue
         candidate, stamps = _candidate(model, epoch, rng, difficulty, index, number, catalogue)
@@ -153,9 +131,9 @@ def _alert_packets(index, label, seed, difficulty, max_alerts):
 
 def _candidate(model, epoch, rng, difficulty, index, number, catalogue_of_band):
     exposure = epoch.exposure
-    nid = int(epoch.jd - NID_ZERO_JD)
+    nid = int(epoch.jd - packets.NID_ZERO_JD)
     rcid = int(rng.integers(0, 64))
-    pid, candid = _identifiers(epoch, index, number, rcid)
+    pid, candid = packets.identifiers(epoch.jd, index, number, rcid)
     stamps = epoch.stamps
     if epoch.candidate["isdiffpos"] == "f":
         # ZTF cuts negative candidates out of the negative (ref - sci) difference image, so the
@@ -233,7 +211,7 @@ def _prv_candidate(epoch) -> dict:
     values = {
         "jd": epoch.jd,
         "fid": epoch.exposure.fid,
-        "pid": int(epoch.jd - NID_ZERO_JD) * 10**9,
+        "pid": int(epoch.jd - packets.NID_ZERO_JD) * 10**9,
         "diffmaglim": epoch.diffmaglim,
         "programid": 1,
         "rbversion": "t17_f5_c3",
@@ -266,6 +244,8 @@ def simulate(
         raise ValueError(f"num_objects must be >= 1, received {num_objects}")
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1], received {difficulty}")
+    if max_alerts < 1:
+        raise ValueError(f"max_alerts must be >= 1, received {max_alerts}")
     unknown = [name for name in classes_ if name not in classes.CLASSES]
     if unknown:
         raise ValueError(f"unknown classes {unknown}; expected names from {classes.CLASSES}")
