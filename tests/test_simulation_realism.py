@@ -168,23 +168,6 @@ def test_variable_stars_are_as_bright_in_the_template_as_real_ones(ztf_dir, tmp_
     )
 
 
-def test_bogus_alerts_are_mostly_bad_subtractions_of_catalogued_stars(ztf_dir, tmp_path):
-    real, simulated = real_and_simulated(
-        ztf_dir, tmp_path, "bogus", ("distnr", "isdiffpos"), num_objects=80, seed=5, max_alerts=1
-    )
-
-    def near_and_negative(fields):
-        near = (fields[:, 0] >= 0) & (fields[:, 0] < 2.0)  # pixels to a reference source
-        return float(near.mean()), float(fields[:, 1].mean())  # isdiffpos 'f' -> 1
-
-    # Real (125 alerts): 0.56 within 2 pixels of a catalogued source, 0.64 negative. Simulated
-    # here (80 alerts): 1.5.2 0.35 and 0.33 (seed 6: 0.25, 0.16); 1.6.2 0.56, 0.50 (0.51, 0.46).
-    assert len(real) >= 100 and len(simulated) >= 80
-    (real_near, real_negative), (near, negative) = map(near_and_negative, (real, simulated))
-    assert real_near > 0.4 and real_negative > 0.5, (real_near, real_negative)
-    assert near > 0.42 and negative > 0.38, (near, negative)
-
-
 def test_supernovae_are_as_bright_and_as_close_to_a_catalogued_source_as_real_ones(
     ztf_dir, tmp_path
 ):
@@ -204,48 +187,6 @@ def test_supernovae_are_as_bright_and_as_close_to_a_catalogued_source_as_real_on
     (real_mag, real_near), (mag, near) = map(bright_and_near, (real, simulated))
     assert 18.8 < real_mag < 19.3 and real_near > 0.35, (real_mag, real_near)
     assert abs(mag - real_mag) < 0.35 and near > 0.15, (mag, near)
-
-
-def _bogus_near_sources(source, labels) -> np.ndarray:
-    """(peak, opposite lobe) of the difference stamp's central 11x11 pixels, in sigmas of its
-    background, for the bogus alerts of ``source`` within 2 pixels of a reference-image source."""
-    rows = []
-    for alert in iter_alerts(source, rejections=RejectionLog()):
-        distnr = alert.metadata[METADATA_FIELDS.index("distnr")]
-        if labels.label_for(alert.object_id, alert.candid) != "bogus" or not 0 <= distnr < 2:
-            continue
-        if tuple(alert.original_shape) != (63, 63):
-            continue
-        difference = np.where(alert.stamp_mask[..., 2], alert.stamps[..., 2], np.nan)
-        median = np.nanmedian(difference)
-        sigma = 1.4826 * np.nanmedian(np.abs(difference - median))
-        core = (difference[26:37, 26:37] - median) / sigma
-        rows.append([np.nanmax(core), -np.nanmin(core)])
-    return np.array(rows, dtype=np.float64)
-
-
-def test_bad_subtractions_of_stars_leave_a_one_signed_core_as_real_ones_do(ztf_dir, tmp_path):
-    import csv
-
-    from stampnet.data.labels import LabelTable
-
-    with open(ztf_dir / "labels.csv", newline="") as handle:
-        files = sorted({row["file"] for row in csv.DictReader(handle) if row["label"] == "bogus"})
-    real = _bogus_near_sources(
-        [ztf_dir / name for name in files], LabelTable.from_csv(ztf_dir / "labels.csv")
-    )
-    simulate(tmp_path, classes_=("bogus",), workers=1, num_objects=80, seed=5, max_alerts=1)
-    simulated = _bogus_near_sources(
-        tmp_path / "alerts", LabelTable.from_csv(tmp_path / "labels.csv")
-    )
-    # Medians of (peak, opposite lobe) in sigmas (the stamp shows the candidate positive):
-    # real (64 alerts) 17.1 and 2.95, i.e. no opposite lobe beyond the noise's own extremes.
-    # Simulated here: 1.6.2 (template misregistered by 0.1-0.6 px: dipoles) 56.5 and 20.1
-    # (seed 6: 66.3, 31.0); 1.6.4 (the source's flux off by 4-30% in the science exposure) 20.8
-    # and 2.58 (seed 6: 71.0, 2.54). The peak varies too much between seeds to test here.
-    assert len(real) >= 50 and len(simulated) >= 30, (len(real), len(simulated))
-    real_lobe, lobe = np.median(real[:, 1]), np.median(simulated[:, 1])
-    assert real_lobe < 4.0 and lobe < 4.0, (real_lobe, lobe)
 
 
 def test_the_reference_catalogue_is_as_deep_as_the_real_one(ztf_dir, tmp_path):

@@ -5,7 +5,7 @@ amplitude where the caller scales it to a target S/N), plus the stamp's NaN mask
 artefact masks pixels. Kinds: cosmic ray, hot pixel / bad column, dipole (a badly subtracted
 static source; since 1.6.4 a flux mismatch at the source, see observe), bright-star residual
 (saturated core, PSF-mismatch rings), edge (masked region and a ramp left by a bad background
-fit near it).
+fit near it), satellite glints and streaks (a satellite crossing the field during the exposure).
 """
 
 from __future__ import annotations
@@ -15,12 +15,21 @@ import numpy as np
 from stampnet.simulation import physics
 from stampnet.simulation.physics import CENTER, STAMP_SIZE
 
-KINDS = ("cosmic_ray", "hot_pixel", "dipole", "bright_star", "edge")
+KINDS = (
+    "cosmic_ray", "hot_pixel", "dipole", "bright_star", "edge", "satellite_glints",
+    "satellite_streak",
+)  # fmt: skip
 #: The labelled real bogus alerts are mostly bad subtractions of a catalogued static source: 56%
 #: lie within 2 pixels of a reference-image source (distnr), almost all stars (sgscore1 median
 #: 0.99, magnr median 14.7), 83% of those with a negative difference. Simulated 1.5.2 (dipoles
 #: 30% of the mix): 14%. Detector artefacts (cosmic rays, hot pixels) away from sources are rarer.
-KIND_WEIGHTS = (0.12, 0.08, 0.55, 0.12, 0.13)
+#: Satellites: about 10 of the 125 (8%) show a satellite's trail through the candidate, 9 a row of
+#: equally spaced PSF-like glints (5-21 px apart), 1 a streak; each glint can raise an alert (6
+#: are glints of one satellite). Simulators to 1.6.9 had none, and every 1.6.8-1.6.9 transfer
+#: run called them asteroids: a source in the science image that the template lacks.
+KIND_WEIGHTS = (0.09, 0.06, 0.55, 0.12, 0.10, 0.06, 0.02)
+#: Spacing (px) of the glints of a tumbling satellite along its trail.
+GLINT_SPACING = (4.0, 22.0)
 
 
 def cosmic_ray(rng) -> np.ndarray:
@@ -35,6 +44,21 @@ def cosmic_ray(rng) -> np.ndarray:
     if rng.random() < 0.5:  # charge spills into a neighbour
         image[CENTER, CENTER + rng.choice([-1, 1])] += rng.uniform(0.1, 0.4)
     return image
+
+
+def satellite_trail(rng, x: float, y: float, fwhm: float, glints: bool) -> np.ndarray:
+    """A satellite's trail through (x, y), across the stamp and beyond: a row of PSF-like glints
+    (a tumbling satellite flashing at a steady period; one of them at the candidate) or a
+    streak. It crossed the field during this exposure only, so the caller adds it to the science
+    image and the difference, never to the template."""
+    angle = rng.uniform(0.0, np.pi)
+    spacing = np.exp(rng.uniform(*np.log(GLINT_SPACING))) if glints else 0.5
+    steps = np.arange(-int(50 / spacing), int(50 / spacing) + 1) * spacing
+    xs, ys = x + steps * np.cos(angle), y + steps * np.sin(angle)
+    fluxes = np.exp(rng.normal(0.0, 0.2, steps.size)) if glints else np.full(steps.size, 0.1)
+    # Beyond the stamp by a PSF's reach, light no longer falls on it.
+    inside = (np.minimum(xs, ys) > -10) & (np.maximum(xs, ys) < STAMP_SIZE + 10)
+    return physics.point_sources(xs[inside], ys[inside], fluxes[inside], fwhm)
 
 
 def hot_pixel(rng) -> np.ndarray:

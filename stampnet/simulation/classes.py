@@ -194,12 +194,14 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
                 )
             )
             kind = "star"
-        prior_det = int(rng.integers(0, 3))
+        # A satellite passes once; the residuals of a static source recur.
+        passing = artefact.startswith("satellite")
+        prior_det = 0 if passing else int(rng.integers(0, 3))
 
         def curve(rng, times, fids):
             return np.zeros(len(times)), {1: 0.0, 2: 0.0}
 
-        duration = 1.0 if rng.random() < 0.8 else rng.uniform(5.0, 20.0)
+        duration = 1.0 if passing or rng.random() < 0.8 else rng.uniform(5.0, 20.0)
     scene = Scene(
         x=x,
         y=y,

@@ -172,6 +172,8 @@ def shape_fields(model: classes.ObjectModel, seeing: float, difficulty: float, r
         rb = rng.beta(6.0, 3.0) if overlap else rng.beta(2.0, 3.5)
         drb = rng.beta(4.0, 1.5) if overlap else rng.beta(0.4, 6.0)
         elong = 1.0 + rng.exponential(0.2 if model.artefact not in SHARP_ARTEFACTS else 0.6)
+        if model.artefact == "satellite_streak":  # a line across the stamp, a PSF wide
+            elong += rng.uniform(1.0, 4.0)
     else:
         fwhm = seeing * np.exp(rng.normal(0.0, 0.12))
         classtar = rng.beta(25.0, 1.5)
