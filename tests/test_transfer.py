@@ -19,6 +19,7 @@ from stampnet.evaluation.transfer import (
     notes_for,
     reference_source_text,
 )
+from stampnet.features import METADATA_FIELDS
 from stampnet.models.alerce_import import import_alerce_checkpoint
 from tests.conftest import REPO_ROOT
 
@@ -128,7 +129,7 @@ def test_a_model_without_the_samples_classes_is_refused(sample):
 
 
 def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
-    ztf_dir, rows, alerce_2019, tmp_path, capsys
+    ztf_dir, rows, sample, alerce_2019, tmp_path, capsys
 ):
     """benchmarks/transfer.py with --run (no training) on a labels file of a few alerts."""
     real = tmp_path / "real"
@@ -185,3 +186,30 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
         int(part.rsplit(" ", 1)[1]) for line in lines for part in line.split(": ")[2].split(", ")
     ]
     assert [called[i] + called[i + 5] for i in range(5)] == sn_row
+    # benchmarks/confusion_cell.py reads it too: the cell with the most mistakes, beside the two
+    # classes called right, counted as the confusion matrix counts them, and its stamps drawn.
+    spec = importlib.util.spec_from_file_location(
+        "confusion_cell", REPO_ROOT / "benchmarks/confusion_cell.py"
+    )
+    cell = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cell)
+    matrix = np.array(result["confusion_matrix"])
+    off_diagonal = np.where(np.eye(len(ALERCE_CLASSES), dtype=bool), -1, matrix)
+    t, p = np.unravel_index(np.argmax(off_diagonal), matrix.shape)
+    true, called = ALERCE_CLASSES[t], ALERCE_CLASSES[p]
+    gallery = tmp_path / "cell.png"
+    arguments = [str(out), "--true", true, "--predicted", called, "--real", str(real)]
+    assert cell.main([*arguments, "--out", str(gallery)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"{true} called {called}: {matrix[t, p]} | {true} called {true}: {matrix[t, t]} | "
+        f"{called} called {called}: {matrix[p, p]}"
+    ) in printed
+    assert gallery.stat().st_size > 0
+    groups = cell.cell_groups(sample.labels, result["predicted"], sample.class_names, true, called)
+    right = groups[f"{called} called {called}"]
+    ((_, stats),) = cell.field_table(sample.metadata, groups, ("magpsf",))
+    magpsf = sample.metadata[right, METADATA_FIELDS.index("magpsf")]
+    assert stats[2][0] == pytest.approx(np.median(magpsf)) and stats[2][3] == right.sum()
+    with pytest.raises(ValueError, match="no mistake"):
+        cell.main([str(out), "--true", true, "--predicted", true, "--real", str(real)])
