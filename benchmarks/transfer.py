@@ -1,7 +1,8 @@
 """Built-in (simulated) training -> labelled real alerts: the transfer gap, per class.
 
 Usage:
-    python benchmarks/transfer.py [--size 400] [--epochs 8] [--seeds 0] [--out transfer.json]
+    python benchmarks/transfer.py [--size 400] [--epochs 8] [--seeds 0] [--crop-size 41]
+        [--out transfer.json]
     python benchmarks/transfer.py --run runs/stamp_classifier-A --run runs/stamp_classifier-B
 
 Trains the stamp classifier on the built-in simulated data twice per seed (images only,
@@ -43,30 +44,37 @@ ALERCE_REFERENCES = {
 }
 
 
-def train_builtin(feature_set: str, seed: int, args, runs_dir: Path) -> Path:
-    """One stamp-classifier run on the built-in data; returns its ``model.keras``."""
+def run_name(feature_set: str, seed: int, crop_size: int | None = None) -> str:
+    """A training run's name; the crop only when it is not the recipe's (ALeRCE's 21 pixels)."""
+    crop = f"-crop{crop_size}" if crop_size else ""
+    return f"builtin-{feature_set}{crop}-seed{seed}"
+
+
+def builtin_config(feature_set: str, seed: int, args, runs_dir: Path):
+    """The stamp classifier's training config for one run on the built-in data (or ``--data``)."""
     from stampnet.training.config import apply_overrides
     from stampnet.training.registry import get_spec
+
+    overrides = {
+        "data": {"builtin_size": str(args.size), "data_dir": args.data, "feature_set": feature_set},
+        "train": {
+            "epochs": args.epochs,
+            "seed": seed,
+            "verbose": 2,
+            "runs_dir": str(runs_dir),
+            "out": str(runs_dir / run_name(feature_set, seed, args.crop_size)),
+        },
+    }
+    if args.crop_size:
+        overrides["model_config"] = {"crop_size": args.crop_size}
+    return apply_overrides(get_spec("stamp_classifier").preset(), overrides)
+
+
+def train_builtin(feature_set: str, seed: int, args, runs_dir: Path) -> Path:
+    """One stamp-classifier run on the built-in data; returns its ``model.keras``."""
     from stampnet.training.trainer import train
 
-    config = apply_overrides(
-        get_spec("stamp_classifier").preset(),
-        {
-            "data": {
-                "builtin_size": str(args.size),
-                "data_dir": args.data,
-                "feature_set": feature_set,
-            },
-            "train": {
-                "epochs": args.epochs,
-                "seed": seed,
-                "verbose": 2,
-                "runs_dir": str(runs_dir),
-                "out": str(runs_dir / f"builtin-{feature_set}-seed{seed}"),
-            },
-        },
-    )
-    result = train(config)
+    result = train(builtin_config(feature_set, seed, args, runs_dir))
     return result.run_dir / "model.keras"
 
 
@@ -116,6 +124,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="400", help="built-in data size (objects, or default)")
     parser.add_argument("--data", default=None, help="train on this dataset instead of built-in")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs per run")
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        default=None,
+        help="stamp crop the runs see (default: the recipe's 21 px; 41 or 63 show more context)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument(
         "--features", nargs="+", default=["none", "alerce23"], help="feature sets to train with"
@@ -138,7 +152,7 @@ def main(argv=None) -> int:
     if not args.run:
         for seed in args.seeds:
             for feature_set in args.features:
-                models[f"builtin-{feature_set}-seed{seed}"] = train_builtin(
+                models[run_name(feature_set, seed, args.crop_size)] = train_builtin(
                     feature_set, seed, args, runs_dir
                 )
     if not args.no_alerce:
@@ -166,6 +180,7 @@ def main(argv=None) -> int:
         "builtin_size": None if args.run or args.data else args.size,  # --data: its own size
         "data": args.data,
         "epochs": None if args.run else args.epochs,  # runs given with --run: see their configs
+        "crop_size": None if args.run else args.crop_size,  # None: the recipe's
         "seeds": None if args.run else args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
         "results": {

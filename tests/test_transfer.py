@@ -155,6 +155,18 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     # A bare model file names no training data, so no simulator version is claimed for it.
     assert result["data_generator"] is None and report["simulator_version"] is None
     assert report["builtin_size"] is None  # nothing was trained on the built-in data here
+    # Training runs take the recipe's crop unless --crop-size asks for more context.
+    import argparse
+
+    from stampnet.constants import DEFAULT_CROP_SIZE
+
+    options = {"size": "400", "data": None, "epochs": 30}
+    for crop, name in ((None, "builtin-none-seed1"), (41, "builtin-none-crop41-seed1")):
+        args = argparse.Namespace(**options, crop_size=crop)
+        config = module.builtin_config("none", 1, args, tmp_path / "runs")
+        assert config.model_config.crop_size == (crop or DEFAULT_CROP_SIZE)
+        assert config.train.out == str(tmp_path / "runs" / name) and config.train.epochs == 30
+    assert report["crop_size"] is None  # --run: the runs' own configs say
     tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
     assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"
     assert module.simulator_version([tag.format("1.6.7"), tag.format("1.6.8")]) is None
