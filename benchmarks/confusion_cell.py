@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     sample = load_real_sample(args.real)
     predicted = np.asarray(report["results"][run]["predicted"])
     groups = cell_groups(sample.labels, predicted, sample.class_names, args.true, args.predicted)
-    cell = next(iter(groups.values()))
+    cell_name, _, right_name = groups
+    cell = groups[cell_name]
     print(f"{args.result} {run} (simulator {report.get('simulator_version', '?')})")
     print(" | ".join(f"{name}: {int(mask.sum())}" for name, mask in groups.items()))
     for name, cells in field_table(sample.metadata, groups):
@@ -107,9 +108,8 @@ def main(argv=None) -> int:
             f"{med:8.2f} [{low:8.2f},{high:8.2f}] n={known}" for med, low, high, known in cells
         )
         print(f"  {name:10s} {text}")
-    nights = Counter(
-        np.floor(sample.metadata[cell, METADATA_FIELDS.index("jd")]).astype(int).tolist()
-    )
+    jd = sample.metadata[cell, METADATA_FIELDS.index("jd")]
+    nights = Counter(np.floor(jd[np.isfinite(jd)]).astype(int).tolist())
     print("nights (JD) of the cell:", ", ".join(f"{n}: {k}" for n, k in nights.most_common()))
     evidence = Counter(str(e) for e in sample.evidence[cell])
     common = evidence.most_common(5)
@@ -117,21 +117,20 @@ def main(argv=None) -> int:
     if args.out:
         from stampnet.evaluation.plots import plot_stamp_gallery
 
-        shown = [np.flatnonzero(mask)[: args.rows] for mask in (cell, list(groups.values())[2])]
-        index = np.concatenate(shown)
-        captions = []
-        for row, i in enumerate(index):
-            kind = next(iter(groups)) if row < len(shown[0]) else list(groups)[2]
-            values = {n: field_column(sample.metadata[i : i + 1], n)[0] for n in FIELDS}
-            captions.append(
-                f"{kind}\n{sample.object_ids[i]}\nmag {values['magpsf']:.2f} S/N "
-                f"{values['snr']:.1f}\nfwhm {values['fwhm']:.2f} distnr {values['distnr']:.1f}"
-            )
+        index, captions = [], []
+        for name in (cell_name, right_name):
+            for i in np.flatnonzero(groups[name])[: args.rows]:
+                values = {n: field_column(sample.metadata[i : i + 1], n)[0] for n in FIELDS}
+                index.append(i)
+                captions.append(
+                    f"{name}\n{sample.object_ids[i]}\nmag {values['magpsf']:.2f} S/N "
+                    f"{values['snr']:.1f}\nfwhm {values['fwhm']:.2f} distnr {values['distnr']:.1f}"
+                )
         figure = plot_stamp_gallery(
             sample.stamps[index],
             captions,
             masks=sample.stamp_mask[index],
-            title=f"{run}: {args.true} called {args.predicted}, then {args.predicted} called right",
+            title=f"{run}: {cell_name}, then {right_name}",
         )
         figure.savefig(args.out, dpi=80)
         print(f"wrote {args.out}")
