@@ -22,12 +22,16 @@ def class_fields(source, labels, label: str, names: tuple[str, ...]) -> np.ndarr
     return np.array(rows, dtype=np.float64)
 
 
-def real_and_simulated(ztf_dir, tmp_path, label, names, **simulation) -> tuple:
-    """``class_fields`` of every labelled real alert of ``label`` and of a simulation of it."""
+def labelled_real(ztf_dir, label: str) -> tuple:
+    """(the files holding the real alerts labelled ``label``, the sample's ``LabelTable``)."""
     with open(ztf_dir / "labels.csv", newline="") as handle:
         files = sorted({row["file"] for row in csv.DictReader(handle) if row["label"] == label})
-    labels = LabelTable.from_csv(ztf_dir / "labels.csv")
-    real = class_fields([ztf_dir / name for name in files], labels, label, names)
+    return [ztf_dir / name for name in files], LabelTable.from_csv(ztf_dir / "labels.csv")
+
+
+def real_and_simulated(ztf_dir, tmp_path, label, names, **simulation) -> tuple:
+    """``class_fields`` of every labelled real alert of ``label`` and of a simulation of it."""
+    real = class_fields(*labelled_real(ztf_dir, label), label, names)
     simulate(tmp_path, classes_=(label,), workers=1, **simulation)
     simulated = class_fields(
         tmp_path / "alerts", LabelTable.from_csv(tmp_path / "labels.csv"), label, names

@@ -4,8 +4,6 @@ simulation of 80 bogus objects serves every test."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
@@ -13,14 +11,7 @@ from stampnet.data.labels import LabelTable
 from stampnet.data.readers import RejectionLog, iter_alerts
 from stampnet.features import METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
-from tests.simulation_helpers import class_fields
-
-
-def _labelled(ztf_dir, label: str) -> tuple:
-    """(the files holding the real alerts of ``label``, the sample's labels)."""
-    with open(ztf_dir / "labels.csv", newline="") as handle:
-        files = sorted({row["file"] for row in csv.DictReader(handle) if row["label"] == label})
-    return [ztf_dir / name for name in files], LabelTable.from_csv(ztf_dir / "labels.csv")
+from tests.simulation_helpers import class_fields, labelled_real
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def bogus(ztf_dir, tmp_path_factory) -> dict:
     scratch = tmp_path_factory.mktemp("bogus")
     simulate(scratch, classes_=("bogus",), workers=1, num_objects=80, seed=5, max_alerts=1)
     return {
-        "real": _labelled(ztf_dir, "bogus"),
+        "real": labelled_real(ztf_dir, "bogus"),
         "simulated": (scratch / "alerts", LabelTable.from_csv(scratch / "labels.csv")),
     }
 
@@ -139,7 +130,7 @@ def test_satellites_cross_as_many_bogus_alerts_as_real_ones_and_no_asteroid(bogu
     # asteroids, which the 1.6.9 transfer runs took these for. Simulated here: 1.6.9 0 of 80;
     # 1.6.10 (satellite glints and streaks, 8 % of the bogus) 6 of 79 (120 objects: 9 of 118).
     real, simulated = (_trail_share(*bogus[sample], "bogus") for sample in ("real", "simulated"))
-    asteroids = _trail_share(*_labelled(ztf_dir, "asteroid"), "asteroid")
+    asteroids = _trail_share(*labelled_real(ztf_dir, "asteroid"), "asteroid")
     assert real[1] >= 100 and 0.04 < real[0] / real[1] < 0.12, real
     assert asteroids[1] >= 250 and asteroids[0] == 0, asteroids
     assert simulated[1] >= 75 and 0.03 < simulated[0] / simulated[1] < 0.16, simulated
