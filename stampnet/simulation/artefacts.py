@@ -30,6 +30,8 @@ KINDS = (
 KIND_WEIGHTS = (0.09, 0.06, 0.55, 0.12, 0.10, 0.06, 0.02)
 #: Spacing (px) of the glints of a tumbling satellite along its trail.
 GLINT_SPACING = (4.0, 22.0)
+#: Kinds that are light from the sky in this exposure only: positive, never seen there again.
+SATELLITES = ("satellite_glints", "satellite_streak")
 
 
 def cosmic_ray(rng) -> np.ndarray:

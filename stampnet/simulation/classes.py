@@ -173,7 +173,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
         duration = 1.0
         prior_det = 0
     else:
-        from stampnet.simulation.artefacts import KIND_WEIGHTS, KINDS
+        from stampnet.simulation.artefacts import KIND_WEIGHTS, KINDS, SATELLITES
 
         artefact = str(rng.choice(KINDS, p=KIND_WEIGHTS))
         if artefact == "dipole":  # a static source badly subtracted: mostly a bright star
@@ -195,7 +195,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
             )
             kind = "star"
         # A satellite passes once; the residuals of a static source recur.
-        passing = artefact.startswith("satellite")
+        passing = artefact in SATELLITES
         prior_det = 0 if passing else int(rng.integers(0, 3))
 
         def curve(rng, times, fids):

@@ -146,13 +146,13 @@ def _add_artefact(model, exposure, rng, science, difference):
     # catalogued source: 83% isdiffpos 'f'; elsewhere 40%).
     negative = 0.8 if kind in ("dipole", "bright_star") else 0.4
     sign = rng.choice([-1.0, 1.0], p=[negative, 1.0 - negative])
-    if kind.startswith("satellite"):  # light added to the science exposure: always positive
+    if kind in artefacts.SATELLITES:  # light added to the science exposure: always positive
         unit = artefacts.satellite_trail(
             rng, model.scene.x, model.scene.y, exposure.seeing, kind == "satellite_glints"
         )
         response = psf_flux(unit, model.scene.x, model.scene.y, exposure.seeing)
-        science = science + unit * (target * error / response)
-        difference = difference + unit * (target * error / response)
+        trail = unit * (target * error / response)
+        science, difference = science + trail, difference + trail
     elif kind in ("cosmic_ray", "hot_pixel"):
         unit = artefacts.cosmic_ray(rng) if kind == "cosmic_ray" else artefacts.hot_pixel(rng)
         response = psf_flux(unit, model.scene.x, model.scene.y, exposure.seeing)
