@@ -81,3 +81,38 @@ def test_an_agn_reference_source_is_its_nucleus_and_host_as_real_ones_are(ztf_di
     assert abs(real_quantiles[1] - 17.56) < 0.01
     quantiles = np.percentile(simulated[:, 0], [10, 50])
     assert np.all(np.abs(quantiles - real_quantiles) < [0.3, 0.6]), quantiles
+
+
+def _ps1_sources_within_30_arcsec(fields: np.ndarray) -> np.ndarray:
+    """How many PS1 sources ZTF lists (0-3) per alert, from distpsnr1-3 (-999: none)."""
+    return np.sum(fields >= 0, axis=1)
+
+
+def test_some_asteroid_fields_list_no_ps1_source_as_real_ones_do(ztf_dir, tmp_path):
+    # Asteroids lie anywhere on the sky, so their PS1 matches count the field's sources. The 300
+    # labelled real asteroid alerts list 0, 1, 2 and 3 PS1 sources within 30" in 4, 10, 13 and
+    # 73 % (12 with none, from 4 nights and 7 fields). A Poisson field at the mean density
+    # (1.6.10) gave 0.5, 2.8, 7.0 and 89.8 % (400 objects); 1.6.11's field-to-field density
+    # (Gamma, k = 4) gives here 3.5, 9.2, 10.2 and 77.0 %.
+    names = ("distpsnr1", "distpsnr2", "distpsnr3")
+    real, simulated = real_and_simulated(
+        ztf_dir, tmp_path, "asteroid", names, num_objects=400, seed=0
+    )
+    for fields in (real, simulated):
+        counts = _ps1_sources_within_30_arcsec(fields)
+        assert np.mean(counts == 0) > 0.015, np.bincount(counts, minlength=4)
+        assert 0.17 < np.mean(counts < 3) < 0.4, np.bincount(counts, minlength=4)
+
+
+def test_a_supernova_field_lists_its_host_and_its_neighbours_as_real_ones_do(ztf_dir, tmp_path):
+    # A field picked for the galaxy it holds is denser than a random one: all 86 labelled real SN
+    # alerts list three PS1 sources within 30". Here 1.6.10 (a Poisson field) and 1.6.11 (the
+    # field's density size-biased for classes on a source, Gamma(k + 1, 1/k)) list three in 96 %;
+    # every class at the asteroids' densities, Gamma(k, 1/k), in 85 %.
+    names = ("distpsnr1", "distpsnr2", "distpsnr3")
+    real, simulated = real_and_simulated(
+        ztf_dir, tmp_path, "SN", names, num_objects=100, seed=0, max_alerts=4
+    )
+    for fields in (real, simulated):
+        three = np.mean(_ps1_sources_within_30_arcsec(fields) == 3)
+        assert three > 0.9, (three, len(fields))

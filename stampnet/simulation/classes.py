@@ -113,7 +113,7 @@ def make_object(label: str, rng, difficulty: float) -> ObjectModel:
     if label not in CLASSES:
         raise ValueError(f"label must be one of {CLASSES}, received {label!r}")
     ra, dec, lat = sky_position(rng, label)
-    stars, galaxies = field_sources(rng, lat, difficulty)
+    stars, galaxies = field_sources(rng, lat, difficulty, at_random=label == "asteroid")
     x = CENTER + rng.uniform(-0.5, 0.5)
     y = CENTER + rng.uniform(-0.5, 0.5)
     faint = 1.2 * difficulty  # magnitudes closer to the detection limit

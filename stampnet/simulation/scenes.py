@@ -203,12 +203,29 @@ GALAXIES_PER_STAMP = 4.0
 #: Sources are drawn over the stamp plus a margin, so that light from outside spills in.
 _FIELD_LOW, _FIELD_HIGH = -PAD, physics.STAMP_SIZE + PAD
 _FIELD_AREA = ((_FIELD_HIGH - _FIELD_LOW) / physics.STAMP_SIZE) ** 2
+#: Counts in arcminute cells are not Poisson: galaxies cluster and star counts change with
+#: Galactic longitude too, so each field's density is the mean times a Gamma(k, 1/k) factor.
+#: Real asteroids (random positions) at |b| > 30 degrees: PS1 sources within 30" 0, 1, 2, 3+ in
+#: 4.7, 11.7, 15.2 and 68.4 % of 256 alerts (12 with none, of 4 nights and 7 fields; their
+#: nearest reference sources are 22.7-23.3 mag, below PS1's depth). A Poisson field (1.6.10)
+#: gave 0.8, 3.6, 9.7 and 85.9 %; k = 4 gives 4.4, 11.3, 11.7 and 72.6 % (400 objects), and the
+#: nearest PS1 source's median distance stays at 12" (real 11.9").
+#: A field picked because it holds a star or galaxy (the VS, the SN's host, the AGN) is denser
+#: than a random one (size-biased): its factor is Gamma(k + 1, 1/k), mean 1.25. Real SN: 86 of
+#: 86 alerts list three PS1 sources; simulated 96 %, 85 % at the asteroids' densities.
+FIELD_DENSITY_SHAPE = 4.0
 
 
-def field_sources(rng, galactic_latitude: float, difficulty: float):
-    """Unrelated stars and galaxies in the stamp; star counts rise towards the Galactic plane."""
-    density = STARS_PER_STAMP + PLANE_STARS_PER_STAMP * np.exp(
-        -abs(galactic_latitude) / PLANE_SCALE_DEG
+def field_sources(rng, galactic_latitude: float, difficulty: float, at_random: bool = False):
+    """Unrelated stars and galaxies in the stamp; star counts rise towards the Galactic plane.
+
+    ``at_random``: the candidate lies anywhere on the sky (an asteroid), not on a catalogued
+    source, so its field is no denser than the average one.
+    """
+    shape = FIELD_DENSITY_SHAPE if at_random else FIELD_DENSITY_SHAPE + 1.0
+    clustering = rng.gamma(shape, 1.0 / FIELD_DENSITY_SHAPE)
+    density = clustering * (
+        STARS_PER_STAMP + PLANE_STARS_PER_STAMP * np.exp(-abs(galactic_latitude) / PLANE_SCALE_DEG)
     )
     stars, galaxies = [], []
     for _ in range(rng.poisson(density * _FIELD_AREA)):
@@ -227,7 +244,7 @@ def field_sources(rng, galactic_latitude: float, difficulty: float):
     # the padded grid, which must hold them).
     low, high = _FIELD_LOW / 2, physics.STAMP_SIZE - _FIELD_LOW / 2
     area = ((high - low) / physics.STAMP_SIZE) ** 2
-    for _ in range(rng.poisson(GALAXIES_PER_STAMP * area)):
+    for _ in range(rng.poisson(clustering * GALAXIES_PER_STAMP * area)):
         mag = 22.5 + np.log10(rng.uniform(10 ** (-0.4 * 5.0), 1.0)) / 0.4  # 17.5 - 22.5 mag
         galaxies.append(
             random_galaxy(rng, rng.uniform(low, high), rng.uniform(low, high), mag, 0.5, 3.0)

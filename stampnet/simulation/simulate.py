@@ -32,8 +32,8 @@ from stampnet.simulation import classes, history, metadata, observe, packets, su
 #: (``stampnet.simulation.survey``), drawn from their own random stream. 1.6.8: the reference
 #: catalogue's sharpnr/chinr by magnitude, and bogus residuals as PSF-like as real ones. 1.6.9:
 #: SN alerts from the whole life of the SN, and an AGN's reference source its nucleus and host.
-#: 1.6.10: bogus satellite glints and streaks.
-SIMULATOR_VERSION = "1.6.10"
+#: 1.6.10: bogus satellite glints and streaks. 1.6.11: field densities vary from field to field.
+SIMULATOR_VERSION = "1.6.11"
 #: The season an object's light curve is drawn in (2020-06-01 and 120 days); ``survey`` then
 #: moves it by whole days into the years of the public survey.
 SEASON_START_JD = 2459001.5
