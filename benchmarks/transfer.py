@@ -92,19 +92,22 @@ def alerce_models(reference_dir: Path) -> dict:
 
 def data_generator(model) -> str | None:
     """The ``generator`` of the dataset card of the data a run was trained on (simulator version
-    and source); None for ALeRCE's models, bare model files, and runs whose dataset was rebuilt
-    since (its card no longer has the digest the run's model card recorded)."""
+    and source), as the run's model card recorded it; for a model card without it, the dataset's
+    card if it is still the one the run read. None for ALeRCE's models, bare model files, and
+    runs whose dataset was rebuilt since."""
     from stampnet.data.card import card_path, file_sha256, load_card
     from stampnet.data.locate import run_data_dir
 
     if not isinstance(model, (str, Path)):
         return None
     run = Path(model).parent if Path(model).suffix == ".keras" else Path(model)
+    model_card = run / "model_card.json"
+    recorded = json.loads(model_card.read_text()).get("data", {}) if model_card.is_file() else {}
+    if recorded.get("generator"):
+        return recorded["generator"]
     data_dir = run_data_dir(run)
     if data_dir is None or not card_path(data_dir).is_file():
         return None
-    model_card = run / "model_card.json"
-    recorded = json.loads(model_card.read_text()).get("data", {}) if model_card.is_file() else {}
     if recorded.get("card_sha256") not in (None, file_sha256(card_path(data_dir))):
         return None  # the built-in data were rebuilt (another simulator) after this run
     return load_card(data_dir).get("generator")

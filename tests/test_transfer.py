@@ -182,6 +182,11 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     assert module.data_generator(run / "model.keras") == tag.format("1.6.7")
     write_card(data_dir, {"generator": tag.format("1.6.8")})
     assert module.data_generator(run / "model.keras") is None
+    # A model card that records its dataset's generator (every run's, since the first trainer)
+    # names the data it trained on even after they were rebuilt.
+    recorded["generator"] = tag.format("1.6.7")
+    (run / "model_card.json").write_text(json.dumps({"data": recorded}))
+    assert module.data_generator(run / "model.keras") == tag.format("1.6.7")
     printed = capsys.readouterr().out
     assert "alerce_2019.keras" in printed and "rows: true label" in printed
     # benchmarks/history_split.py reads that JSON: each class's two sides add up to its row.
