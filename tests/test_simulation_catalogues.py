@@ -5,11 +5,14 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+from scipy.ndimage import maximum_filter
 
+from stampnet.constants import CHANNELS
+from stampnet.data.labels import LabelTable
 from stampnet.data.readers import RejectionLog, iter_alerts, iter_packets
 from stampnet.features import METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
-from tests.simulation_helpers import real_and_simulated
+from tests.simulation_helpers import labelled_real, real_and_simulated
 
 REFERENCE_FIELDS = ("magnr", "sharpnr", "chinr")
 
@@ -116,3 +119,37 @@ def test_a_supernova_field_lists_its_host_and_its_neighbours_as_real_ones_do(ztf
     for fields in (real, simulated):
         three = np.mean(_ps1_sources_within_30_arcsec(fields) == 3)
         assert three > 0.9, (three, len(fields))
+
+
+def _template_sources(alert) -> int:
+    """Local maxima of the template above 10 robust sigma, more than 4 px from the candidate."""
+    channel = CHANNELS.index("template")
+    valid = alert.stamp_mask[..., channel]
+    template = alert.stamps[..., channel]
+    level = np.median(template[valid])
+    sigma = 1.4826 * np.median(np.abs(template[valid] - level))
+    template = np.where(valid, template, level)
+    peaks = (template == maximum_filter(template, 5)) & (template > level + 10 * sigma)
+    rows, cols = np.nonzero(peaks)
+    centre = (np.array(template.shape) - 1) / 2
+    return int(np.sum(np.hypot(rows - centre[0], cols - centre[1]) > 4))
+
+
+def test_supernova_templates_hold_as_many_field_sources_as_real_ones(ztf_dir, tmp_path):
+    # Sources in the template besides the candidate's, per alert: the 86 labelled real SN alerts
+    # 3.93 in the mean; here 1.6.10 2.61 (fails), 1.6.11 3.43. Over a simulation of all classes
+    # (200 objects), 1.6.10 and 1.6.11: SN 2.3 and 3.8, VS 5.5 and 6.0 (real 9.2), AGN 2.7 and 3.6
+    # (2.9), asteroids 3.1 and 3.1 (2.2). The PS1 counts above calibrated the field densities;
+    # the templates are an independent check.
+    files, labels = labelled_real(ztf_dir, "SN")
+    simulate(tmp_path, num_objects=100, seed=0, classes_=("SN",), max_alerts=4, workers=1)
+    simulated_labels = LabelTable.from_csv(tmp_path / "labels.csv")
+    means = []
+    for source, table in ((files, labels), (tmp_path / "alerts", simulated_labels)):
+        counts = [
+            _template_sources(alert)
+            for alert in iter_alerts(source, rejections=RejectionLog())
+            if table.label_for(alert.object_id, alert.candid) == "SN"
+        ]
+        means.append(np.mean(counts))
+    assert abs(means[1] / means[0] - 1) < 0.25, means
