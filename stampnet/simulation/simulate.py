@@ -33,7 +33,8 @@ from stampnet.simulation import classes, history, metadata, observe, packets, su
 #: catalogue's sharpnr/chinr by magnitude, and bogus residuals as PSF-like as real ones. 1.6.9:
 #: SN alerts from the whole life of the SN, and an AGN's reference source its nucleus and host.
 #: 1.6.10: bogus satellite glints and streaks. 1.6.11: field densities vary from field to field.
-SIMULATOR_VERSION = "1.6.11"
+#: 1.6.12: variable stars as close to the Galactic plane, and stars there as dense, as real ones.
+SIMULATOR_VERSION = "1.6.12"
 #: The season an object's light curve is drawn in (2020-06-01 and 120 days); ``survey`` then
 #: moves it by whole days into the years of the public survey.
 SEASON_START_JD = 2459001.5
