@@ -13,13 +13,18 @@ from stampnet.features import METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
 
 
-def class_fields(source, labels, label: str, names: tuple[str, ...]) -> np.ndarray:
-    """Candidate fields ``names`` of the alerts of ``source`` that ``labels`` calls ``label``."""
-    rows = []
+def labelled_alerts(source, labels, label: str):
+    """The alerts of ``source`` that ``labels`` calls ``label``."""
     for alert in iter_alerts(source, rejections=RejectionLog()):
         if labels.label_for(alert.object_id, alert.candid) == label:
-            rows.append([alert.metadata[METADATA_FIELDS.index(n)] for n in names])
-    return np.array(rows, dtype=np.float64)
+            yield alert
+
+
+def class_fields(source, labels, label: str, names: tuple[str, ...]) -> np.ndarray:
+    """Candidate fields ``names`` of the alerts of ``source`` that ``labels`` calls ``label``."""
+    columns = [METADATA_FIELDS.index(n) for n in names]
+    rows = [alert.metadata[columns] for alert in labelled_alerts(source, labels, label)]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
 
 
 def labelled_real(ztf_dir, label: str) -> tuple:

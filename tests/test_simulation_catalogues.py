@@ -8,11 +8,12 @@ import numpy as np
 from scipy.ndimage import maximum_filter
 
 from stampnet.constants import CHANNELS
+from stampnet.data.derived import robust_sigma
 from stampnet.data.labels import LabelTable
 from stampnet.data.readers import RejectionLog, iter_alerts, iter_packets
 from stampnet.features import METADATA_FIELDS
 from stampnet.simulation.simulate import simulate
-from tests.simulation_helpers import labelled_real, real_and_simulated
+from tests.simulation_helpers import labelled_alerts, labelled_real, real_and_simulated
 
 REFERENCE_FIELDS = ("magnr", "sharpnr", "chinr")
 
@@ -127,7 +128,7 @@ def _template_sources(alert) -> int:
     valid = alert.stamp_mask[..., channel]
     template = alert.stamps[..., channel]
     level = np.median(template[valid])
-    sigma = 1.4826 * np.median(np.abs(template[valid] - level))
+    sigma = robust_sigma(template[valid])
     template = np.where(valid, template, level)
     peaks = (template == maximum_filter(template, 5)) & (template > level + 10 * sigma)
     rows, cols = np.nonzero(peaks)
@@ -146,11 +147,7 @@ def test_supernova_templates_hold_as_many_field_sources_as_real_ones(ztf_dir, tm
     simulated_labels = LabelTable.from_csv(tmp_path / "labels.csv")
     means = []
     for source, table in ((files, labels), (tmp_path / "alerts", simulated_labels)):
-        counts = [
-            _template_sources(alert)
-            for alert in iter_alerts(source, rejections=RejectionLog())
-            if table.label_for(alert.object_id, alert.candid) == "SN"
-        ]
+        counts = [_template_sources(alert) for alert in labelled_alerts(source, table, "SN")]
         means.append(np.mean(counts))
     assert abs(means[1] / means[0] - 1) < 0.25, means
 
@@ -161,8 +158,7 @@ def _variable_star_fields(source, labels) -> np.ndarray:
     return np.array(
         [
             (_template_sources(alert), abs(alert.metadata[latitude]))
-            for alert in iter_alerts(source, rejections=RejectionLog())
-            if labels.label_for(alert.object_id, alert.candid) == "VS"
+            for alert in labelled_alerts(source, labels, "VS")
         ]
     )
 
