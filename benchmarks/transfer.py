@@ -36,6 +36,7 @@ from stampnet.evaluation.transfer import (  # noqa: E402
     reference_source_text,
     transfer_table,
 )
+from stampnet.features import NO_MATCH_ENCODINGS  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
 
 ALERCE_REFERENCES = {
@@ -44,10 +45,14 @@ ALERCE_REFERENCES = {
 }
 
 
-def run_name(feature_set: str, seed: int, crop_size: int | None = None) -> str:
-    """A training run's name; the crop only when it is not the recipe's (ALeRCE's 21 pixels)."""
+def run_name(
+    feature_set: str, seed: int, crop_size: int | None = None, no_match: str | None = None
+) -> str:
+    """A training run's name; the crop and the encoding of a missing catalogue match only when
+    they are not the recipe's (ALeRCE's 21 pixels; its clipping)."""
     crop = f"-crop{crop_size}" if crop_size else ""
-    return f"builtin-{feature_set}{crop}-seed{seed}"
+    encoding = f"-nomatch{no_match}" if no_match and feature_set != "none" else ""
+    return f"builtin-{feature_set}{crop}{encoding}-seed{seed}"
 
 
 def builtin_config(feature_set: str, seed: int, args, runs_dir: Path):
@@ -62,9 +67,11 @@ def builtin_config(feature_set: str, seed: int, args, runs_dir: Path):
             "seed": seed,
             "verbose": 2,
             "runs_dir": str(runs_dir),
-            "out": str(runs_dir / run_name(feature_set, seed, args.crop_size)),
+            "out": str(runs_dir / run_name(feature_set, seed, args.crop_size, args.no_match_as)),
         },
     }
+    if args.no_match_as:
+        overrides["data"]["no_match"] = args.no_match_as
     if args.crop_size:
         overrides["model_config"] = {"crop_size": args.crop_size}
     return apply_overrides(get_spec("stamp_classifier").preset(), overrides)
@@ -133,6 +140,12 @@ def main(argv=None) -> int:
         default=None,
         help="stamp crop the runs see (default: the recipe's 21 px; 41 or 63 show more context)",
     )
+    parser.add_argument(
+        "--no-match-as",
+        choices=NO_MATCH_ENCODINGS,
+        default=None,
+        help="how the feature runs read a missing catalogue match (default: the recipe's)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument(
         "--features", nargs="+", default=["none", "alerce23"], help="feature sets to train with"
@@ -155,9 +168,8 @@ def main(argv=None) -> int:
     if not args.run:
         for seed in args.seeds:
             for feature_set in args.features:
-                models[run_name(feature_set, seed, args.crop_size)] = train_builtin(
-                    feature_set, seed, args, runs_dir
-                )
+                name = run_name(feature_set, seed, args.crop_size, args.no_match_as)
+                models[name] = train_builtin(feature_set, seed, args, runs_dir)
     if not args.no_alerce:
         models.update(alerce_models(Path(args.reference)))
 
@@ -184,6 +196,7 @@ def main(argv=None) -> int:
         "data": args.data,
         "epochs": None if args.run else args.epochs,  # runs given with --run: see their configs
         "crop_size": None if args.run else args.crop_size,  # None: the recipe's
+        "no_match": None if args.run else args.no_match_as,  # None: the recipe's
         "seeds": None if args.run else args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
         "results": {

@@ -13,7 +13,6 @@ Feature sets:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import warnings
@@ -21,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from stampnet.sky import sky_coordinates
 
 ALERCE23 = (
     "sgscore1", "distpsnr1", "sgscore2", "distpsnr2", "sgscore3", "distpsnr3", "isdiffpos",
@@ -64,6 +65,18 @@ ALERCE_CLIPPING = {
     "non_detections": (None, 2000.0),
 }
 
+#: ZTF's value for "no catalogue match": no PS1 source within 30" (``sgscore``/``distpsnr``), no
+#: reference-image source (``distnr``, ``magnr``, ``chinr``, ``sharpnr``), no known asteroid.
+NO_MATCH = -999.0
+NO_MATCH_FIELDS = (
+    "sgscore1", "distpsnr1", "sgscore2", "distpsnr2", "sgscore3", "distpsnr3",
+    "distnr", "magnr", "chinr", "sharpnr", "ssdistnr", "ssmagnr",
+)  # fmt: skip
+#: How a model reads a missing match: ``clip`` (ALeRCE's: -999 clipped to -1, a value below any
+#: real one) or ``missing`` (like any missing value: normalised to 0, the train mean of the
+#: matches). ALeRCE's published weights were trained with ``clip``.
+NO_MATCH_ENCODINGS = ("clip", "missing")
+
 
 def resolve_feature_names(feature_set: str | Sequence[str]) -> tuple[str, ...]:
     """Returns the feature names of a named set, or checks and returns an explicit list."""
@@ -94,6 +107,8 @@ class FeatureStats:
         names: feature names, in model input order.
         mean, std: train-split statistics, one per name.
         clip_low, clip_high: per-name bounds; NaN where unbounded.
+        missing_value: per-name value that means "missing" (ZTF's -999 for no match, under the
+            ``missing`` encoding), NaN where none; empty: no such value (ALeRCE's clipping).
     """
 
     names: tuple[str, ...]
@@ -101,13 +116,40 @@ class FeatureStats:
     std: tuple[float, ...]
     clip_low: tuple[float, ...]
     clip_high: tuple[float, ...]
+    missing_value: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.missing_value and len(self.missing_value) != len(self.names):
+            raise ValueError(
+                f"missing_value has {len(self.missing_value)} entries for {len(self.names)} names"
+            )
+
+    @property
+    def no_match(self) -> str:
+        """The encoding of a missing catalogue match (``NO_MATCH_ENCODINGS``)."""
+        return "missing" if self.missing_value else "clip"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, config: Mapping) -> FeatureStats:
-        return cls(**{key: tuple(config[key]) for key in cls.__dataclass_fields__})
+        # Models saved before ``missing_value`` existed carry no such key: ALeRCE's clipping.
+        return cls(**{key: tuple(config[key]) for key in cls.__dataclass_fields__ if key in config})
+
+    def select(self, names: Sequence[str]) -> FeatureStats:
+        """The statistics of ``names``, a subset of this one's, in that order."""
+        positions = {name: index for index, name in enumerate(self.names)}
+        unknown = [name for name in names if name not in positions]
+        if unknown:
+            raise ValueError(f"No statistics for {unknown}; these hold {self.names}")
+        pick = [positions[name] for name in names]
+        return FeatureStats(
+            *(
+                tuple(column[i] for i in pick) if column else ()
+                for column in dataclasses.astuple(self)
+            )
+        )
 
     @classmethod
     def from_alerce_json(cls, path: str | Path) -> FeatureStats:
@@ -123,26 +165,37 @@ class FeatureStats:
         )
 
     @classmethod
-    def from_values(cls, names, mean, std, clipping=None) -> FeatureStats:
+    def from_values(cls, names, mean, std, clipping=None, no_match="clip") -> FeatureStats:
+        """Statistics from given means and stds; clipping: ALeRCE's unless given."""
+        if no_match not in NO_MATCH_ENCODINGS:
+            raise ValueError(f"no_match={no_match!r}; expected one of {NO_MATCH_ENCODINGS}")
         clipping = ALERCE_CLIPPING if clipping is None else clipping
         low, high = [], []
         for name in names:
             lo, hi = clipping.get(name, (None, None))
             low.append(math.nan if lo is None else float(lo))
             high.append(math.nan if hi is None else float(hi))
+        missing = ()
+        if no_match == "missing":
+            missing = tuple(NO_MATCH if name in NO_MATCH_FIELDS else math.nan for name in names)
         return cls(
             tuple(names),
             tuple(float(m) for m in mean),
             tuple(float(s) for s in std),
             tuple(low),
             tuple(high),
+            missing,
         )
 
     @classmethod
-    def fit(cls, names: Sequence[str], values: np.ndarray, clipping=None) -> FeatureStats:
+    def fit(
+        cls, names: Sequence[str], values: np.ndarray, clipping=None, no_match="clip"
+    ) -> FeatureStats:
         """Train statistics of clipped ``values`` (N, len(names)), ignoring NaN (missing)."""
-        unfitted = cls.from_values(names, [0.0] * len(names), [1.0] * len(names), clipping)
-        clipped = unfitted.clip(np.asarray(values, dtype=np.float64))
+        unfitted = cls.from_values(
+            names, [0.0] * len(names), [1.0] * len(names), clipping, no_match
+        )
+        clipped = unfitted.clip(unfitted.mask_missing(values))
         with warnings.catch_warnings():
             # A feature missing from every train alert (e.g. drb before schema 3.3) is expected:
             # it gets mean 0, std 1 instead of numpy's "Mean of empty slice" warning.
@@ -154,6 +207,13 @@ class FeatureStats:
             unfitted, mean=tuple(float(m) for m in mean), std=tuple(float(d) for d in std)
         )
 
+    def mask_missing(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as float64 with NaN where a value means missing (``missing_value``)."""
+        values = np.asarray(values, dtype=np.float64)
+        if not self.missing_value:
+            return values
+        return np.where(values == np.asarray(self.missing_value), np.nan, values)
+
     def clip(self, values: np.ndarray) -> np.ndarray:
         low = np.asarray(self.clip_low)
         high = np.asarray(self.clip_high)
@@ -162,7 +222,7 @@ class FeatureStats:
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
         """Numpy reference of ``stampnet.layers.FeatureNormalization`` (missing -> 0)."""
-        clipped = self.clip(np.asarray(values, np.float64))
+        clipped = self.clip(self.mask_missing(values))
         normalised = (clipped - np.asarray(self.mean)) / np.asarray(self.std)
         return np.nan_to_num(normalised, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
@@ -194,64 +254,6 @@ def isdiffpos_value(value) -> float:
     if text in ("f", "0", "false"):
         return 1.0
     return math.nan
-
-
-@functools.cache
-def _rotation_matrices() -> tuple[np.ndarray, np.ndarray]:
-    """ICRS -> (mean ecliptic J2000, galactic) rotation matrices, derived once with astropy.
-
-    Both frames are fixed rotations of ICRS for directions, so applying the matrices with numpy
-    gives astropy's answer at a tiny fraction of the cost of a SkyCoord per alert (the real-time
-    target is hundreds of alerts per second).
-    """
-    from astropy import units
-    from astropy.coordinates import ICRS, BarycentricMeanEcliptic, Galactic
-
-    basis = ICRS(
-        ra=[0.0, 90.0, 0.0] * units.deg,
-        dec=[0.0, 0.0, 90.0] * units.deg,
-    )
-    matrices = []
-    for frame in (BarycentricMeanEcliptic(equinox="J2000"), Galactic()):
-        cartesian = basis.transform_to(frame).cartesian.xyz.value  # (3 xyz, 3 basis vectors)
-        matrices.append(np.asarray(cartesian, dtype=np.float64))
-    return matrices[0], matrices[1]
-
-
-def sky_coordinates(ra_deg, dec_deg) -> dict[str, np.ndarray]:
-    """Ecliptic (mean ecliptic and equinox J2000) and galactic coordinates in degrees."""
-    if np.ndim(ra_deg) == 0 and np.ndim(dec_deg) == 0:
-        return _sky_coordinates_of_one(float(ra_deg), float(dec_deg))
-    ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
-    dec = np.radians(np.asarray(dec_deg, dtype=np.float64))
-    unit = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
-    result = {}
-    for prefix, matrix in zip(("ecl", "gal"), _rotation_matrices(), strict=True):
-        x, y, z = np.tensordot(matrix, unit, axes=1)
-        result[f"{prefix}_lat"] = np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))
-        result[f"{prefix}_long"] = np.degrees(np.arctan2(y, x)) % 360.0
-    return result
-
-
-def _sky_coordinates_of_one(ra_deg: float, dec_deg: float) -> dict[str, np.float64]:
-    # One alert at a time is the real-time case: plain floats are ~30x faster than numpy's
-    # per-call overhead on 3-vectors, and give the same numbers.
-    ra, dec = math.radians(ra_deg), math.radians(dec_deg)
-    u, v, w = math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
-    result = {}
-    for prefix, (row_x, row_y, row_z) in zip(("ecl", "gal"), _rotation_rows(), strict=True):
-        x = row_x[0] * u + row_x[1] * v + row_x[2] * w
-        y = row_y[0] * u + row_y[1] * v + row_y[2] * w
-        z = row_z[0] * u + row_z[1] * v + row_z[2] * w
-        latitude = math.degrees(math.asin(min(max(z, -1.0), 1.0))) if z == z else math.nan
-        result[f"{prefix}_lat"] = np.float64(latitude)
-        result[f"{prefix}_long"] = np.float64(math.degrees(math.atan2(y, x)) % 360.0)
-    return result
-
-
-@functools.cache
-def _rotation_rows() -> tuple[tuple[tuple[float, ...], ...], ...]:
-    return tuple(tuple(map(tuple, matrix.tolist())) for matrix in _rotation_matrices())
 
 
 def metadata_vector(candidate: Mapping) -> np.ndarray:

@@ -21,7 +21,13 @@ from stampnet.data.build import build_dataset
 from stampnet.data.builder import ZtfAlerts, load_builder, version_dir
 from stampnet.data.card import FeatureAccumulator, feature_stats_for, load_card
 from stampnet.data.staging import Staging
-from stampnet.features import ALERCE23, METADATA_FIELDS, FeatureStats
+from stampnet.features import (
+    ALERCE23,
+    METADATA_FIELDS,
+    NO_MATCH,
+    NO_MATCH_ENCODINGS,
+    FeatureStats,
+)
 from tests.dataset_helpers import UNSEEN_OBJECT, build_quietly, small_sources, write_small_labels
 
 DUPLICATED_CANDID = 472263571115115000
@@ -118,6 +124,18 @@ def test_streaming_feature_stats_equal_feature_stats_fit():
     assert accumulator.stats().clip_high == expected.clip_high or np.allclose(
         accumulator.stats().clip_high, expected.clip_high, equal_nan=True
     )
+    # ZTF's -999 for a missing match: clipped to -1 by default, left out under "missing".
+    distance = METADATA_FIELDS.index("distpsnr2")
+    values[rng.random(len(values)) < 0.3, distance] = NO_MATCH
+    accumulator = FeatureAccumulator(METADATA_FIELDS)
+    for chunk in np.array_split(values, 5):
+        accumulator.update(chunk)
+    for encoding in NO_MATCH_ENCODINGS:
+        expected = FeatureStats.fit(METADATA_FIELDS, values, no_match=encoding)
+        np.testing.assert_allclose(accumulator.stats(encoding).mean, expected.mean, rtol=1e-12)
+        np.testing.assert_allclose(accumulator.stats(encoding).std, expected.std, rtol=1e-6)
+        assert accumulator.stats(encoding).no_match == encoding
+    assert accumulator.stats("clip").std[distance] > 10 * accumulator.stats("missing").std[distance]
 
 
 # ------------------------------------------------------------------------- small real build
@@ -185,6 +203,15 @@ def test_card_contents(small_build):
     )
     expected = FeatureStats.fit(METADATA_FIELDS, train)  # from the float32 stored values
     np.testing.assert_allclose(card["feature_stats"]["mean"], expected.mean, rtol=1e-5, atol=1e-5)
+    assert (train == NO_MATCH).any()  # real alerts with no PS1 source within 30"
+    missing = FeatureStats.fit(METADATA_FIELDS, train, no_match="missing")
+    np.testing.assert_allclose(
+        card["feature_stats_no_match_missing"]["mean"], missing.mean, rtol=1e-5, atol=1e-5
+    )
+    assert feature_stats_for(card, "alerce23", "missing").no_match == "missing"
+    old = {key: value for key, value in card.items() if key != "feature_stats_no_match_missing"}
+    with pytest.raises(ValueError, match="rebuild the dataset"):
+        feature_stats_for(old, "alerce23", "missing")
 
 
 def test_objects_never_cross_splits_and_sequences_are_time_ordered(small_build):

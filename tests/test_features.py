@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stampnet import features
+from stampnet import features, sky
 from stampnet.data.readers import iter_packets
 
 
@@ -64,7 +64,7 @@ def test_features_match_those_fed_to_alerce_network(ztf_dir, alerce_2020_dir, al
     ],
 )
 def test_sky_coordinates_of_known_points(ra, dec, name, expected):
-    value = float(features.sky_coordinates(ra, dec)[name])
+    value = float(sky.sky_coordinates(ra, dec)[name])
     if name.endswith("long") and expected == 0.0:
         value = (value + 180.0) % 360.0 - 180.0
     assert value == pytest.approx(expected, abs=2e-3)
@@ -117,9 +117,50 @@ def test_fit_ignores_missing_values_and_all_missing_features():
 def test_one_alert_and_array_coordinates_agree():
     rng = np.random.default_rng(0)
     ra, dec = rng.uniform(0.0, 360.0, 200), rng.uniform(-89.0, 89.0, 200)
-    arrays = features.sky_coordinates(ra, dec)
+    arrays = sky.sky_coordinates(ra, dec)
     for index in range(0, 200, 7):
-        one = features.sky_coordinates(ra[index], dec[index])
+        one = sky.sky_coordinates(ra[index], dec[index])
         for name, values in arrays.items():
             assert float(one[name]) == pytest.approx(values[index], abs=1e-7), name
-    assert all(np.isnan(value) for value in features.sky_coordinates(np.nan, 3.0).values())
+    assert all(np.isnan(value) for value in sky.sky_coordinates(np.nan, 3.0).values())
+
+
+def test_a_missing_match_is_clipped_by_alerce_and_missing_under_the_missing_encoding(ztf_dir):
+    """On real alerts with no PS1 source within 30" (ZTF's -999): ALeRCE's clipping makes it -1,
+    the missing encoding leaves it out of the statistics and normalises it to 0, in numpy and in
+    the Keras layer alike; every other value is read the same way by both."""
+    from stampnet.layers.preprocessing import FeatureNormalization
+
+    raw = np.stack(
+        [features.metadata_vector(packet["candidate"]) for _, packet in iter_packets(ztf_dir)]
+    )
+    values = raw[:, features.metadata_indices(features.ALERCE23)]
+    no_match = values == features.NO_MATCH
+    assert no_match[:, features.ALERCE23.index("distpsnr1")].sum() >= 10
+    clip = features.FeatureStats.fit(features.ALERCE23, values)
+    missing = features.FeatureStats.fit(features.ALERCE23, values, no_match="missing")
+    assert (clip.no_match, missing.no_match) == ("clip", "missing")
+
+    distance = features.ALERCE23.index("distpsnr3")
+    matched = values[:, distance][~no_match[:, distance]]
+    assert missing.mean[distance] == pytest.approx(matched.mean())
+    assert clip.mean[distance] < missing.mean[distance]  # the -1s pull it down
+
+    for stats in (clip, missing):
+        layer = FeatureNormalization(stats)
+        reloaded = FeatureNormalization.from_config(layer.get_config())
+        for normaliser in (layer, reloaded):
+            out = np.asarray(normaliser(values.astype(np.float32)))
+            np.testing.assert_allclose(out, stats.normalise(values), atol=1e-5)
+    low = np.asarray(clip.clip_low)
+    clipped = (np.where(no_match, low, 0.0) - np.asarray(clip.mean)) / np.asarray(clip.std)
+    assert np.allclose(clip.normalise(values)[no_match], clipped[no_match])
+    assert (missing.normalise(values)[no_match] == 0).all()
+    # A model saved before the encoding existed has no missing_value: ALeRCE's clipping.
+    old = {key: value for key, value in clip.to_dict().items() if key != "missing_value"}
+    assert features.FeatureStats.from_dict(old) == clip
+    # Feature sets without a catalogue match are read the same way under both encodings.
+    names = ("magpsf", "fwhm")
+    columns = raw[:, features.metadata_indices(names)]
+    both = [features.FeatureStats.fit(names, columns, no_match=e) for e in ("clip", "missing")]
+    np.testing.assert_array_equal(both[0].normalise(columns), both[1].normalise(columns))

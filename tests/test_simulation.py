@@ -211,8 +211,8 @@ def test_concurrent_first_uses_build_the_builtin_dataset_once(tmp_path):
 
 
 def test_sky_rotations_agree_with_the_feature_code():
-    from stampnet.features import sky_coordinates
     from stampnet.simulation import classes
+    from stampnet.sky import sky_coordinates
 
     rng = np.random.default_rng(0)
     for label in ("asteroid", "VS", "SN"):

@@ -28,12 +28,7 @@ def merge_accumulators(accumulators) -> FeatureAccumulator:
     """Chan et al.'s pairwise merge, the same update ``FeatureAccumulator.update`` does."""
     merged = FeatureAccumulator(METADATA_FIELDS)
     for other in accumulators:
-        total = merged.count + other.count
-        delta = other.mean - merged.mean
-        weight = np.divide(other.count, total, out=np.zeros_like(total), where=total > 0)
-        merged.mean = merged.mean + delta * weight
-        merged.squares = merged.squares + other.squares + delta**2 * merged.count * weight
-        merged.count = total
+        merged.merge(other)
     return merged
 
 
@@ -166,9 +161,15 @@ class BeamSummary:
         if split != SPLITS[0]:
             raise ValueError(f"The Beam build summarises the train split only, asked {split!r}")
         accumulator = FeatureAccumulator(METADATA_FIELDS)
-        accumulator.count = np.asarray(self._summary["feature_count"], np.float64)
-        accumulator.mean = np.asarray(self._summary["feature_mean"], np.float64)
-        accumulator.squares = np.asarray(self._summary["feature_squares"], np.float64)
+        for name in ("count", "mean", "squares"):
+            sums = np.asarray(self._summary[f"feature_{name}"], np.float64)
+            if sums.shape != accumulator.count.shape:
+                raise ValueError(
+                    f"The Beam summary's feature_{name} has shape {sums.shape}, this stampnet "
+                    f"keeps {accumulator.count.shape}: it was written by another version; "
+                    "build the dataset again"
+                )
+            setattr(accumulator, name, sums)
         return accumulator
 
     def history_card(self) -> dict:

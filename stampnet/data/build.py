@@ -162,7 +162,7 @@ def _card(
         "class_names": class_names_for(staging.labels()),
         "unlabelled": UNLABELLED,
         "metadata_fields": list(METADATA_FIELDS),
-        "feature_stats": staging.feature_accumulator("train").stats().to_dict(),
+        **staging.feature_accumulator("train").card_entries(),
         "feature_stats_split": "train",
         "num_alerts_read": staging.alerts_read,
         "num_alerts": staging.num_alerts(),

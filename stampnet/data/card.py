@@ -8,6 +8,7 @@ directory without one is not a finished dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -17,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stampnet.features import METADATA_FIELDS, FeatureStats, resolve_feature_names
+from stampnet.features import (
+    METADATA_FIELDS,
+    NO_MATCH_ENCODINGS,
+    FeatureStats,
+    resolve_feature_names,
+)
 
 CARD_NAME = "dataset_card.json"
 
@@ -46,22 +52,30 @@ def write_card(data_dir: str | Path, card: dict) -> Path:
     return path
 
 
-def feature_stats_for(card: dict, names: str | Sequence[str]) -> FeatureStats:
-    """The train statistics of a feature set (a set name such as "alerce23", or a list of names)."""
+#: The card's key of the train statistics under each encoding of a missing catalogue match.
+FEATURE_STATS_KEYS = {"clip": "feature_stats", "missing": "feature_stats_no_match_missing"}
+
+
+def feature_stats_for(
+    card: dict, names: str | Sequence[str], no_match: str = "clip"
+) -> FeatureStats:
+    """The train statistics of a feature set (a set name such as "alerce23", or a list of names),
+    with a missing catalogue match read as ``no_match`` says (``features.NO_MATCH_ENCODINGS``)."""
     names = resolve_feature_names(names)
-    stats = FeatureStats.from_dict(card["feature_stats"])
-    positions = {name: index for index, name in enumerate(stats.names)}
-    missing = [name for name in names if name not in positions]
-    if missing:
-        raise ValueError(f"The dataset card has no statistics for {missing}; it has {stats.names}")
-    pick = [positions[name] for name in names]
-    return FeatureStats(
-        names=tuple(names),
-        mean=tuple(stats.mean[i] for i in pick),
-        std=tuple(stats.std[i] for i in pick),
-        clip_low=tuple(stats.clip_low[i] for i in pick),
-        clip_high=tuple(stats.clip_high[i] for i in pick),
-    )
+    if no_match not in FEATURE_STATS_KEYS:
+        raise ValueError(f"no_match={no_match!r}; expected one of {tuple(FEATURE_STATS_KEYS)}")
+    key = FEATURE_STATS_KEYS[no_match]
+    if key not in card:
+        raise ValueError(
+            f"The dataset card has no {key!r} (written by stampnet "
+            f"{card.get('stampnet_version', '?')}, before --no-match {no_match} existed); "
+            "rebuild the dataset to train with it"
+        )
+    stats = FeatureStats.from_dict(card[key])
+    try:
+        return stats.select(names)
+    except ValueError as error:
+        raise ValueError(f"The dataset card: {error}") from None
 
 
 class FeatureAccumulator:
@@ -69,7 +83,9 @@ class FeatureAccumulator:
 
     Values are clipped as ALeRCE does, then per-feature count, mean and sum of squared deviations
     are merged chunk by chunk (Chan et al.'s pairwise update, stable where naive sums of squares
-    lose precision, e.g. for ``jd`` around 2.46e6). NaN (missing) values are ignored.
+    lose precision, e.g. for ``jd`` around 2.46e6). NaN (missing) values are ignored. The sums
+    are kept for each encoding of a missing catalogue match at once (rows of ``count``, ``mean``,
+    ``squares``, in ``features.NO_MATCH_ENCODINGS`` order), so one pass serves both.
 
     Args:
         names: feature names, in the order of the value vectors passed to ``update``.
@@ -77,42 +93,56 @@ class FeatureAccumulator:
     """
 
     def __init__(self, names: Sequence[str] = METADATA_FIELDS, clipping=None):
-        self._clip = FeatureStats.from_values(
-            names, [0.0] * len(names), [1.0] * len(names), clipping
-        )
-        self.count = np.zeros(len(names), np.float64)
-        self.mean = np.zeros(len(names), np.float64)
-        self.squares = np.zeros(len(names), np.float64)
+        unit = ([0.0] * len(names), [1.0] * len(names))
+        self._encodings = [
+            FeatureStats.from_values(names, *unit, clipping, encoding)
+            for encoding in NO_MATCH_ENCODINGS
+        ]
+        shape = (len(NO_MATCH_ENCODINGS), len(names))
+        self.count = np.zeros(shape, np.float64)
+        self.mean = np.zeros(shape, np.float64)
+        self.squares = np.zeros(shape, np.float64)
 
     def update(self, values: np.ndarray) -> None:
         """Adds a chunk of vectors, shape (N, len(names)), NaN = missing."""
-        values = self._clip.clip(np.asarray(values, np.float64).reshape(-1, len(self.count)))
+        values = np.asarray(values, np.float64).reshape(-1, self.count.shape[1])
+        # (N, encodings, names): each encoding's view of the chunk.
+        values = np.stack([stats.clip(stats.mask_missing(values)) for stats in self._encodings], 1)
         present = ~np.isnan(values)
-        count = present.sum(axis=0).astype(np.float64)
+        chunk = FeatureAccumulator.__new__(FeatureAccumulator)
+        chunk.count = present.sum(axis=0).astype(np.float64)
         total = np.where(present, values, 0.0).sum(axis=0)
-        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        squares = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0)
-        merged = self.count + count
-        delta = mean - self.mean
-        weight = np.divide(count, merged, out=np.zeros_like(count), where=merged > 0)
+        chunk.mean = np.divide(total, chunk.count, out=np.zeros_like(total), where=chunk.count > 0)
+        chunk.squares = np.where(present, (values - chunk.mean) ** 2, 0.0).sum(axis=0)
+        self.merge(chunk)
+
+    def merge(self, other: FeatureAccumulator) -> None:
+        """Adds another accumulator's sums (Chan et al.'s pairwise update)."""
+        merged = self.count + other.count
+        delta = other.mean - self.mean
+        weight = np.divide(other.count, merged, out=np.zeros_like(merged), where=merged > 0)
         self.mean = self.mean + delta * weight
-        self.squares = self.squares + squares + delta**2 * self.count * weight
+        self.squares = self.squares + other.squares + delta**2 * self.count * weight
         self.count = merged
 
-    def stats(self) -> FeatureStats:
+    def stats(self, no_match: str = "clip") -> FeatureStats:
         """Mean and population std (as ``np.nanstd``); 0 and 1 where a feature never appears."""
-        seen = self.count > 0
-        mean = np.where(seen, self.mean, 0.0)
-        variance = np.divide(self.squares, self.count, out=np.ones_like(self.squares), where=seen)
+        row = NO_MATCH_ENCODINGS.index(no_match)
+        count, squares = self.count[row], self.squares[row]
+        seen = count > 0
+        mean = np.where(seen, self.mean[row], 0.0)
+        variance = np.divide(squares, count, out=np.ones_like(squares), where=seen)
         std = np.sqrt(np.maximum(variance, 0.0))
         std = np.where(std > 0, std, 1.0)  # a constant feature must not divide by zero
-        return FeatureStats(
-            names=self._clip.names,
+        return dataclasses.replace(
+            self._encodings[row],
             mean=tuple(float(m) for m in mean),
             std=tuple(float(s) for s in std),
-            clip_low=self._clip.clip_low,
-            clip_high=self._clip.clip_high,
         )
+
+    def card_entries(self) -> dict:
+        """The card's statistics under every encoding, keyed as ``FEATURE_STATS_KEYS``."""
+        return {key: self.stats(encoding).to_dict() for encoding, key in FEATURE_STATS_KEYS.items()}
 
 
 def expand_sources(sources: str | Path | Iterable[str | Path]) -> list[Path]:

@@ -91,9 +91,10 @@ def card_differences(expected_dir, found_dir) -> list[str]:
         if expected.get(field) != found.get(field)
     ]
     # Summed in another order (merged per object): equal to rounding only.
-    for name in ("mean", "std"):
-        want = np.asarray(expected["feature_stats"][name], np.float64)
-        got = np.asarray(found["feature_stats"][name], np.float64)
-        if want.shape != got.shape or not np.allclose(got, want, rtol=1e-9, atol=1e-12):
-            lines.append(f"card feature_stats {name}: {want.tolist()} != {got.tolist()}")
+    for key in card_lib.FEATURE_STATS_KEYS.values():
+        for name in ("mean", "std"):
+            want = np.asarray(expected[key][name], np.float64)
+            got = np.asarray(found[key][name], np.float64)
+            if want.shape != got.shape or not np.allclose(got, want, rtol=1e-9, atol=1e-12):
+                lines.append(f"card {key} {name}: {want.tolist()} != {got.tolist()}")
     return lines

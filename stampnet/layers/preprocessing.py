@@ -121,6 +121,9 @@ class StampPreprocessing(keras.layers.Layer):
 class FeatureNormalization(keras.layers.Layer):
     """Clips and z-scores raw metadata features with stored train statistics; missing -> 0.
 
+    Missing is NaN, and under the ``missing`` encoding of a catalogue match also ZTF's -999
+    (``stats.missing_value``); ALeRCE's encoding clips the -999 like any other value.
+
     The statistics are part of the layer's config, so a saved model carries them and needs no side
     file. ``stats`` is a ``stampnet.features.FeatureStats`` or its ``to_dict()``.
 
@@ -137,6 +140,10 @@ class FeatureNormalization(keras.layers.Layer):
     def call(self, features):
         features = ops.cast(features, "float32")
         finite = ops.isfinite(features)
+        if self.stats.missing_value:
+            # x != NaN holds, so features without a missing value keep every finite value.
+            missing_value = ops.convert_to_tensor(self.stats.missing_value, "float32")
+            finite = finite & ops.not_equal(features, missing_value)
         low = ops.convert_to_tensor(self.stats.clip_low, "float32")
         high = ops.convert_to_tensor(self.stats.clip_high, "float32")
         features = ops.where(ops.isnan(low) | (features >= low), features, low)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stampnet.constants import DEFAULT_CROP_SIZE
-from stampnet.features import DEFAULT_FEATURE_SET
+from stampnet.features import DEFAULT_FEATURE_SET, NO_MATCH_ENCODINGS
 
 BALANCE_CHOICES = ("none", "oversample", "weights")
 
@@ -52,6 +52,14 @@ class DataConfig:
         DEFAULT_FEATURE_SET,
         "metadata features: a set name (alerce23, alerce26, none) or a comma-separated list",
         flag="--features",
+    )
+    no_match: str = _field(
+        "clip",
+        "features: how ZTF's -999 for a missing catalogue match (no PS1 source within 30\", no "
+        "reference source) is read: clip (ALeRCE's, to -1, below any real value) or missing "
+        "(normalised to 0, the train mean of the matches)",
+        flag="--no-match-as",
+        choices=NO_MATCH_ENCODINGS,
     )
     balance: str = _field(
         "none",

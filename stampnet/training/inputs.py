@@ -47,7 +47,7 @@ def data_info(config: RunConfig, spec: ModelSpec, data_dir: Path, card) -> DataI
         card=card,
         class_names=tuple(card["class_names"]),
         feature_names=feature_names,
-        feature_stats=feature_stats_for(card, feature_names),
+        feature_stats=feature_stats_for(card, feature_names, config.data.no_match),
         crop_size=config.model_config.crop_size,
         channels=channels,
         geometry=geometry,
