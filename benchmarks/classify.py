@@ -31,8 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from stampnet.shared_data import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
+SHARED = shared_dir()
 TARGET = 350.0
 
 

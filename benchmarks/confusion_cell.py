@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -25,8 +24,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
+
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 FIELDS = (
     "magpsf", "snr", "fwhm", "classtar", "isdiffpos", "diffmaglim", "distpsnr1", "sgscore1",

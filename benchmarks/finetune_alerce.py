@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from stampnet.shared_data import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
+SHARED = shared_dir()
 
 VARIANTS = {
     "scratch": (),

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stampnet.shared_data import shared_dir
 from stampnet.testing.fuzz import DEFAULT_TIMEOUT, run_fuzz
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ztf", default=str(REPO_ROOT.parent / "shared" / "data" / "ztf"))
+    parser.add_argument("--ztf", default=str(shared_dir() / "data" / "ztf"))
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per case")

@@ -12,15 +12,16 @@ macro-F1 (mean and spread over seeds).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from stampnet.shared_data import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
+SHARED = shared_dir()
 CLASSES = ("SN", "AGN", "VS", "asteroid", "bogus")
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from stampnet.shared_data import shared_dir
+
+SHARED = shared_dir()
 CLIP = 20
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import fastavro
 
+from stampnet.shared_data import shared_dir
+
 #: Offset between copies' candids; ZTF candids are ~1e18, well below int64's 9.2e18.
 CANDID_STRIDE = 10**15
 
@@ -79,7 +81,7 @@ def _build_child(source: str, data_dir: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ztf", default=str(Path(__file__).parents[2] / "shared" / "data" / "ztf"))
+    parser.add_argument("--ztf", default=str(shared_dir() / "data" / "ztf"))
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--work-dir", help="where to write replicas and datasets (default: tmp)")
     args = parser.parse_args()

@@ -35,8 +35,11 @@ from pathlib import Path
 # here); a value the user sets wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
+
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 from stampnet.evaluation.input_study import (  # noqa: E402
     PAPER_NUMBERS,

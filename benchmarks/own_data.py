@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stampnet.shared_data import shared_dir
+
 FULL_SIZES = {"train": 1_250_000, "validation": 100_000, "test": 100_000}
 CHUNK_ROWS = 10_000
 SIZE = 21
@@ -314,7 +316,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fraction", type=float, nargs="+", default=[0.01])
     parser.add_argument("--out", type=Path, default=Path("/tmp/stampnet_own_data"))
-    parser.add_argument("--ztf", type=Path, default=REPO.parent / "shared" / "data" / "ztf")
+    parser.add_argument("--ztf", type=Path, default=shared_dir() / "data" / "ztf")
     parser.add_argument("--storage", action="store_true", help="measure dtype/compression")
     parser.add_argument("--train-steps", type=int, default=0, help="deep_hits steps (0: skip)")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -31,8 +31,11 @@ import numpy as np
 # oneDNN's CPU kernels, as ``stampnet train`` and ``train.py`` use; a value the user sets wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
+
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 from stampnet.evaluation.kshot import object_split  # noqa: E402
 from stampnet.evaluation.pretrain_real import (  # noqa: E402

@@ -33,8 +33,9 @@ from stampnet.data.fits import decode_cutout, decode_cutout_astropy
 from stampnet.data.history import HISTORY_COLUMNS, HISTORY_SUBFIELDS, history_records
 from stampnet.data.readers import ALERT_COLUMNS, alert_from_packet, iter_alerts, iter_packets
 from stampnet.features import metadata_vector
+from stampnet.shared_data import shared_dir
 
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf"
+DEFAULT_SOURCE = shared_dir() / "data" / "ztf"
 
 
 def timed(function):

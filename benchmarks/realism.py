@@ -26,6 +26,7 @@ from stampnet.constants import ALERCE_CLASSES, CHANNELS
 from stampnet.data.labels import LabelTable
 from stampnet.data.readers import RejectionLog, iter_alerts
 from stampnet.features import ALERCE23, METADATA_FIELDS
+from stampnet.shared_data import shared_dir
 from stampnet.simulation.simulate import simulate
 
 QUANTILES = (5, 25, 50, 75, 95)
@@ -260,7 +261,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--difficulty", type=float, default=0.5)
-    default_real = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "alerts"
+    default_real = shared_dir() / "data" / "ztf" / "alerts"
     parser.add_argument("--real", default=str(default_real))
     parser.add_argument(
         "--labelled",

@@ -35,8 +35,10 @@ import os
 import time
 from pathlib import Path
 
+from stampnet.shared_data import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
+SHARED = shared_dir()
 MODELS = ("stamp_classifier", "seq_classifier", "seq_vae")
 
 

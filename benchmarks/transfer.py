@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAMPNET_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
+
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 from stampnet.evaluation.real_sample import load_real_sample  # noqa: E402
 from stampnet.evaluation.transfer import (  # noqa: E402

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from stampnet.shared_data import shared_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Keep TensorFlow quiet and deterministic in tests; set before any test imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("STAMPNET_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
 
 def _require(path: Path) -> Path:
