@@ -35,6 +35,7 @@ class ModelRecord:
         crop_size: side of its centred crop (None: unknown).
         class_names: its output classes in order (empty: not a classifier, or unknown).
         feature_names: the metadata features it reads, in input order.
+        no_match: how it reads a missing catalogue match (``features.NO_MATCH_ENCODINGS``).
     """
 
     geometry: StampGeometry
@@ -42,6 +43,7 @@ class ModelRecord:
     crop_size: int | None
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...]
+    no_match: str = "clip"
 
     def to_dict(self) -> dict:
         return {
@@ -127,6 +129,7 @@ def model_record(model, card: Mapping | None = None) -> ModelRecord:
             getattr(probabilities, "class_names", None) or card.get("class_names") or ()
         ),
         feature_names=feature_names,
+        no_match=normalisation.stats.no_match if normalisation is not None else "clip",
     )
 
 

@@ -167,25 +167,32 @@ class FeatureStats:
     @classmethod
     def from_values(cls, names, mean, std, clipping=None, no_match="clip") -> FeatureStats:
         """Statistics from given means and stds; clipping: ALeRCE's unless given."""
-        if no_match not in NO_MATCH_ENCODINGS:
-            raise ValueError(f"no_match={no_match!r}; expected one of {NO_MATCH_ENCODINGS}")
         clipping = ALERCE_CLIPPING if clipping is None else clipping
         low, high = [], []
         for name in names:
             lo, hi = clipping.get(name, (None, None))
             low.append(math.nan if lo is None else float(lo))
             high.append(math.nan if hi is None else float(hi))
-        missing = ()
-        if no_match == "missing":
-            missing = tuple(NO_MATCH if name in NO_MATCH_FIELDS else math.nan for name in names)
-        return cls(
+        stats = cls(
             tuple(names),
             tuple(float(m) for m in mean),
             tuple(float(s) for s in std),
             tuple(low),
             tuple(high),
-            missing,
         )
+        return stats.with_no_match(no_match)
+
+    def with_no_match(self, no_match: str) -> FeatureStats:
+        """These statistics with a missing catalogue match read as ``no_match`` says (the means
+        and stds are kept: fit them under the same encoding)."""
+        if no_match not in NO_MATCH_ENCODINGS:
+            raise ValueError(f"no_match={no_match!r}; expected one of {NO_MATCH_ENCODINGS}")
+        missing = ()
+        if no_match == "missing":
+            missing = tuple(
+                NO_MATCH if name in NO_MATCH_FIELDS else math.nan for name in self.names
+            )
+        return dataclasses.replace(self, missing_value=missing)
 
     @classmethod
     def fit(

@@ -68,6 +68,31 @@ def test_init_from_the_alerce_2019_import_loads_the_trunk_exactly(alerce_2019, c
         "vs [(9216, 64), (64,)]"  # fmt: skip
 
 
+def test_init_keeps_the_feature_normalisation_of_another_no_match_encoding(
+    alerce_2020_dir, tmp_path
+):
+    """ALeRCE's 2020 weights read a missing PS1 match clipped to -1: a model that reads it as
+    missing does not take their feature batch normalisation, one that clips does."""
+    from stampnet.features import FeatureStats
+
+    source = tmp_path / "alerce_2020.keras"
+    import_alerce_checkpoint(alerce_2020_dir).save(source)
+    stats = FeatureStats.from_alerce_json(alerce_2020_dir / "feature_norm_stats.json")
+    reports = {}
+    for encoding in ("clip", "missing"):
+        target = build_stamp_classifier(
+            class_names=ALERCE_CLASSES, feature_stats=stats.with_no_match(encoding), crop_size=21
+        )
+        reports[encoding] = finetune.initialise_from(target, source, ZTF_CARD)
+    assert "batchnorm_features" in reports["clip"].loaded
+    assert reports["missing"].not_loaded == {
+        "batchnorm_features": "a missing catalogue match read as clip vs missing (--no-match-as)"
+    }
+    assert reports["missing"].loaded == [
+        name for name in reports["clip"].loaded if name != "batchnorm_features"
+    ]
+
+
 def test_init_refuses_a_source_built_for_other_stamps_saying_what_differs(alerce_2019, tmp_path):
     deep_hits = build_deep_hits(class_names=("bogus", "real"))
     deep_hits.save(tmp_path / "deep_hits.keras")

@@ -6,8 +6,8 @@ every weight SHAPE agree, the names being shared on purpose (``stampnet.models.t
 ``conv_1`` ... ``conv_5`` in the stamp classifier, Deep-HiTS, the autoencoders and the sequence
 models; ``dense_1``, ``dense_2``, ``output_logits`` in the classifiers). Layers that would load
 but mean something else are left alone: the output layer when the classes differ, the feature
-batch normalisation when the features differ. What was loaded and what was not, and why, is
-printed and recorded in the run's model card.
+batch normalisation when the features differ or read a missing catalogue match otherwise. What
+was loaded and what was not, and why, is printed and recorded in the run's model card.
 
 A source built for other stamps (size, channel names, or the channels the model uses) is refused
 with what differs (``stampnet.compat``): its convolutions would read the wrong images.
@@ -113,6 +113,12 @@ def initialise(
     if target_record.feature_names != source_record.feature_names:
         reason = (
             f"features {list(source_record.feature_names)} vs {list(target_record.feature_names)}"
+        )
+        skip.update(dict.fromkeys(FEATURE_LAYERS, reason))
+    elif target_record.no_match != source_record.no_match:
+        reason = (
+            f"a missing catalogue match read as {source_record.no_match} vs "
+            f"{target_record.no_match} (--no-match-as)"
         )
         skip.update(dict.fromkeys(FEATURE_LAYERS, reason))
     loaded, not_loaded = [], {}
