@@ -160,12 +160,19 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
 
     from stampnet.constants import DEFAULT_CROP_SIZE
 
-    options = {"size": "400", "data": None, "epochs": 30}
+    options = {"size": "400", "data": None, "epochs": 30, "no_match_as": None}
     for crop, name in ((None, "builtin-none-seed1"), (41, "builtin-none-crop41-seed1")):
         args = argparse.Namespace(**options, crop_size=crop)
         config = module.builtin_config("none", 1, args, tmp_path / "runs")
         assert config.model_config.crop_size == (crop or DEFAULT_CROP_SIZE)
         assert config.train.out == str(tmp_path / "runs" / name) and config.train.epochs == 30
+    # --no-match-as reaches the feature runs' data config and their names; the recipe's otherwise.
+    args = argparse.Namespace(**{**options, "no_match_as": "missing"}, crop_size=None)
+    config = module.builtin_config("alerce23", 1, args, tmp_path / "runs")
+    assert config.data.no_match == "missing"
+    assert config.train.out == str(tmp_path / "runs" / "builtin-alerce23-nomatchmissing-seed1")
+    assert module.builtin_config("alerce23", 1, argparse.Namespace(**options, crop_size=None),
+                                 tmp_path / "runs").data.no_match == "clip"  # fmt: skip
     assert report["crop_size"] is None  # --run: the runs' own configs say
     tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
     assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"
