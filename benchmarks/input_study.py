@@ -37,10 +37,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stampnet.shared_data import shared_dir  # noqa: E402
-
-SHARED = shared_dir()
-
 from stampnet.evaluation.input_study import (  # noqa: E402
     PAPER_NUMBERS,
     all_channel_subsets,
@@ -53,6 +49,9 @@ from stampnet.evaluation.input_study import (  # noqa: E402
 )
 from stampnet.evaluation.input_study_report import markdown_table, plot_curves  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 
 def main(argv=None) -> int:

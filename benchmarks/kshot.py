@@ -31,10 +31,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stampnet.shared_data import shared_dir  # noqa: E402
-
-SHARED = shared_dir()
-
 from stampnet.evaluation.kshot import (  # noqa: E402
     kshot_curve,
     kshot_table,
@@ -43,6 +39,9 @@ from stampnet.evaluation.kshot import (  # noqa: E402
     summarise_kshot,
 )
 from stampnet.jsonable import json_ready  # noqa: E402
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 ALERCE_STARTS = {
     "alerce2019": "alerce_stamp_classifier_2019_images",

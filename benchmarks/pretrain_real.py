@@ -33,10 +33,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stampnet.shared_data import shared_dir  # noqa: E402
-
-SHARED = shared_dir()
-
 from stampnet.evaluation.kshot import object_split  # noqa: E402
 from stampnet.evaluation.pretrain_real import (  # noqa: E402
     array_stream,
@@ -52,6 +48,9 @@ from stampnet.evaluation.pretrain_summary import (  # noqa: E402
     summarise_pretraining,
 )
 from stampnet.jsonable import json_ready  # noqa: E402
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 
 def builtin_stream(size: str, batch_size: int, seed: int):

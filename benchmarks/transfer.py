@@ -26,10 +26,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stampnet.shared_data import shared_dir  # noqa: E402
-
-SHARED = shared_dir()
-
 from stampnet.evaluation.real_sample import load_real_sample  # noqa: E402
 from stampnet.evaluation.transfer import (  # noqa: E402
     confusion_text,
@@ -40,6 +36,9 @@ from stampnet.evaluation.transfer import (  # noqa: E402
 )
 from stampnet.features import NO_MATCH_ENCODINGS  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
+from stampnet.shared_data import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 
 ALERCE_REFERENCES = {
     "alerce_2020_features": "alerce_stamp_classifier_2020",

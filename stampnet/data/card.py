@@ -68,7 +68,7 @@ def feature_stats_for(
     if key not in card:
         raise ValueError(
             f"The dataset card has no {key!r} (written by stampnet "
-            f"{card.get('stampnet_version', '?')}, before --no-match {no_match} existed); "
+            f"{card.get('stampnet_version', '?')}, before --no-match-as {no_match} existed); "
             "rebuild the dataset to train with it"
         )
     stats = FeatureStats.from_dict(card[key])
@@ -109,20 +109,22 @@ class FeatureAccumulator:
         # (N, encodings, names): each encoding's view of the chunk.
         values = np.stack([stats.clip(stats.mask_missing(values)) for stats in self._encodings], 1)
         present = ~np.isnan(values)
-        chunk = FeatureAccumulator.__new__(FeatureAccumulator)
-        chunk.count = present.sum(axis=0).astype(np.float64)
+        count = present.sum(axis=0).astype(np.float64)
         total = np.where(present, values, 0.0).sum(axis=0)
-        chunk.mean = np.divide(total, chunk.count, out=np.zeros_like(total), where=chunk.count > 0)
-        chunk.squares = np.where(present, (values - chunk.mean) ** 2, 0.0).sum(axis=0)
-        self.merge(chunk)
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        self._add(count, mean, np.where(present, (values - mean) ** 2, 0.0).sum(axis=0))
 
     def merge(self, other: FeatureAccumulator) -> None:
-        """Adds another accumulator's sums (Chan et al.'s pairwise update)."""
-        merged = self.count + other.count
-        delta = other.mean - self.mean
-        weight = np.divide(other.count, merged, out=np.zeros_like(merged), where=merged > 0)
+        """Adds another accumulator's sums."""
+        self._add(other.count, other.mean, other.squares)
+
+    def _add(self, count: np.ndarray, mean: np.ndarray, squares: np.ndarray) -> None:
+        # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
+        merged = self.count + count
+        delta = mean - self.mean
+        weight = np.divide(count, merged, out=np.zeros_like(merged), where=merged > 0)
         self.mean = self.mean + delta * weight
-        self.squares = self.squares + other.squares + delta**2 * self.count * weight
+        self.squares = self.squares + squares + delta**2 * self.count * weight
         self.count = merged
 
     def stats(self, no_match: str = "clip") -> FeatureStats:
