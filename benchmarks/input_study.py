@@ -48,6 +48,7 @@ from stampnet.evaluation.input_study import (  # noqa: E402
     summarise,
 )
 from stampnet.evaluation.input_study_report import markdown_table, plot_curves  # noqa: E402
+from stampnet.features import DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
 from stampnet.shared_data import shared_dir  # noqa: E402
 
@@ -60,6 +61,13 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="400", help="built-in data size when --data is not set")
     parser.add_argument("--channels", default="all", help="channel subsets, ';'-separated")
     parser.add_argument("--features", nargs="+", default=["none", "alerce23"])
+    parser.add_argument(
+        "--no-match-as",
+        choices=NO_MATCH_ENCODINGS,
+        default=None,
+        help="how the feature runs read a missing catalogue match (default: the recipe's; a "
+        "study begun before round 14 clipped: resume it with clip)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
@@ -90,7 +98,11 @@ def main(argv=None) -> int:
     base = apply_overrides(
         get_spec("stamp_classifier").preset(),
         {
-            "data": {"data_dir": args.data, "builtin_size": str(args.size)},
+            "data": {
+                "data_dir": args.data,
+                "builtin_size": str(args.size),
+                **({"no_match": args.no_match_as} if args.no_match_as else {}),
+            },
             "train": {
                 "epochs": args.epochs,
                 "steps_per_epoch": args.steps_per_epoch,
@@ -125,6 +137,7 @@ def main(argv=None) -> int:
         "epochs": args.epochs,
         "steps_per_epoch": args.steps_per_epoch,
         "batch_size": args.batch_size,
+        "no_match": base.data.no_match,
         "seeds": args.seeds,
         "real": args.real,
     }
@@ -150,6 +163,7 @@ def train_on_real(args, out: Path, started: float) -> int:
             "max_epochs": args.max_epochs,
             "patience": args.patience,
             "batch_size": args.batch_size,
+            "no_match": args.no_match_as or DEFAULT_NO_MATCH,
         }
         check_settings(rows, settings, partial)
         done = {(row["channels"], row["features"], row["seed"]) for row in rows}
@@ -203,6 +217,7 @@ def train_on_real(args, out: Path, started: float) -> int:
         "max_epochs": args.max_epochs,
         "patience": args.patience,
         "batch_size": args.batch_size,
+        "no_match": args.no_match_as or DEFAULT_NO_MATCH,
         "seeds": args.seeds,
     }
     return write_outputs(out, rows, report, started, f"the real sample ({real})")
@@ -215,11 +230,20 @@ def read_runs(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+#: Settings of runs written before they were recorded: they clipped a missing catalogue match.
+SAVED_BEFORE = {"no_match": "clip"}
+
+
 def check_settings(rows: list, settings: dict, path: Path) -> None:
-    """Refuses to resume a study whose finished runs were trained with other settings."""
+    """Refuses to resume a study whose finished runs were trained with other settings (how a
+    missing catalogue match is read only matters to runs with features)."""
     for number, row in enumerate(rows, 1):
-        made = {key: row.get(key) for key in settings}
-        if made != settings:
+        made = {key: row.get(key, SAVED_BEFORE.get(key)) for key in settings}
+        wanted = dict(settings)
+        if row["features"] == "none":
+            made.pop("no_match", None)
+            wanted.pop("no_match", None)
+        if made != wanted:
             raise SystemExit(
                 f"{path} line {number} ({row['channels']} {row['features']} seed {row['seed']}) "
                 f"was trained with {made}, this study with {settings}: use another --out or "

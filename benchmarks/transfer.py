@@ -37,6 +37,7 @@ from stampnet.evaluation.transfer import (  # noqa: E402
 from stampnet.features import NO_MATCH_ENCODINGS  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
 from stampnet.shared_data import shared_dir  # noqa: E402
+from stampnet.training.config import DataConfig  # noqa: E402
 
 SHARED = shared_dir()
 
@@ -145,7 +146,8 @@ def main(argv=None) -> int:
         "--no-match-as",
         choices=NO_MATCH_ENCODINGS,
         default=None,
-        help="how the feature runs read a missing catalogue match (default: the recipe's)",
+        help="how the feature runs read a missing catalogue match (default: the recipe's, "
+        f"{DataConfig().no_match}); named in the runs' names when given",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument(
@@ -197,7 +199,8 @@ def main(argv=None) -> int:
         "data": args.data,
         "epochs": None if args.run else args.epochs,  # runs given with --run: see their configs
         "crop_size": None if args.run else args.crop_size,  # None: the recipe's
-        "no_match": None if args.run else args.no_match_as,  # None: the recipe's
+        # the feature runs' encoding; each result also records its model's own ("no_match")
+        "no_match": None if args.run else (args.no_match_as or DataConfig().no_match),
         "seeds": None if args.run else args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
         "results": {

@@ -76,6 +76,9 @@ NO_MATCH_FIELDS = (
 #: real one) or ``missing`` (like any missing value: normalised to 0, the train mean of the
 #: matches). ALeRCE's published weights were trained with ``clip``.
 NO_MATCH_ENCODINGS = ("clip", "missing")
+#: The recipe's (``--no-match-as``), since round 14: it kept asteroids in fields without a PS1
+#: source from reading as SNe on the real sample; ALeRCE's imported models keep their ``clip``.
+DEFAULT_NO_MATCH = "missing"
 
 
 def resolve_feature_names(feature_set: str | Sequence[str]) -> tuple[str, ...]:

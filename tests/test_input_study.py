@@ -75,6 +75,8 @@ def test_summary_gives_mean_and_std_over_seeds():
 
 
 def test_study_trains_each_condition_and_seed_on_real_alerts(tiny_data, tmp_path):
+    from stampnet.training.config import apply_overrides
+
     subsets = [("difference",), CHANNELS]
     rows = run_study(tiny_base(tiny_data), subsets, ["none"], [0, 1], tmp_path / "runs")
     assert [(row["channels"], row["seed"]) for row in rows] == [
@@ -113,11 +115,38 @@ def test_study_trains_each_condition_and_seed_on_real_alerts(tiny_data, tmp_path
     assert trained == [(("difference",), 1, str(tmp_path / "runs" / "difference-none-seed1"))]
     assert [key(row) for row in again] == [key(row) for row in rows]
     assert again[0] == rows[0]
+    # Runs trained otherwise are not read back as this study's; how images-only runs would read
+    # a missing catalogue match does not matter.
+    other = apply_overrides(tiny_base(tiny_data), {"train": {"epochs": 2}})
+    with pytest.raises(ValueError, match="difference-none-seed0 was trained otherwise .*epochs: 1"):
+        run_study(other, subsets, ["none"], [0, 1], tmp_path / "runs", train_fn=None)
+    clipping = apply_overrides(tiny_base(tiny_data), {"data": {"no_match": "clip"}})
+    assert run_study(clipping, subsets, ["none"], [0, 1], tmp_path / "runs") == again
     summary = summarise(rows)
     assert [entry["seeds"] for entry in summary] == [2, 2]
     path = plot_study(summary, tmp_path / "study.png")
     assert path.stat().st_size > 1000
     assert PAPER_NUMBERS and all("other data" in number["source"] for number in PAPER_NUMBERS)
+
+
+def test_a_feature_run_of_another_no_match_encoding_is_not_read_back(tiny_data, tmp_path):
+    from stampnet.evaluation.input_study import check_same_setup
+    from stampnet.training import runs
+    from stampnet.training.config import apply_overrides
+
+    condition = apply_overrides(tiny_base(tiny_data), {"data": {"feature_set": "alerce23"}})
+    runs.write_config(tmp_path, condition)
+    check_same_setup(tmp_path, condition)
+    clipping = apply_overrides(condition, {"data": {"no_match": "clip"}})
+    with pytest.raises(ValueError, match="data.no_match: 'missing' there, 'clip' here"):
+        check_same_setup(tmp_path, clipping)
+    # A run saved before the encoding was recorded clipped, as the built-in study's seeds 0-1.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["data"]["no_match"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_same_setup(tmp_path, clipping)
+    with pytest.raises(ValueError, match="data.no_match: 'clip' there, 'missing' here"):
+        check_same_setup(tmp_path, condition)
 
 
 def test_only_the_stamp_classifier_is_studied(tiny_data, tmp_path):
@@ -212,6 +241,7 @@ def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real
         assert 0 < row["epoch_cpu_seconds"][0] < row["cpu_seconds"]
         assert row["evaluation_cpu_seconds"] > 0
         assert (row["max_epochs"], row["patience"], row["batch_size"]) == (1, 1, 8)
+        assert row["no_match"] == "missing"  # the recipe's, recorded though not passed
     entry = summarise(rows)[0]
     assert {"real_accuracy_mean", "real_macro_f1_std"} <= set(entry)
 
@@ -231,6 +261,15 @@ def test_real_study_trains_on_the_pool_and_scores_the_held_back_objects(few_real
     assert (out / "curves.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="line 1 .difference none seed 0. was trained with"):
         module.main([*arguments, "--max-epochs", "1", "--patience", "2", "--batch-size", "8"])
+    # Rows written before the encoding was recorded clipped: the feature runs among them resume
+    # only with --no-match-as clip; how images-only runs would read a match does not matter.
+    settings = {"max_epochs": 1, "patience": 1, "batch_size": 8, "no_match": "missing"}
+    module.check_settings(rows, settings, out / "runs.jsonl")
+    legacy = [{k: v for k, v in row.items() if k != "no_match"} for row in rows]
+    module.check_settings(legacy[:1], settings, out / "runs.jsonl")
+    with pytest.raises(SystemExit, match="line 2 .difference alerce23 seed 0.*'no_match': 'clip'"):
+        module.check_settings(legacy, settings, out / "runs.jsonl")
+    module.check_settings(legacy, {**settings, "no_match": "clip"}, out / "runs.jsonl")
 
 
 def load_command():

@@ -6,6 +6,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 import warnings
 
@@ -179,6 +180,11 @@ def test_builtin_dataset_builds_once_and_rebuilds_for_a_new_simulator(tmp_path, 
     monkeypatch.setattr(builtin, "SIMULATOR_VERSION", "test-version")
     builtin.ensure_builtin_dataset(tmp_path, size=10, seed=1)
     assert "test-version" in load_card(data_dir)["generator"]
+    # A card from before --no-match-as missing (round 12's) is rebuilt, not refused at training.
+    old = {k: v for k, v in load_card(data_dir).items() if k != "feature_stats_no_match_missing"}
+    card_path(data_dir).write_text(json.dumps(old))
+    builtin.ensure_builtin_dataset(tmp_path, size=10, seed=1)
+    assert "feature_stats_no_match_missing" in load_card(data_dir)
 
 
 @pytest.mark.slow

@@ -111,44 +111,49 @@ def test_keras_and_saved_model_reloads_give_identical_outputs(finished_run, tiny
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
 
-def test_a_missing_catalogue_match_reads_as_missing_when_asked(finished_run, tiny_data, tmp_path):
-    """``--no-match-as missing``: ZTF's -999 (no PS1 source within 30") is read exactly as a
-    missing value, in the trained model, its .keras and its SavedModel; the recipe's clipping
-    (``finished_run``) reads it as a value of its own."""
+def test_a_missing_catalogue_match_reads_as_missing_unless_clipping_is_asked(
+    finished_run, tiny_data, tmp_path
+):
+    """The recipe reads ZTF's -999 (no PS1 source within 30") exactly as a missing value, in the
+    trained model and its .keras; ``--no-match-as clip`` (ALeRCE's encoding) reads it as a value
+    of its own, and its SavedModel serves it so."""
     from stampnet.data.card import feature_stats_for, load_card
     from stampnet.data.pipeline import alert_dataset
     from stampnet.features import NO_MATCH
     from stampnet.training.export import serving_inputs_from_batch
     from stampnet.training.trainer import train
 
-    config = tiny_config(tiny_data, tmp_path / "run", "--epochs", "1", "--no-match-as", "missing")
-    result = train(config)
-    model = result.bundle.exports["classifier"].model
-    stats = model.get_layer("feature_normalization").stats
-    assert stats == feature_stats_for(load_card(tiny_data), "alerce23", "missing")
-    assert (
-        stats.no_match == "missing"
-        and RunConfig.from_dict(
-            json.loads((result.run_dir / "config.json").read_text())
-        ).data.no_match
-        == "missing"
-    )
+    def recorded(run) -> tuple:
+        stats = run.bundle.exports["classifier"].model.get_layer("feature_normalization").stats
+        config = RunConfig.from_dict(json.loads((run.run_dir / "config.json").read_text()))
+        return stats, config.data.no_match
 
+    card = load_card(tiny_data)
+    assert recorded(finished_run) == (feature_stats_for(card, "alerce23", "missing"), "missing")
     inputs, _ = next(iter(alert_dataset(tiny_data, "test", batch_size=64, shuffle=False)))
     inputs = {key: value.numpy() for key, value in inputs.items()}
     no_match = inputs["features"] == NO_MATCH
     assert no_match.any(), "the real test alerts hold no missing match"
     as_nan = {**inputs, "features": np.where(no_match, np.nan, inputs["features"])}
-    expected = model.predict_on_batch(inputs)
-    np.testing.assert_array_equal(model.predict_on_batch(as_nan), expected)
-    clipping = finished_run.bundle.exports["classifier"].model
-    assert (
-        np.abs(clipping.predict_on_batch(as_nan) - clipping.predict_on_batch(inputs)).max() > 1e-4
+    default = finished_run.bundle.exports["classifier"].model
+    np.testing.assert_array_equal(
+        default.predict_on_batch(as_nan), default.predict_on_batch(inputs)
+    )
+    reloaded = keras.saving.load_model(finished_run.run_dir / "model.keras")
+    np.testing.assert_array_equal(
+        reloaded.predict_on_batch(as_nan), reloaded.predict_on_batch(inputs)
     )
 
-    reloaded = keras.saving.load_model(result.run_dir / "model.keras")
+    clip_run = train(
+        tiny_config(tiny_data, tmp_path / "run", "--epochs", "1", "--no-match-as", "clip")
+    )
+    assert recorded(clip_run) == (feature_stats_for(card, "alerce23", "clip"), "clip")
+    clipping = clip_run.bundle.exports["classifier"].model
+    expected = clipping.predict_on_batch(inputs)
+    assert np.abs(clipping.predict_on_batch(as_nan) - expected).max() > 1e-4
+    reloaded = keras.saving.load_model(clip_run.run_dir / "model.keras")
     np.testing.assert_allclose(reloaded.predict_on_batch(inputs), expected, atol=1e-6, rtol=0)
-    served = tf.saved_model.load(str(result.run_dir / "saved_model"))
+    served = tf.saved_model.load(str(clip_run.run_dir / "saved_model"))
     serving = {key: tf.constant(value) for key, value in serving_inputs_from_batch(inputs).items()}
     got = served.signatures["classifier"](**serving)["probabilities"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
@@ -227,6 +232,13 @@ def test_resume_reads_the_run_config_and_applies_new_flags(tmp_path):
     runs.write_config(tmp_path, config)
     resumed = parse("--resume", str(tmp_path), "--epochs", "9")
     assert resumed.train.epochs == 9 and resumed.train.seed == 3
+    assert resumed.data.no_match == "missing"  # the recipe's, as written
+    # A run saved before --no-match-as existed clipped (round 13's default): it resumes so.
+    saved = json.loads(config.to_json())
+    del saved["data"]["no_match"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert parse("--resume", str(tmp_path)).data.no_match == "clip"
+    assert parse("--resume", str(tmp_path), "--no-match-as", "missing").data.no_match == "missing"
     assert resumed.train.resume == str(tmp_path)
     with pytest.raises(ValueError, match="is a 'stamp_classifier' run"):
         parse("--resume", str(tmp_path), "--model", "vae")

@@ -92,6 +92,7 @@ def test_metrics_agree_with_the_models_own_predictions(sample, alerce_2019):
         )
     assert sum(part["alerts"] for part in result["by_strength"].values()) == len(sample)
     assert result["feature_names"] == [] and result["missing_features"] == 0
+    assert result["no_match"] is None  # reads no features
     assert result["name"] == "alerce_2019_images"
 
 
@@ -115,6 +116,7 @@ def test_predictions_split_by_whether_the_template_holds_a_reference_source(samp
 def test_feature_models_read_the_packet_metadata_and_get_the_feature_caveat(sample, alerce_2020):
     result = evaluate_on_sample(alerce_2020, sample)
     assert len(result["feature_names"]) == 26
+    assert result["no_match"] == "clip"  # ALeRCE's encoding, whatever the recipe's default
     notes = notes_for(result)
     assert LABEL_NOTES["features"] in notes and LABEL_NOTES["alerce"] in notes
     assert LABEL_NOTES["bogus"] in notes
@@ -172,7 +174,9 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     assert config.data.no_match == "missing"
     assert config.train.out == str(tmp_path / "runs" / "builtin-alerce23-nomatchmissing-seed1")
     assert module.builtin_config("alerce23", 1, argparse.Namespace(**options, crop_size=None),
-                                 tmp_path / "runs").data.no_match == "clip"  # fmt: skip
+                                 tmp_path / "runs").data.no_match == "missing"  # fmt: skip
+    args = argparse.Namespace(**{**options, "no_match_as": "clip"}, crop_size=None)
+    assert module.builtin_config("alerce23", 1, args, tmp_path / "runs").data.no_match == "clip"
     assert report["crop_size"] is None  # --run: the runs' own configs say
     tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
     assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"

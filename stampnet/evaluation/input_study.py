@@ -11,6 +11,7 @@ the paper's published numbers, labelled as numbers from other data.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import shutil
 import time
@@ -112,6 +113,15 @@ def run_study(
     for seed, channels, features in itertools.product(seeds, channel_subsets, feature_sets):
         tag = f"{'+'.join(channels)}-{features}-seed{seed}"
         run_dir = Path(out_dir) / tag
+        condition = apply_overrides(
+            base_config,
+            {
+                "data": {"feature_set": features},
+                "model_config": {"channels": tuple(channels)},
+                "train": {"seed": int(seed)},
+            },
+        )
+        check_same_setup(run_dir, condition)
         if is_finished(run_dir, real_sample is not None):
             rows.append(row_from_run(run_dir))
             log(f"{tag}: finished before, read back from {run_dir}")
@@ -121,14 +131,7 @@ def run_study(
             where = {"out": None, "resume": str(run_dir)}  # killed while training
         elif run_dir.exists():  # trained, killed before it was scored: train it again
             shutil.rmtree(run_dir)
-        config = apply_overrides(
-            base_config,
-            {
-                "data": {"feature_set": features},
-                "model_config": {"channels": tuple(channels)},
-                "train": {"seed": int(seed), **where},
-            },
-        )
+        config = apply_overrides(condition, {"train": where})
         started = time.process_time()
         result = train_fn(config)
         scores = {}
@@ -142,6 +145,41 @@ def run_study(
             f"{row.get('real_accuracy', float('nan')):.3f} ({row['cpu_seconds']:.0f} CPU-s)"
         )
     return rows
+
+
+#: What a study's runs must share with the condition resuming them (the data folder may move).
+_SETUP_TRAIN_FIELDS = ("epochs", "batch_size", "steps_per_epoch", "validation_steps", "seed")
+
+
+def _setup(config) -> dict:
+    data = dataclasses.asdict(config.data)
+    for where in ("data_dir", "builtin_size"):
+        data.pop(where)
+    if data["feature_set"] == "none":
+        data.pop("no_match")  # images only: how a catalogue match is read does not matter
+    train = {name: getattr(config.train, name) for name in _SETUP_TRAIN_FIELDS}
+    return {"data": data, "model_config": dataclasses.asdict(config.model_config), "train": train}
+
+
+def check_same_setup(run_dir: Path, condition) -> None:
+    """Refuses to read back or resume a run of ``run_dir`` trained otherwise than ``condition``
+    (another encoding of a missing catalogue match, other epochs, ...), naming what differs."""
+    from stampnet.training.runs import CONFIG_NAME, load_run_config
+
+    if not (run_dir / CONFIG_NAME).is_file():
+        return
+    made, wanted = _setup(load_run_config(run_dir)), _setup(condition)
+    differs = [
+        f"{section}.{name}: {made[section].get(name)!r} there, {value!r} here"
+        for section, values in wanted.items()
+        for name, value in values.items()
+        if made[section].get(name) != value
+    ]
+    if differs:
+        raise ValueError(
+            f"{run_dir} was trained otherwise than this study asks ({'; '.join(differs)}): use "
+            "another --out, pass the settings it was trained with, or remove that run"
+        )
 
 
 def rows_from_runs(runs_dir: str | Path) -> list[dict]:

@@ -26,6 +26,7 @@ import numpy as np
 from stampnet.constants import CHANNELS
 from stampnet.evaluation.kshot import object_split
 from stampnet.evaluation.real_sample import RealSample
+from stampnet.features import DEFAULT_NO_MATCH
 
 #: Training defaults of the real-sample study (see the module docstring for the recipe).
 MAX_EPOCHS = 80
@@ -37,8 +38,14 @@ VALIDATION_FRACTION = 0.2
 #: 21 x 21 after shifts of at most 2 pixels (``StampAugmentation``'s default) and rotations about
 #: the centre, so the result is the same as on 63 x 63 stamps at a sixth of the pixels to move.
 STUDY_STAMP_SIZE = 25
-#: Training settings recorded in every row: a study resumed from its rows must use the same.
-RUN_SETTINGS = ("max_epochs", "patience", "batch_size")
+#: Training settings (and their defaults) recorded in every row: a study resumed from its rows
+#: must use the same.
+RUN_SETTINGS = {
+    "max_epochs": MAX_EPOCHS,
+    "patience": PATIENCE,
+    "batch_size": BATCH_SIZE,
+    "no_match": DEFAULT_NO_MATCH,
+}
 
 
 def central_stamps(sample: RealSample, size: int = STUDY_STAMP_SIZE) -> RealSample:
@@ -76,13 +83,16 @@ def train_on_sample(
     *,
     channels: Sequence[str],
     feature_set: str = "none",
+    no_match: str = DEFAULT_NO_MATCH,
     seed: int = 0,
     max_epochs: int = MAX_EPOCHS,
     patience: int = PATIENCE,
     batch_size: int = BATCH_SIZE,
     learning_rate: float = LEARNING_RATE,
 ):
-    """A stamp classifier trained from scratch on some alerts of ``sample``.
+    """A stamp classifier trained from scratch on some alerts of ``sample``; its features (if
+    any) are normalised with the statistics of the training alerts, a missing catalogue match
+    read as ``no_match`` says (``features.NO_MATCH_ENCODINGS``).
 
     Returns:
         ``(classifier, history)``: the classifier with the weights of its best validation epoch,
@@ -113,7 +123,7 @@ def train_on_sample(
     stats = None
     if names:
         columns = sample.inputs(names, train_index)["features"]
-        stats = FeatureStats.fit(names, columns)
+        stats = FeatureStats.fit(names, columns, no_match=no_match)
     classifier = build_stamp_classifier(
         class_names=sample.class_names,
         feature_stats=stats,
@@ -229,7 +239,7 @@ def run_real_study(
             "val_loss": history["val_loss"],
             "epoch_cpu_seconds": history["epoch_cpu_seconds"],
             "evaluation_cpu_seconds": time.process_time() - evaluated,
-            **{key: train_kwargs[key] for key in RUN_SETTINGS if key in train_kwargs},
+            **{key: train_kwargs.get(key, default) for key, default in RUN_SETTINGS.items()},
             "cpu_seconds": time.process_time() - started[0],
             "seconds": time.perf_counter() - started[1],
         }

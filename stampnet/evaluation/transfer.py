@@ -84,6 +84,16 @@ def predict_probabilities(model, sample: RealSample, batch_size: int = 256) -> n
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
+def no_match_encoding(classifier) -> str | None:
+    """How the classifier reads a missing catalogue match (``--no-match-as``); None when it
+    reads no features."""
+    from stampnet import compat
+
+    if not classifier.feature_names:
+        return None
+    return compat.model_record(classifier.model).no_match
+
+
 def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) -> dict:
     """Metrics of a classifier on the labelled real alerts.
 
@@ -93,7 +103,8 @@ def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) ->
         name: shown in tables (default: the model's name).
 
     Returns:
-        ``classification_metrics`` plus ``name``, ``feature_names``, ``missing_features`` (alerts
+        ``classification_metrics`` plus ``name``, ``feature_names``, ``no_match`` (how it reads
+        a missing catalogue match; None without features), ``missing_features`` (alerts
         lacking at least one feature the model reads), ``by_strength`` (accuracy and per-class
         recall on strong and on weak labels), ``by_reference_source`` (per true class, alerts
         with and without a reference source in the template, and what they were predicted as)
@@ -122,6 +133,7 @@ def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) ->
     return {
         "name": name or classifier.name,
         "feature_names": list(classifier.feature_names),
+        "no_match": no_match_encoding(classifier),
         "missing_features": int((sample.missing_features(classifier.feature_names) > 0).sum()),
         **metrics,
         "by_strength": by_strength,

@@ -85,12 +85,16 @@ def ensure_builtin_dataset(
 
 
 def _is_built(data_dir: Path, tag: str) -> bool:
-    from stampnet.data.card import load_card
+    """Whether ``data_dir`` holds this simulation, built with everything this code reads from a
+    card: a card written before the train statistics of ``--no-match-as missing`` existed is
+    rebuilt rather than refused (the built-in data are the package's to manage)."""
+    from stampnet.data.card import FEATURE_STATS_KEYS, load_card
 
     try:
-        return load_card(data_dir).get("generator") == tag
+        card = load_card(data_dir)
     except (FileNotFoundError, ValueError):
         return False  # not built yet, interrupted, or unreadable: build it
+    return card.get("generator") == tag and all(key in card for key in FEATURE_STATS_KEYS.values())
 
 
 @contextlib.contextmanager

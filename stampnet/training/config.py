@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stampnet.constants import DEFAULT_CROP_SIZE
-from stampnet.features import DEFAULT_FEATURE_SET, NO_MATCH_ENCODINGS
+from stampnet.features import DEFAULT_FEATURE_SET, DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS
 
 BALANCE_CHOICES = ("none", "oversample", "weights")
 
@@ -54,10 +54,11 @@ class DataConfig:
         flag="--features",
     )
     no_match: str = _field(
-        "clip",
+        DEFAULT_NO_MATCH,
         "features: how ZTF's -999 for a missing catalogue match (no PS1 source within 30\", no "
-        "reference source) is read: clip (ALeRCE's, to -1, below any real value) or missing "
-        "(normalised to 0, the train mean of the matches)",
+        "reference source) is read: missing (left out of the train statistics, normalised to 0, "
+        "the train mean of the matches) or clip (ALeRCE's, to -1, nearer than any real match; "
+        "what ALeRCE's imported weights read)",
         flag="--no-match-as",
         choices=NO_MATCH_ENCODINGS,
     )
@@ -214,9 +215,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping) -> RunConfig:
+        """A saved run's config (``config.json`` holds every field); a field it lacks was added
+        after the run and takes the value the run was trained with (``SAVED_BEFORE``)."""
+        data = {**SAVED_BEFORE["data"], **config.get("data", {})}
         return cls(
             model=config["model"],
-            data=_section_from_dict(DataConfig, config.get("data", {})),
+            data=_section_from_dict(DataConfig, data),
             model_config=_section_from_dict(ModelConfig, config.get("model_config", {})),
             train=_section_from_dict(TrainConfig, config.get("train", {})),
         )
@@ -226,6 +230,11 @@ class RunConfig:
 
 
 SECTIONS = {"data": DataConfig, "model_config": ModelConfig, "train": TrainConfig}
+
+#: What runs saved before a field existed did, where that is not the field's default: they
+#: clipped a missing catalogue match (the default until round 14 is now ``missing``), so
+#: resuming or reading back such a run keeps the encoding its model was trained with.
+SAVED_BEFORE = {"data": {"no_match": "clip"}}
 
 
 def _section_from_dict(section_class, values: Mapping):
