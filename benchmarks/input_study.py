@@ -51,6 +51,7 @@ from stampnet.evaluation.input_study_report import markdown_table, plot_curves  
 from stampnet.features import DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
 from stampnet.shared_data import shared_dir  # noqa: E402
+from stampnet.training.config import SAVED_BEFORE  # noqa: E402
 
 SHARED = shared_dir()
 
@@ -230,15 +231,12 @@ def read_runs(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-#: Settings of runs written before they were recorded: they clipped a missing catalogue match.
-SAVED_BEFORE = {"no_match": "clip"}
-
-
 def check_settings(rows: list, settings: dict, path: Path) -> None:
     """Refuses to resume a study whose finished runs were trained with other settings (how a
     missing catalogue match is read only matters to runs with features)."""
     for number, row in enumerate(rows, 1):
-        made = {key: row.get(key, SAVED_BEFORE.get(key)) for key in settings}
+        # rows written before a setting was recorded: what runs then did (they clipped)
+        made = {key: row.get(key, SAVED_BEFORE["data"].get(key)) for key in settings}
         wanted = dict(settings)
         if row["features"] == "none":
             made.pop("no_match", None)
