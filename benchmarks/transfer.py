@@ -199,8 +199,10 @@ def main(argv=None) -> int:
         "data": args.data,
         "epochs": None if args.run else args.epochs,  # runs given with --run: see their configs
         "crop_size": None if args.run else args.crop_size,  # None: the recipe's
-        # the feature runs' encoding; each result also records its model's own ("no_match")
-        "no_match": None if args.run else (args.no_match_as or DataConfig().no_match),
+        # the feature runs' encoding (None: none trained); each result records its model's own
+        "no_match": None
+        if args.run or set(args.features) == {"none"}
+        else (args.no_match_as or DataConfig().no_match),
         "seeds": None if args.run else args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
         "results": {

@@ -177,7 +177,7 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
                                  tmp_path / "runs").data.no_match == "missing"  # fmt: skip
     args = argparse.Namespace(**{**options, "no_match_as": "clip"}, crop_size=None)
     assert module.builtin_config("alerce23", 1, args, tmp_path / "runs").data.no_match == "clip"
-    assert report["crop_size"] is None  # --run: the runs' own configs say
+    assert report["crop_size"] is None and report["no_match"] is None  # --run: their configs say
     tag = "stampnet.simulation {} source=0 objects=1000 seed=0 difficulty=0.5"
     assert module.simulator_version([tag.format("1.6.7"), None]) == "1.6.7"
     assert module.simulator_version([tag.format("1.6.7"), tag.format("1.6.8")]) is None
