@@ -52,6 +52,7 @@ class ModelRecord:
             "crop_size": self.crop_size,
             "class_names": list(self.class_names),
             "feature_names": list(self.feature_names),
+            "no_match": self.no_match if self.feature_names else None,
         }
 
 
@@ -129,7 +130,11 @@ def model_record(model, card: Mapping | None = None) -> ModelRecord:
             getattr(probabilities, "class_names", None) or card.get("class_names") or ()
         ),
         feature_names=feature_names,
-        no_match=normalisation.stats.no_match if normalisation is not None else "clip",
+        no_match=(
+            normalisation.stats.no_match
+            if normalisation is not None
+            else card.get("no_match") or "clip"  # a card from before it was recorded: clip
+        ),
     )
 
 

@@ -165,7 +165,7 @@ def test_saved_model_records_geometry_and_refuses_other_data_saying_what_differs
     assert record.to_dict() == {
         "stamp_shape": [21, 21, 4], "channels": list(DEEP_HITS_GEOMETRY.channels),
         "channels_used": list(DEEP_HITS_GEOMETRY.channels), "crop_size": 15,
-        "class_names": list(BINARY), "feature_names": list(ALERCE23[:2]),
+        "class_names": list(BINARY), "feature_names": list(ALERCE23[:2]), "no_match": "clip",
     }  # fmt: skip
     same = compat.DataRecord(DEEP_HITS_GEOMETRY, BINARY, tuple(ALERCE23))
     compat.check(record, same)

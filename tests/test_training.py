@@ -76,7 +76,7 @@ def test_run_folder_is_complete(finished_run, tiny_data):
     card = json.loads((run_dir / "model_card.json").read_text())
     data_card = json.loads((tiny_data / "dataset_card.json").read_text())
     assert card["class_names"] == data_card["class_names"]
-    assert card["feature_names"] == list(ALERCE23)
+    assert card["feature_names"] == list(ALERCE23) and card["no_match"] == "missing"
     assert card["data"]["card_sha256"] == runs.file_sha256(tiny_data / "dataset_card.json")
     assert card["exports"] == {"classifier": "classifier"}
     assert card["seed"] == 0 and card["versions"]["keras"] == keras.__version__
@@ -148,6 +148,7 @@ def test_a_missing_catalogue_match_reads_as_missing_unless_clipping_is_asked(
         tiny_config(tiny_data, tmp_path / "run", "--epochs", "1", "--no-match-as", "clip")
     )
     assert recorded(clip_run) == (feature_stats_for(card, "alerce23", "clip"), "clip")
+    assert json.loads((clip_run.run_dir / "model_card.json").read_text())["no_match"] == "clip"
     clipping = clip_run.bundle.exports["classifier"].model
     expected = clipping.predict_on_batch(inputs)
     assert np.abs(clipping.predict_on_batch(as_nan) - expected).max() > 1e-4
