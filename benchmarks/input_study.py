@@ -157,6 +157,7 @@ def train_on_real(args, out: Path, started: float) -> int:
     from stampnet.evaluation.real_sample import load_real_sample
 
     real = args.real or str(SHARED / "data" / "ztf")
+    no_match = args.no_match_as or DEFAULT_NO_MATCH
     partial = out / "runs.jsonl"
     rows = read_runs(partial)
     if not args.from_runs:
@@ -164,7 +165,7 @@ def train_on_real(args, out: Path, started: float) -> int:
             "max_epochs": args.max_epochs,
             "patience": args.patience,
             "batch_size": args.batch_size,
-            "no_match": args.no_match_as or DEFAULT_NO_MATCH,
+            "no_match": no_match,
         }
         check_settings(rows, settings, partial)
         done = {(row["channels"], row["features"], row["seed"]) for row in rows}
@@ -218,7 +219,7 @@ def train_on_real(args, out: Path, started: float) -> int:
         "max_epochs": args.max_epochs,
         "patience": args.patience,
         "batch_size": args.batch_size,
-        "no_match": args.no_match_as or DEFAULT_NO_MATCH,
+        "no_match": no_match,
         "seeds": args.seeds,
     }
     return write_outputs(out, rows, report, started, f"the real sample ({real})")

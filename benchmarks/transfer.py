@@ -34,10 +34,9 @@ from stampnet.evaluation.transfer import (  # noqa: E402
     reference_source_text,
     transfer_table,
 )
-from stampnet.features import NO_MATCH_ENCODINGS  # noqa: E402
+from stampnet.features import DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS  # noqa: E402
 from stampnet.jsonable import json_ready  # noqa: E402
 from stampnet.shared_data import shared_dir  # noqa: E402
-from stampnet.training.config import DataConfig  # noqa: E402
 
 SHARED = shared_dir()
 
@@ -147,7 +146,7 @@ def main(argv=None) -> int:
         choices=NO_MATCH_ENCODINGS,
         default=None,
         help="how the feature runs read a missing catalogue match (default: the recipe's, "
-        f"{DataConfig().no_match}); named in the runs' names when given",
+        f"{DEFAULT_NO_MATCH}); named in the runs' names when given",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument(
@@ -202,7 +201,7 @@ def main(argv=None) -> int:
         # the feature runs' encoding (None: none trained); each result records its model's own
         "no_match": None
         if args.run or set(args.features) == {"none"}
-        else (args.no_match_as or DataConfig().no_match),
+        else (args.no_match_as or DEFAULT_NO_MATCH),
         "seeds": None if args.run else args.seeds,
         "real_sample": {"path": args.real, "counts": sample.class_counts()},
         "results": {

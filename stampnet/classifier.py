@@ -38,11 +38,20 @@ class Classifier:
         import tensorflow as tf
 
         self._feature_indices = metadata_indices(self.feature_names)
-        self._record = None  # stampnet.compat.ModelRecord, read on the first batch
+        self._record = None  # stampnet.compat.ModelRecord, read when first needed (record)
         # One traced graph for every batch size: far faster per batch than model.predict.
         self._forward = tf.function(
             lambda inputs: self.model(inputs, training=False), reduce_retracing=True
         )
+
+    @property
+    def record(self):
+        """What the model was built for (``stampnet.compat.ModelRecord``), read once."""
+        from stampnet import compat
+
+        if self._record is None:
+            self._record = compat.model_record(self.model)
+        return self._record
 
     def check(self, alerts: list) -> None:
         """Refuses alerts whose stamps the model was not built for, saying what differs.
@@ -52,8 +61,6 @@ class Classifier:
         """
         from stampnet import compat
 
-        if self._record is None:
-            self._record = compat.model_record(self.model)
         seen = {}
         for alert in alerts:
             channels = tuple(getattr(alert, "channels", None) or ())
@@ -61,9 +68,9 @@ class Classifier:
         for (shape, channels), source in seen.items():
             order = self._channel_order(channels)
             if order is not None:
-                shape, channels = (*shape[:2], len(order)), self._record.geometry.channels
+                shape, channels = (*shape[:2], len(order)), self.record.geometry.channels
             compat.check(
-                self._record,
+                self.record,
                 compat.data_record_of_stamps(shape, channels),
                 what=f"model {self.name!r}",
                 against=f"the alert {source}",
@@ -73,7 +80,7 @@ class Classifier:
     def _channel_order(self, channels: tuple[str, ...]) -> list[int] | None:
         """Positions of the model's channels in ``channels`` when they are there in another
         order or among others; None when ``channels`` are the model's (or unknown)."""
-        wanted = self._record.geometry.channels
+        wanted = self.record.geometry.channels
         if not channels or channels == wanted or not set(wanted) <= set(channels):
             return None
         return [channels.index(name) for name in wanted]

@@ -87,11 +87,7 @@ def predict_probabilities(model, sample: RealSample, batch_size: int = 256) -> n
 def no_match_encoding(classifier) -> str | None:
     """How the classifier reads a missing catalogue match (``--no-match-as``); None when it
     reads no features."""
-    from stampnet import compat
-
-    if not classifier.feature_names:
-        return None
-    return compat.model_record(classifier.model).no_match
+    return classifier.record.no_match if classifier.feature_names else None
 
 
 def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) -> dict:
