@@ -4,6 +4,8 @@ Usage:
     python benchmarks/transfer.py [--size 400] [--epochs 8] [--seeds 0] [--crop-size 41]
         [--out transfer.json]
     python benchmarks/transfer.py --run runs/stamp_classifier-A --run runs/stamp_classifier-B
+    python benchmarks/transfer.py --compare new-seed0.json new-seed1.json --against old.json
+        [--features alerce23] [--out comparison.json]
 
 Trains the stamp classifier on the built-in simulated data twice per seed (images only,
 ``--features none``; and with the default ``alerce23`` features), unless runs are given with
@@ -12,6 +14,13 @@ Trains the stamp classifier on the built-in simulated data twice per seed (image
 labelled alerts of ``../shared/data/ztf`` (674 alerts with one of the five ALeRCE classes). Prints
 recall/precision per class, accuracy and macro recall, the confusion matrices, and what the
 heuristic labels mean for each number; writes it all (and the simulator version) to ``--out``.
+Accuracy and macro recall come with 95 % intervals over resamplings of the sample's objects.
+
+``--compare`` reads earlier ``--out`` files instead: the runs of one feature set (``--features``,
+default alerce23; not ALeRCE's models) in the files given (e.g. a new simulator's seeds) against
+those of ``--against`` (the old one's), on the same real alerts: the difference of their mean
+accuracy and macro recall, its interval over resamplings of the sample's objects, and each
+side's spread over its runs (seeds).
 """
 
 from __future__ import annotations
@@ -23,18 +32,27 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stampnet.evaluation.real_sample import load_real_sample  # noqa: E402
+from stampnet.evaluation.sample_intervals import paired_difference  # noqa: E402
 from stampnet.evaluation.transfer import (  # noqa: E402
     confusion_text,
     evaluate_on_sample,
+    intervals_text,
     notes_for,
     reference_source_text,
     transfer_table,
 )
-from stampnet.features import DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS  # noqa: E402
+from stampnet.features import (  # noqa: E402
+    DEFAULT_FEATURE_SET,
+    DEFAULT_NO_MATCH,
+    FEATURE_SETS,
+    NO_MATCH_ENCODINGS,
+)
 from stampnet.jsonable import json_ready  # noqa: E402
 from stampnet.shared_data import shared_dir  # noqa: E402
 
@@ -128,6 +146,74 @@ def simulator_version(generators) -> str | None:
     return versions.pop() if len(versions) == 1 else None
 
 
+def compared_runs(paths, feature_set: str, sample) -> tuple[list[str], np.ndarray]:
+    """(names, (runs, alerts) predictions) of the runs reading ``feature_set`` in the ``--out``
+    files ``paths`` (built-in or ``--run`` ones, not ALeRCE's), checked to be of ``sample``'s
+    alerts in its order."""
+    wanted = list(FEATURE_SETS[feature_set])
+    names, predictions = [], []
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        candids = report["real_sample"].get("candids")
+        if candids is not None and candids != sample.candids.tolist():
+            raise ValueError(f"{path}: its results are of other real alerts than this sample's")
+        for name, result in report["results"].items():
+            if name.lower().startswith("alerce") or result["feature_names"] != wanted:
+                continue  # ALeRCE's models are beside every report, not what is compared
+            supports = [result["per_class"][c]["support"] for c in sample.class_names]
+            if len(result["predicted"]) != len(sample) or supports != list(
+                np.bincount(sample.labels, minlength=len(sample.class_names))
+            ):
+                raise ValueError(f"{path}: {name} was evaluated on other real alerts")
+            names.append(f"{Path(path).name}:{name}")
+            predictions.append(result["predicted"])
+    if not names:
+        raise ValueError(f"no run reading {feature_set!r} in {list(map(str, paths))}")
+    return names, np.array(predictions, np.int64)
+
+
+def compare(args) -> int:
+    """``--compare``: the runs of some ``--out`` files against those of others."""
+    feature_set = args.features[0] if len(args.features) == 1 else DEFAULT_FEATURE_SET
+    sample = load_real_sample(args.real)
+    sides = {
+        side: compared_runs(paths, feature_set, sample)
+        for side, paths in (("compared", args.compare), ("against", args.against))
+    }
+    classes = len(sample.class_names)
+    spread = {}
+    for side, (names, predictions) in sides.items():
+        correct = predictions == sample.labels
+        accuracy = correct.mean(axis=1)
+        present = [c for c in range(classes) if np.any(sample.labels == c)]
+        recall = np.mean([correct[:, sample.labels == c].mean(axis=1) for c in present], axis=0)
+        spread[side] = {"runs": names, "accuracy": accuracy, "macro_recall": recall}
+        print(
+            f"{side}: {len(names)} runs ({feature_set}); accuracy {accuracy.mean():.3f} ± "
+            f"{accuracy.std():.3f}, macro recall {recall.mean():.3f} ± {recall.std():.3f} "
+            "(mean ± std over the runs)"
+        )
+    difference = paired_difference(
+        sample.labels, sides["compared"][1], sides["against"][1], sample.object_ids, classes
+    )
+    for name, part in difference.items():
+        low, high = part["interval"]
+        print(
+            f"{name.replace('_', ' ')}: compared - against = {part['difference']:+.3f}, 95 % "
+            f"[{low:+.3f}, {high:+.3f}] over resamplings of the {np.unique(sample.object_ids).size}"
+            f" objects; above zero in {100 * part['share_above_zero']:.0f} % of them"
+        )
+    report = {
+        "features": feature_set,
+        "real_sample": {"path": args.real, "counts": sample.class_counts()},
+        "runs": spread,
+        "difference": difference,
+    }
+    Path(args.out).write_text(json.dumps(json_ready(report), indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default=str(SHARED / "data" / "ztf"), help="real sample folder")
@@ -156,7 +242,17 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", default=None, help="keep the trained runs here")
     parser.add_argument("--no-alerce", action="store_true", help="leave ALeRCE's models out")
     parser.add_argument("--out", default="transfer.json", help="JSON results")
+    parser.add_argument(
+        "--compare", nargs="+", default=None, help="earlier --out files: the runs to compare"
+    )
+    parser.add_argument(
+        "--against", nargs="+", default=None, help="earlier --out files: the runs compared with"
+    )
     args = parser.parse_args(argv)
+    if bool(args.compare) != bool(args.against):
+        parser.error("--compare and --against go together")
+    if args.compare:
+        return compare(args)
 
     started = time.perf_counter()
     sample = load_real_sample(args.real)
@@ -178,6 +274,8 @@ def main(argv=None) -> int:
     results = [evaluate_on_sample(model, sample, name=name) for name, model in models.items()]
     print("\nrecall/precision per class on the labelled real sample (support in brackets):")
     print(transfer_table(results))
+    print("\n95 % intervals over resamplings of the sample's objects (all alerts of each):")
+    print(intervals_text(results))
     for result in results:
         print("\n" + confusion_text(result))
         strengths = ", ".join(
@@ -203,7 +301,11 @@ def main(argv=None) -> int:
         if args.run or set(args.features) == {"none"}
         else (args.no_match_as or DEFAULT_NO_MATCH),
         "seeds": None if args.run else args.seeds,
-        "real_sample": {"path": args.real, "counts": sample.class_counts()},
+        "real_sample": {
+            "path": args.real,
+            "counts": sample.class_counts(),
+            "candids": sample.candids,  # the order of every result's "predicted"
+        },
         "results": {
             result["name"]: {
                 **result,

@@ -154,6 +154,25 @@ def test_transfer_benchmark_evaluates_given_runs_and_writes_json(
     assert report["real_sample"]["counts"] == dict.fromkeys(ALERCE_CLASSES, PER_CLASS)
     assert result["num_examples"] == len(rows)
     assert result["notes"]
+    assert result["objects"] == len(set(sample.object_ids.tolist()))
+    low, high = result["intervals"]["accuracy"]
+    assert low <= result["accuracy"] <= high and high - low > 0.05  # 15 alerts: a wide one
+    assert report["real_sample"]["candids"] == sample.candids.tolist()
+    # --compare: the built-in runs of earlier --out files against those of others, paired on
+    # the same alerts; here the model's predictions against the labels themselves.
+    compared, against = tmp_path / "compared.json", tmp_path / "against.json"
+    compared.write_text(json.dumps({**report, "results": {"builtin-none-seed0": result}}))
+    oracle = {**result, "predicted": sample.labels.tolist()}
+    against.write_text(json.dumps({**report, "results": {"builtin-none-seed0": oracle}}))
+    common = ["--real", str(real), "--features", "none", "--out", str(tmp_path / "cmp.json")]
+    assert module.main([*common, "--compare", str(compared), "--against", str(against)]) == 0
+    difference = json.loads((tmp_path / "cmp.json").read_text())["difference"]["accuracy"]
+    assert difference["difference"] == pytest.approx(result["accuracy"] - 1.0)
+    assert difference["interval"][0] <= difference["difference"] <= difference["interval"][1]
+    shuffled = {**report["real_sample"], "candids": report["real_sample"]["candids"][::-1]}
+    against.write_text(json.dumps({**report, "real_sample": shuffled}))
+    with pytest.raises(ValueError, match="other real alerts"):
+        module.main([*common, "--compare", str(compared), "--against", str(against)])
     # A bare model file names no training data, so no simulator version is claimed for it.
     assert result["data_generator"] is None and report["simulator_version"] is None
     assert report["builtin_size"] is None  # nothing was trained on the built-in data here

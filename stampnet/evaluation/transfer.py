@@ -3,7 +3,8 @@
 ``evaluate_on_sample(model, sample)`` runs any stampnet classifier (a ``train.py`` run's
 ``model.keras``, an ALeRCE import) on a ``RealSample`` and returns per-class recall, precision,
 the confusion matrix, the same split by label strength, and how many alerts lacked features the
-model reads. ``transfer_table`` prints the results side by side; ``LABEL_NOTES`` says what the
+model reads, with intervals over resamplings of the sample's objects (``sample_intervals``).
+``transfer_table`` prints the results side by side; ``LABEL_NOTES`` says what the
 heuristic labels of ``../shared/data/ztf`` mean for each number, and ``notes_for`` picks the notes
 that apply to a model (images-only or with metadata features).
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from stampnet.evaluation.metrics import classification_metrics
 from stampnet.evaluation.real_sample import RealSample
+from stampnet.evaluation.sample_intervals import interval_text, object_intervals
 from stampnet.features import METADATA_FIELDS
 
 #: A reference-image source this close (pixels) and this bright (mag) shows in the template: a
@@ -101,10 +103,12 @@ def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) ->
     Returns:
         ``classification_metrics`` plus ``name``, ``feature_names``, ``no_match`` (how it reads
         a missing catalogue match; None without features), ``missing_features`` (alerts
-        lacking at least one feature the model reads), ``by_strength`` (accuracy and per-class
-        recall on strong and on weak labels), ``by_reference_source`` (per true class, alerts
-        with and without a reference source in the template, and what they were predicted as)
-        and ``predicted`` (class index per alert).
+        lacking at least one feature the model reads), ``objects`` (how many the alerts are
+        of), ``intervals`` (95 % intervals of accuracy and macro recall over resamplings of
+        those objects, ``sample_intervals.object_intervals``), ``by_strength`` (accuracy and
+        per-class recall on strong and on weak labels), ``by_reference_source`` (per true
+        class, alerts with and without a reference source in the template, and what they were
+        predicted as) and ``predicted`` (class index per alert).
     """
     from stampnet.inference import Classifier, load_classifier
 
@@ -132,6 +136,10 @@ def evaluate_on_sample(model, sample: RealSample, *, name: str | None = None) ->
         "no_match": no_match_encoding(classifier),
         "missing_features": int((sample.missing_features(classifier.feature_names) > 0).sum()),
         **metrics,
+        "objects": int(np.unique(sample.object_ids).size),
+        "intervals": object_intervals(
+            sample.labels, predictions, sample.object_ids, len(sample.class_names)
+        ),
         "by_strength": by_strength,
         "by_reference_source": reference_source_split(sample, predictions),
         "predicted": predictions.tolist(),
@@ -207,6 +215,18 @@ def transfer_table(results: Sequence[Mapping]) -> str:
             f"{result['name']:{width}s} {len(result['feature_names']):4d} {cells} "
             f"{result['accuracy']:6.3f} {result['macro_recall']:6.3f}"
         )
+    return "\n".join(lines)
+
+
+def intervals_text(results: Sequence[Mapping]) -> str:
+    """Each result's accuracy and macro recall with their intervals over object resamplings."""
+    lines = []
+    for result in results:
+        cells = ", ".join(
+            interval_text(name.replace("_", " "), result[name], result["intervals"][name])
+            for name in ("accuracy", "macro_recall")
+        )
+        lines.append(f"  {result['name']}: {cells} ({result['objects']} objects)")
     return "\n".join(lines)
 
 
