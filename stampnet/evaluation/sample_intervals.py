@@ -16,10 +16,9 @@ import numpy as np
 
 #: Scores these functions resample.
 SCORES = ("accuracy", "macro_recall")
-
-
-#: Draws resampled at once: memory grows with draws x alerts.
-CHUNK = 200
+#: Draws resampled at once hold about this many (draw, alert) counts, so that memory stays flat
+#: in the number of draws and bounded for large samples.
+CHUNK_CELLS = 2_000_000
 
 
 def _object_weights(object_ids, draws: int, seed: int):
@@ -28,8 +27,9 @@ def _object_weights(object_ids, draws: int, seed: int):
     _, index = np.unique(np.asarray(object_ids), return_inverse=True)
     objects = int(index.max()) + 1 if index.size else 0
     rng = np.random.default_rng(seed)
-    for start in range(0, draws, CHUNK):
-        size = min(CHUNK, draws - start)
+    chunk = max(1, CHUNK_CELLS // max(index.size, objects, 1))
+    for start in range(0, draws, chunk):
+        size = min(chunk, draws - start)
         picks = rng.integers(0, objects, (size, objects))
         counts = np.zeros((size, objects), np.int64)
         np.add.at(counts, (np.arange(size)[:, None], picks), 1)
