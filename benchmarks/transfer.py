@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stampnet.evaluation.real_sample import load_real_sample  # noqa: E402
-from stampnet.evaluation.sample_intervals import paired_difference  # noqa: E402
+from stampnet.evaluation.sample_intervals import paired_difference, run_scores  # noqa: E402
 from stampnet.evaluation.transfer import (  # noqa: E402
     confusion_text,
     evaluate_on_sample,
@@ -183,11 +183,9 @@ def compare(args) -> int:
     classes = len(sample.class_names)
     spread = {}
     for side, (names, predictions) in sides.items():
-        correct = predictions == sample.labels
-        accuracy = correct.mean(axis=1)
-        present = [c for c in range(classes) if np.any(sample.labels == c)]
-        recall = np.mean([correct[:, sample.labels == c].mean(axis=1) for c in present], axis=0)
-        spread[side] = {"runs": names, "accuracy": accuracy, "macro_recall": recall}
+        scores = run_scores(sample.labels, predictions, classes)
+        accuracy, recall = scores["accuracy"], scores["macro_recall"]
+        spread[side] = {"runs": names, **scores}
         print(
             f"{side}: {len(names)} runs ({feature_set}); accuracy {accuracy.mean():.3f} ± "
             f"{accuracy.std():.3f}, macro recall {recall.mean():.3f} ± {recall.std():.3f} "

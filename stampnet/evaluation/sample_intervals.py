@@ -37,24 +37,23 @@ def _object_weights(object_ids, draws: int, seed: int):
 
 
 def _drawn_scores(labels, runs: list, object_ids, classes: int, draws: int, seed: int) -> list:
-    """Per set of runs, its scores over the same object draws: [{score: (draws,)}]."""
+    """Per set of runs, its scores (the mean over its runs) over the same object draws:
+    [{score: (draws,)}]."""
     chunks = [[] for _ in runs]
     for weights in _object_weights(object_ids, draws, seed):
         for part, predictions in zip(chunks, runs, strict=True):
             part.append(_scores(labels, predictions == labels, weights, classes))
     return [
-        {name: np.concatenate([chunk[name] for chunk in part]) for name in SCORES}
+        {name: np.concatenate([chunk[name].mean(axis=1) for chunk in part]) for name in SCORES}
         for part in chunks
     ]
 
 
 def _scores(labels: np.ndarray, correct: np.ndarray, weights: np.ndarray, classes: int) -> dict:
-    """Accuracy and macro recall (over the classes present) of each draw's weighted alerts.
-
-    ``correct`` is (runs, alerts): every run's score is computed, then averaged over runs.
-    """
+    """Accuracy and macro recall (over the classes present) of each draw's weighted alerts:
+    {score: (draws, runs)} for ``correct`` of (runs, alerts)."""
     hits = np.einsum("da,ra->dr", weights, correct.astype(np.float64))
-    accuracy = (hits / weights.sum(axis=1, keepdims=True)).mean(axis=1)
+    accuracy = hits / weights.sum(axis=1, keepdims=True)
     recalls, present = [], []
     for index in range(classes):
         in_class = weights * (labels == index)
@@ -64,12 +63,26 @@ def _scores(labels: np.ndarray, correct: np.ndarray, weights: np.ndarray, classe
         present.append(support > 0)
     recalls, present = np.stack(recalls, axis=-1), np.stack(present, axis=-1)
     macro = (recalls * present[:, None, :]).sum(axis=-1) / present.sum(axis=-1)[:, None]
-    return {"accuracy": accuracy, "macro_recall": macro.mean(axis=1)}
+    return {"accuracy": accuracy, "macro_recall": macro}
 
 
 def _as_runs(predictions) -> np.ndarray:
     predictions = np.asarray(predictions)
     return predictions[None, :] if predictions.ndim == 1 else predictions
+
+
+def _tails(level: float) -> list[float]:
+    return [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+
+
+def run_scores(labels, predictions, num_classes: int) -> dict[str, np.ndarray]:
+    """Accuracy and macro recall (over the classes present) of each run on the whole sample:
+    {score: (runs,)} for ``predictions`` of (alerts,) or (runs, alerts)."""
+    labels = np.asarray(labels)
+    predictions = _as_runs(predictions)
+    whole = np.ones((1, len(labels)), np.int64)
+    scores = _scores(labels, predictions == labels, whole, num_classes)
+    return {name: values[0] for name, values in scores.items()}
 
 
 def _check(labels, predictions: np.ndarray, object_ids) -> None:
@@ -103,8 +116,7 @@ def object_intervals(
     predictions = _as_runs(predictions)
     _check(labels, predictions, object_ids)
     (scores,) = _drawn_scores(labels, [predictions], object_ids, num_classes, draws, seed)
-    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    return {name: np.percentile(scores[name], tails).tolist() for name in SCORES}
+    return {name: np.percentile(scores[name], _tails(level)).tolist() for name in SCORES}
 
 
 def paired_difference(
@@ -133,16 +145,14 @@ def paired_difference(
     _check(labels, runs_a, object_ids)
     _check(labels, runs_b, object_ids)
     drawn_a, drawn_b = _drawn_scores(labels, [runs_a, runs_b], object_ids, num_classes, draws, seed)
-    whole = np.ones((1, len(labels)), np.int64)
-    observed_a = _scores(labels, runs_a == labels, whole, num_classes)
-    observed_b = _scores(labels, runs_b == labels, whole, num_classes)
-    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    observed_a = run_scores(labels, runs_a, num_classes)
+    observed_b = run_scores(labels, runs_b, num_classes)
     result = {}
     for name in SCORES:
         differences = drawn_a[name] - drawn_b[name]
         result[name] = {
-            "difference": float(observed_a[name][0] - observed_b[name][0]),
-            "interval": np.percentile(differences, tails).tolist(),
+            "difference": float(observed_a[name].mean() - observed_b[name].mean()),
+            "interval": np.percentile(differences, _tails(level)).tolist(),
             "share_above_zero": float(np.mean(differences > 0)),
         }
     return result
