@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stampnet.features import DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS
 from stampnet.shared_data import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def macro_f1(labels, predicted):
     return float(np.mean(scores))
 
 
-def run(examples, seed, units, epochs, length):
+def run(examples, seed, units, epochs, length, no_match):
     import keras
 
     from stampnet.features import FeatureStats, metadata_indices, resolve_feature_names
@@ -105,7 +106,8 @@ def run(examples, seed, units, epochs, length):
     train, test = split(examples, seed)
     x_train, y_train = arrays(train, index, length)
     x_test, y_test = arrays(test, index, length)
-    stats = FeatureStats.fit(names, np.stack([alert.metadata[index] for alert, _ in train]))
+    train_values = np.stack([alert.metadata[index] for alert, _ in train])
+    stats = FeatureStats.fit(names, train_values, no_match=no_match)
     keras.utils.set_random_seed(seed)
     model = build_stamp_classifier(
         class_names=CLASSES, feature_stats=stats, light_curve_units=units, dropout_rate=0.3
@@ -130,6 +132,12 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=32, help="light-curve branch width")
     parser.add_argument("--length", type=int, default=64, help="light-curve rows kept")
     parser.add_argument(
+        "--no-match-as",
+        choices=NO_MATCH_ENCODINGS,
+        default=DEFAULT_NO_MATCH,
+        help=f"how the features read a missing catalogue match (default: {DEFAULT_NO_MATCH})",
+    )
+    parser.add_argument(
         "--arms", choices=("both", "plain", "light_curve"), default="both",
         help="train without the branch, with it, or both (to run the arms in parallel)",
     )  # fmt: skip
@@ -142,7 +150,10 @@ def main() -> None:
     arms = {"both": arms, "plain": arms[:1], "light_curve": arms[1:]}[args.arms]
     for units, name in arms:
         results = np.array(
-            [run(examples, seed, units, args.epochs, args.length) for seed in range(args.seeds)]
+            [
+                run(examples, seed, units, args.epochs, args.length, args.no_match_as)
+                for seed in range(args.seeds)
+            ]
         )
         accuracy, f1 = results[:, 0], results[:, 1]
         print(

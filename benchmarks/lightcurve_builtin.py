@@ -15,6 +15,8 @@ import argparse
 import math
 import time
 
+from stampnet.features import DEFAULT_NO_MATCH, NO_MATCH_ENCODINGS
+
 
 def datasets(data_dir, split, steps, batch_size, training, labelled=True):
     from stampnet.data.pipeline import sequence_dataset
@@ -37,10 +39,10 @@ def classifier_arm(data_dir, card, units, args):
     from stampnet.models.seq_classifier import build_seq_classifier
 
     keras.utils.set_random_seed(args.seed)
+    stats = feature_stats_for(card, "alerce23", args.no_match_as)
     model = build_seq_classifier(
-        card["class_names"], feature_stats_for(card, "alerce23"), dropout_rate=0.3,
-        light_curve_units=units,
-    )  # fmt: skip
+        card["class_names"], stats, dropout_rate=0.3, light_curve_units=units
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
@@ -109,6 +111,12 @@ def main() -> None:
     parser.add_argument("--vae-epochs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=5, help="detections per object")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-match-as",
+        choices=NO_MATCH_ENCODINGS,
+        default=DEFAULT_NO_MATCH,
+        help=f"how the features read a missing catalogue match (default: {DEFAULT_NO_MATCH})",
+    )
     parser.add_argument("--skip-vae", action="store_true")
     parser.add_argument("--skip-classifier", action="store_true")
     parser.add_argument("--vae-train-split", default="train", help='e.g. "train[:25%%]"')

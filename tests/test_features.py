@@ -129,7 +129,6 @@ def test_a_missing_match_is_clipped_by_alerce_and_missing_under_the_missing_enco
     """On real alerts with no PS1 source within 30" (ZTF's -999): ALeRCE's clipping makes it -1,
     the missing encoding leaves it out of the statistics and normalises it to 0, in numpy and in
     the Keras layer alike; every other value is read the same way by both."""
-    from stampnet.layers.preprocessing import FeatureNormalization
 
     raw = np.stack(
         [features.metadata_vector(packet["candidate"]) for _, packet in iter_packets(ztf_dir)]
@@ -147,11 +146,7 @@ def test_a_missing_match_is_clipped_by_alerce_and_missing_under_the_missing_enco
     assert clip.mean[distance] < missing.mean[distance]  # the -1s pull it down
 
     for stats in (clip, missing):
-        layer = FeatureNormalization(stats)
-        reloaded = FeatureNormalization.from_config(layer.get_config())
-        for normaliser in (layer, reloaded):
-            out = np.asarray(normaliser(values.astype(np.float32)))
-            np.testing.assert_allclose(out, stats.normalise(values), atol=1e-5)
+        assert_layer_matches_numpy(stats, values)
     low = np.asarray(clip.clip_low)
     clipped = (np.where(no_match, low, 0.0) - np.asarray(clip.mean)) / np.asarray(clip.std)
     assert np.allclose(clip.normalise(values)[no_match], clipped[no_match])
@@ -164,3 +159,72 @@ def test_a_missing_match_is_clipped_by_alerce_and_missing_under_the_missing_enco
     columns = raw[:, features.metadata_indices(names)]
     both = [features.FeatureStats.fit(names, columns, no_match=e) for e in ("clip", "missing")]
     np.testing.assert_array_equal(both[0].normalise(columns), both[1].normalise(columns))
+
+
+def test_a_ps1_slot_beyond_the_search_radius_is_missing_with_its_score(ztf_dir):
+    """The night of 2023-10-18 holds real alerts whose first PS1 slot reads 120", score 0.2
+    (and a known asteroid at 60"), beyond ZTF's 30" search radius, while slots 2-3 hold real
+    sources. Under the missing encoding
+    that slot's distance and score are missing (numpy and the Keras layer alike, also when
+    reloaded); ALeRCE's clipping reads them as they are, and statistics saved before the rule
+    existed keep doing so."""
+    from stampnet.data.card import feature_stats_for
+
+    night = ztf_dir / "alerts" / "ztf_public_20231018.tar.gz"
+    packets = iter_packets(night, columns=("candid", "candidate"))
+    raw = np.stack([features.metadata_vector(packet["candidate"]) for _, packet in packets])
+    values = raw[:, features.metadata_indices(features.ALERCE23)]
+    column = {name: index for index, name in enumerate(features.ALERCE23)}
+    beyond = values[:, column["distpsnr1"]] > features.MATCH_RADIUS["distpsnr1"]
+    assert (len(values), beyond.sum()) == (838, 285)
+    assert (values[beyond, column["sgscore1"]] == np.float32(0.2)).all()
+    second = values[beyond, column["distpsnr2"]]
+    assert ((second == features.NO_MATCH) | (second <= features.MATCH_RADIUS["distpsnr1"])).all()
+
+    clip = features.FeatureStats.fit(features.ALERCE23, values)
+    missing = features.FeatureStats.fit(features.ALERCE23, values, no_match="missing")
+    listed = values[:, column["distpsnr1"]]
+    within = listed[(listed != features.NO_MATCH) & ~beyond]
+    assert missing.mean[column["distpsnr1"]] == pytest.approx(within.mean())
+    scores = values[:, column["sgscore1"]][(values[:, column["sgscore1"]] >= 0) & ~beyond]
+    assert missing.mean[column["sgscore1"]] == pytest.approx(scores.mean())
+
+    for stats in (clip, missing):
+        assert_layer_matches_numpy(stats, values)
+    first = [column["distpsnr1"], column["sgscore1"]]
+    assert (missing.normalise(values)[np.ix_(beyond, first)] == 0).all()
+    expected = (120.0 - clip.mean[column["distpsnr1"]]) / clip.std[column["distpsnr1"]]
+    np.testing.assert_allclose(clip.normalise(values)[beyond, column["distpsnr1"]], expected)
+    # The other slots and fields of those alerts read the same way as without the rule.
+    rest = [index for index in range(len(column)) if index not in first]
+    saved_before = features.FeatureStats.from_dict(
+        {key: value for key, value in missing.to_dict().items() if key[8:] not in ("above", "with")}
+    )
+    assert not saved_before.missing_above and not saved_before.missing_with
+    np.testing.assert_array_equal(
+        missing.normalise(values)[:, rest], saved_before.normalise(values)[:, rest]
+    )
+    assert (saved_before.normalise(values)[beyond, column["distpsnr1"]] > 10).all()
+    # A card written before the rule existed gets it from the code.
+    card = {"feature_stats_no_match_missing": saved_before.to_dict()}
+    assert feature_stats_for(card, "alerce23", "missing") == missing
+    # The same alerts list a known asteroid at 60", beyond its 30" radius: no match either.
+    solar_names = ("ssdistnr", "ssmagnr")
+    solar = raw[:, features.metadata_indices(solar_names)]
+    assert (solar[beyond, 0] == 60.0).all() and (solar[~beyond, 0] <= 30.0).all()
+    solar_stats = features.FeatureStats.fit(solar_names, solar, no_match="missing")
+    assert (solar_stats.normalise(solar)[beyond] == 0).all()
+    # A subset without the distance cannot tell the score is not a match.
+    alone = missing.select(["sgscore1", "magpsf"])
+    assert alone.normalise(values[:, [column["sgscore1"], column["magpsf"]]])[beyond, 0].all()
+
+
+def assert_layer_matches_numpy(stats, values):
+    """The Keras layer, also rebuilt from its config, normalises as the numpy reference does."""
+    from stampnet.layers.preprocessing import FeatureNormalization
+
+    layer = FeatureNormalization(stats)
+    reloaded = FeatureNormalization.from_config(layer.get_config())
+    for normaliser in (layer, reloaded):
+        out = np.asarray(normaliser(values.astype(np.float32)))
+        np.testing.assert_allclose(out, stats.normalise(values), atol=1e-5)

@@ -115,3 +115,25 @@ def test_parquet_table_losing_rows_without_an_error_is_a_rejection(corpus, tmp_p
     alerts = list(AlertReader(mapping=resolve_mapping(None, "alerce-table"))(path, rejections=log))
     assert len(alerts) + len(log) > 0
     assert any("declares 8 rows" in rejection.reason for rejection in log), log.counts()
+
+
+def test_model_input_check_reads_a_missing_match_both_ways(ztf_dir):
+    """The sampled alerts' features go through both readings of a missing catalogue match (-999):
+    ALeRCE's clipping and the recipe's default, where it becomes missing (then 0)."""
+    from stampnet.data.readers import RejectionLog, iter_alerts
+    from stampnet.features import NO_MATCH, NO_MATCH_FIELDS
+
+    alerts = list(iter_alerts(ztf_dir / "alerts", rejections=RejectionLog(warn=False)))[:200]
+    columns = [METADATA_FIELDS.index(name) for name in NO_MATCH_FIELDS]
+    no_match = [alert for alert in alerts if (alert.metadata[columns] == NO_MATCH).any()]
+    assert no_match, "the sample should hold alerts without a catalogue match"
+    samples = [
+        {**fuzz_checks._encode_arrays(alert), "index": index}
+        for index, alert in enumerate(alerts[:20] + no_match[:20])
+    ]
+    assert fuzz_checks.check_model_inputs(samples) == []
+    broken = dict(samples[-1], index=99)
+    stamps = np.frombuffer(fuzz_checks.base64.b64decode(broken["stamps"]), np.float32).copy()
+    stamps[0] = np.nan  # an unmasked NaN corner pixel: outside the 21x21 crop, inside the 63x63
+    broken["stamps"] = fuzz_checks.base64.b64encode(stamps.tobytes()).decode()
+    assert fuzz_checks.check_model_inputs(samples + [broken]) == [(99, "standardized stamps")]

@@ -71,7 +71,9 @@ def feature_stats_for(
             f"{card.get('stampnet_version', '?')}, before --no-match-as {no_match} existed); "
             "rebuild the dataset to train with it"
         )
-    stats = FeatureStats.from_dict(card[key])
+    # The card keeps the means and stds; what reads as missing is the code's (``with_no_match``),
+    # so a card written before a rule existed gets it too.
+    stats = FeatureStats.from_dict(card[key]).with_no_match(no_match)
     try:
         return stats.select(names)
     except ValueError as error:

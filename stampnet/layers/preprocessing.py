@@ -122,7 +122,9 @@ class FeatureNormalization(keras.layers.Layer):
     """Clips and z-scores raw metadata features with stored train statistics; missing -> 0.
 
     Missing is NaN, and under the ``missing`` encoding of a catalogue match also ZTF's -999
-    (``stats.missing_value``); ALeRCE's encoding clips the -999 like any other value.
+    (``stats.missing_value``), a match distance beyond ZTF's search radius (``missing_above``)
+    and a match's score or magnitude whose distance is missing (``missing_with``); ALeRCE's
+    encoding clips the -999 like any other value and reads every listed distance as it is.
 
     The statistics are part of the layer's config, so a saved model carries them and needs no side
     file. ``stats`` is a ``stampnet.features.FeatureStats`` or its ``to_dict()``.
@@ -144,6 +146,11 @@ class FeatureNormalization(keras.layers.Layer):
             # x != NaN holds, so features without a missing value keep every finite value.
             missing_value = ops.convert_to_tensor(self.stats.missing_value, "float32")
             finite = finite & ops.not_equal(features, missing_value)
+        if self.stats.missing_above:
+            above = ops.convert_to_tensor(self.stats.missing_above, "float32")
+            finite = finite & (ops.isnan(above) | ops.less_equal(features, above))
+        if self.stats.missing_with:
+            finite = finite & ops.take(finite, self.stats.partner_indices(), axis=-1)
         low = ops.convert_to_tensor(self.stats.clip_low, "float32")
         high = ops.convert_to_tensor(self.stats.clip_high, "float32")
         features = ops.where(ops.isnan(low) | (features >= low), features, low)

@@ -97,7 +97,7 @@ def check_model_inputs(samples: list[dict]) -> list[tuple[int, str]]:
     """(case index, layer) of the sampled alerts whose model inputs hold NaN or inf."""
     if not samples:
         return []
-    from stampnet.features import FeatureStats
+    from stampnet.features import NO_MATCH_ENCODINGS, FeatureStats
     from stampnet.layers.preprocessing import FeatureNormalization, StampPreprocessing
 
     # The ZTF geometry and metadata vector (own data of other shapes: checked in the alert tensors).
@@ -109,9 +109,6 @@ def check_model_inputs(samples: list[dict]) -> list[tuple[int, str]]:
     stamps = np.stack([stamp for stamp, _, _ in arrays])
     masks = np.stack([mask for _, mask, _ in arrays])
     metadata = np.stack([values for _, _, values in arrays])
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of the sample
-        stats = FeatureStats.fit(METADATA_FIELDS, metadata)
     present = np.isfinite(metadata)
     raw_features = np.where(present, metadata, np.nan).astype(np.float32)
     outputs = {
@@ -119,8 +116,13 @@ def check_model_inputs(samples: list[dict]) -> list[tuple[int, str]]:
         "standardized stamps": StampPreprocessing(crop_size=63, normalisation="standardize")(
             stamps, masks
         ),
-        "features": FeatureNormalization(stats)(raw_features),
     }
+    # Both readings of a missing catalogue match: ALeRCE's clipping and the recipe's default.
+    for no_match in NO_MATCH_ENCODINGS:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of the sample
+            stats = FeatureStats.fit(METADATA_FIELDS, metadata, no_match=no_match)
+        outputs[f"features ({no_match})"] = FeatureNormalization(stats)(raw_features)
     bad = {}
     for layer, output in outputs.items():
         values = np.asarray(output).reshape(len(samples), -1)
