@@ -1,7 +1,8 @@
 """How real do simulated alerts look? Side-by-side statistics and a real-vs-simulated classifier.
 
 Usage: python benchmarks/realism.py [--objects 300] [--seed 0] [--real ../shared/data/ztf/alerts]
-       [--labelled ../shared/data/ztf] [--out realism.json]
+       [--labelled ../shared/data/ztf] [--stream-classes-from probabilities.csv]
+       [--out realism.json]
 
 Both samples go through the same reader (``stampnet.data.readers.iter_alerts``). Prints quantiles
 (5, 25, 50, 75, 95%) of stamp statistics and candidate fields, then the cross-validated ROC AUC of
@@ -10,7 +11,11 @@ a gradient-boosting classifier told to separate real from simulated alerts from 
 (what the models see), once adding raw levels (sky, noise) as well, and once from the 23 candidate
 fields that a model with the default ``alerce23`` features reads. Then the same AUC per class:
 the real alerts that ``labels.csv`` puts in a class (read from ``--labelled``, the whole sample)
-against the simulated alerts of that class, so that the simulator's weakest classes show.
+against the simulated alerts of that class, so that the simulator's weakest classes show. Last,
+the same classifier between the real alerts of the two nights that give ``--real`` most of its
+alerts: how far apart two real samples of different nights are by the same statistics. With
+``--stream-classes-from``, the real stream also meets the simulated alerts at its own class mix,
+its unlabelled alerts classed by a model's probabilities.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +95,10 @@ def alert_statistics(alert) -> dict:
     return stats
 
 
-def collect(source, limit=None, labels: LabelTable | None = None) -> list[dict]:
-    """Statistics of every alert of ``source`` (the first ``limit``); with ``labels``, only the
-    labelled alerts, each row carrying its ``label``."""
+def collect(source, limit=None, labels: LabelTable | None = None, labelled_only=True) -> list[dict]:
+    """Statistics of every alert of ``source`` (the first ``limit``), each row with the alert's
+    ``night``; with ``labels``, each row carries its ``label`` and, unless ``labelled_only`` is
+    false, only the alerts labelled with one of the five classes are kept."""
     log = RejectionLog()
     rows, seen = [], set()
     for alert in iter_alerts(source, rejections=log):
@@ -99,12 +106,23 @@ def collect(source, limit=None, labels: LabelTable | None = None) -> list[dict]:
             continue  # the same alert stored twice (schema_versions/)
         seen.add(alert.candid)
         label = labels.label_for(alert.object_id, alert.candid) if labels else None
-        if labels and label not in ALERCE_CLASSES:
+        if labels and labelled_only and label not in ALERCE_CLASSES:
             continue
-        rows.append({**alert_statistics(alert), "label": label})
+        jd = float(alert.metadata[METADATA_FIELDS.index("jd")])
+        night = observing_night(jd)
+        rows.append(
+            {**alert_statistics(alert), "label": label, "night": night, "candid": alert.candid}
+        )
         if limit and len(rows) >= limit:
             break
     return rows
+
+
+def observing_night(jd: float) -> int:
+    """The Palomar night of ``jd``, as an integer Julian day: the day boundary at 20:00 UTC
+    (local noon in winter, 13:00 in summer; daylight either way), not at JD's own 12:00 UTC,
+    which falls in the middle of the night there."""
+    return int(np.floor(jd - 1.0 / 3.0)) if np.isfinite(jd) else -1
 
 
 def quantile_text(values) -> str:
@@ -203,10 +221,38 @@ def per_class_aucs(real_labelled, simulated, names) -> dict[str, dict]:
     return result
 
 
-def realism_report(real, real_labelled, simulated) -> dict:
-    """Overall AUC (``real`` vs ``simulated``) and per-class AUC for each feature group."""
+def stream_classes(real, probabilities_csv) -> list[dict]:
+    """The rows of the real stream, each with one of the five classes: its label when it has
+    one, else the most probable class in ``probabilities_csv`` (``candid`` and ``p_<class>``
+    columns, as ``stampnet.inference`` writes them and ALeRCE's reference probabilities hold;
+    rows marked ``skipped`` are not read). Rows with neither are left out."""
+    import pandas as pd
+
+    table = pd.read_csv(probabilities_csv)
+    if "skipped" in table:
+        table = table[table["skipped"] == 0]
+    columns = [f"p_{name}" for name in ALERCE_CLASSES]
+    missing = [column for column in columns if column not in table]
+    if missing:
+        raise ValueError(f"{probabilities_csv}: no columns {missing} (expected candid, p_<class>)")
+    best = np.asarray(ALERCE_CLASSES)[table[columns].to_numpy().argmax(axis=1)]
+    predicted = dict(zip(table["candid"].astype(np.int64), best, strict=True))
+    rows = []
+    for row in real:
+        label = row["label"] if row["label"] in ALERCE_CLASSES else predicted.get(row["candid"])
+        if label is not None:
+            rows.append({**row, "label": str(label)})
+    return rows
+
+
+def realism_report(real, real_labelled, simulated, stream=None) -> dict:
+    """Overall AUC (``real`` vs ``simulated``) and per-class AUC for each feature group, and the
+    same classifier between the real sample's two largest nights (``between_nights``). With
+    ``stream`` (``stream_classes``), also the real stream against the simulated alerts weighted
+    to its class mix."""
     report = {"real": len(real), "real_labelled": len(real_labelled), "simulated": len(simulated)}
     mix_weights = class_mix_weights(real_labelled, simulated)
+    stream_weights = class_mix_weights(stream, simulated) if stream else None
     for group, names in FEATURE_GROUPS.items():
         mean, std = classifier_auc(real, simulated, names)
         matched, matched_std = classifier_auc(real_labelled, simulated, names, mix_weights)
@@ -220,7 +266,59 @@ def realism_report(real, real_labelled, simulated) -> dict:
             "most_separating": univariate_aucs(real, simulated, names)[:8],
             "per_class": per_class_aucs(real_labelled, simulated, names),
         }
+        if stream:
+            # The whole stream at its class mix, the unlabelled alerts' classes as a model gives
+            # them: what is left of the overall figure when the class mix cannot separate.
+            matched, matched_std = classifier_auc(stream, simulated, names, stream_weights)
+            report[group]["stream_class_matched_auc"] = matched
+            report[group]["stream_class_matched_auc_std"] = matched_std
+    if stream:
+        report["stream"] = {
+            "alerts": len(stream),
+            "classes": dict(Counter(r["label"] for r in stream)),
+        }
+    report["between_nights"] = between_nights(real, simulated)
     return report
+
+
+def between_nights(real, simulated) -> dict:
+    """The real-vs-simulated classifier turned on two real samples: the real alerts of the real
+    sample's two largest nights, one against the other (all their alerts, and those of each class
+    both nights hold), and each of those nights against the simulated alerts.
+
+    Real alerts of one night share its seeing, sky and depth, so the statistics tell two real
+    nights apart as they tell a night from the simulated alerts, drawn over the survey's range
+    of conditions: the AUC between two real nights is the yardstick for the real-vs-simulated
+    AUC of a sample drawn from a few nights. Two random halves of the first night give the
+    null (about 0.5)."""
+    nights = Counter(row["night"] for row in real if row["night"] >= 0).most_common(2)
+    if len(nights) < 2 or nights[1][1] < MIN_PER_CLASS:
+        return {}
+    first, second = ([row for row in real if row["night"] == night] for night, _ in nights)
+    result = {"nights": [night for night, _ in nights], "alerts": [len(first), len(second)]}
+    for group, names in FEATURE_GROUPS.items():
+        entry = dict(zip(("auc", "auc_std"), classifier_auc(first, second, names), strict=True))
+        entry["per_class"] = {}
+        for class_name in ALERCE_CLASSES:
+            one = [row for row in first if row["label"] == class_name]
+            other = [row for row in second if row["label"] == class_name]
+            if min(len(one), len(other)) >= MIN_PER_CLASS:
+                auc, auc_std = classifier_auc(one, other, names)
+                entry["per_class"][class_name] = {
+                    "alerts": [len(one), len(other)], "auc": auc, "auc_std": auc_std
+                }  # fmt: skip
+        entry["against_simulated"] = [
+            classifier_auc(sample, simulated, names)[0] for sample in (first, second)
+        ]
+        # The null: two random halves of the first night, which nothing but chance separates.
+        order = np.random.default_rng(0).permutation(len(first))
+        halves = (
+            [first[i] for i in order[: len(first) // 2]],
+            [first[i] for i in order[len(first) // 2 :]],
+        )
+        entry["first_night_halves_auc"] = classifier_auc(*halves, names)[0]
+        result[group] = entry
+    return result
 
 
 def print_report(report: dict) -> None:
@@ -235,6 +333,15 @@ def print_report(report: dict) -> None:
             f"  {title:40s} AUC {entry['auc']:.3f} +- {entry['auc_std']:.3f}; labelled real vs "
             f"simulated at their class mix {entry['labelled_class_matched_auc']:.3f} +- "
             f"{entry['labelled_class_matched_auc_std']:.3f}"
+        )
+    if "stream" in report:
+        print(
+            f"  the real stream ({report['stream']['alerts']} alerts, unlabelled ones classed by "
+            "--stream-classes-from) vs simulated at its class mix: "
+            + ", ".join(
+                f"{group} {report[group]['stream_class_matched_auc']:.3f}"
+                for group in FEATURE_GROUPS
+            )
         )
     print("\nper class (labelled real alerts of the class vs simulated alerts of the class):")
     for class_name in ALERCE_CLASSES:
@@ -251,6 +358,26 @@ def print_report(report: dict) -> None:
             f"  {class_name:9s} real {entry['real']:4d} sim {entry['simulated']:4d}  "
             f"{'  '.join(cells)}\n{'':11s}most separating: stamps {top}; fields {top_fields}"
         )
+    nights = report.get("between_nights")
+    if nights:
+        first, second = nights["nights"]
+        print(
+            f"\nthe same classifier between two real nights (JD {first}: {nights['alerts'][0]} "
+            f"alerts, JD {second}: {nights['alerts'][1]}); the yardstick for a sample of few "
+            "nights:"
+        )
+        for group in FEATURE_GROUPS:
+            entry = nights[group]
+            classes_text = ", ".join(
+                f"{name} {found['auc']:.3f}" for name, found in entry["per_class"].items()
+            )
+            against = " and ".join(f"{auc:.3f}" for auc in entry["against_simulated"])
+            print(
+                f"  {group:16s} night vs night {entry['auc']:.3f} +- {entry['auc_std']:.3f}"
+                f"{'; within ' + classes_text if classes_text else ''}; each night vs "
+                f"simulated {against}; random halves of the first night "
+                f"{entry['first_night_halves_auc']:.3f}"
+            )
     print("\nmost separating single statistics (univariate AUC, 0.5 = same distribution):")
     for name, auc in report["normalised+raw"]["most_separating"]:
         print(f"  {name:28s} {auc:.3f}")
@@ -268,10 +395,18 @@ def main() -> None:
         default=str(default_real.parent),
         help="folder with labels.csv whose labelled alerts give the per-class real samples",
     )
+    parser.add_argument(
+        "--stream-classes-from",
+        default=None,
+        help="CSV of class probabilities of the --real alerts (candid, p_<class>; e.g. "
+        "../shared/reference/alerce_stamp_classifier_2019_images/expected_probabilities.csv): "
+        "also compare the real stream with the simulated alerts at the stream's class mix, the "
+        "unlabelled alerts taking their most probable class",
+    )
     parser.add_argument("--out", default=None, help="also write the AUCs as JSON here")
     args = parser.parse_args()
-    real = collect(args.real)
     labels = LabelTable.from_csv(Path(args.labelled) / "labels.csv")
+    real = collect(args.real, labels=labels, labelled_only=False)
     real_labelled = collect(args.labelled, labels=labels)
     with tempfile.TemporaryDirectory() as scratch:
         simulate(scratch, num_objects=args.objects, seed=args.seed, difficulty=args.difficulty)
@@ -280,7 +415,8 @@ def main() -> None:
         )
     print(f"real alerts: {len(real)} ({args.real}); simulated alerts: {len(simulated)}\n")
     print_table(real, simulated)
-    report = realism_report(real, real_labelled, simulated)
+    stream = stream_classes(real, args.stream_classes_from) if args.stream_classes_from else None
+    report = realism_report(real, real_labelled, simulated, stream)
     print_report(report)
     if args.out:
         from stampnet.jsonable import json_ready

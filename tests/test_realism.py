@@ -30,7 +30,7 @@ def realism():
 def samples(realism, ztf_dir, tmp_path_factory):
     files = [ztf_dir / f"alerts/ztf_public_{night}.tar.gz" for night in NIGHTS]
     labels = LabelTable.from_csv(ztf_dir / "labels.csv")
-    real = realism.collect(files)
+    real = realism.collect(files, labels=labels, labelled_only=False)
     real_labelled = realism.collect(files, labels=labels)
     scratch = tmp_path_factory.mktemp("realism_sim")
     simulate(scratch, num_objects=25, seed=3, workers=1)
@@ -70,6 +70,7 @@ def test_report_gives_overall_and_per_class_aucs(realism, samples, monkeypatch, 
     realism.print_report(report)
     printed = capsys.readouterr().out
     assert "per class" in printed and "n/a" in printed
+    assert len(report["between_nights"]["nights"]) == 2 and "two real nights" in printed
 
 
 def test_class_mix_weights_give_the_simulated_alerts_the_real_class_mix(realism, samples):
@@ -81,3 +82,68 @@ def test_class_mix_weights_give_the_simulated_alerts_the_real_class_mix(realism,
     for name in ALERCE_CLASSES:
         share = weights[labels == name].sum() / weights.sum()
         assert share == pytest.approx((real == name).mean())
+
+
+def test_a_night_runs_from_local_noon_to_local_noon_at_palomar(realism):
+    evening = 2458849.5 + 3 / 24  # 2020-01-01 03:00 UTC: 19:00 the evening before at Palomar
+    assert realism.observing_night(evening) == realism.observing_night(evening + 10 / 24)
+    # JD's own day boundary (12:00 UTC) falls at 04:00 at Palomar, inside the night.
+    assert realism.observing_night(2458849.99) == realism.observing_night(2458850.01)
+    assert realism.observing_night(2458849.5 + 20.1 / 24) == realism.observing_night(evening) + 1
+    assert realism.observing_night(float("nan")) == -1
+
+
+def test_alerts_of_one_nightly_file_share_a_night_and_the_largest_two_are_compared(
+    realism, samples, monkeypatch
+):
+    monkeypatch.setattr(realism, "MIN_PER_CLASS", 5)
+    real, _, simulated = samples
+    by_night = {}
+    for row in real:
+        by_night.setdefault(row["night"], []).append(row)
+    assert len(by_night) == len(NIGHTS)  # one Palomar night per nightly file (UTC dates)
+    nights = realism.between_nights(real, simulated)
+    sizes = sorted((len(rows) for rows in by_night.values()), reverse=True)
+    assert nights["alerts"] == sizes[:2]
+    assert [len(by_night[night]) for night in nights["nights"]] == sizes[:2]
+    for group in realism.FEATURE_GROUPS:
+        entry = nights[group]
+        assert 0.0 <= entry["auc"] <= 1.0 and len(entry["against_simulated"]) == 2
+        assert 0.0 <= entry["first_night_halves_auc"] <= 1.0
+        for name, found in entry["per_class"].items():
+            counts = [sum(row["label"] == name for row in by_night[n]) for n in nights["nights"]]
+            assert found["alerts"] == counts and min(counts) >= 5
+    # The rows of the real stream carry their labels too, unlabelled ones included.
+    assert {row["label"] for row in real} > {"unknown"}
+    assert realism.between_nights(by_night[nights["nights"][0]], simulated) == {}
+
+
+def test_stream_classes_keep_labels_and_class_the_rest_by_probability(
+    realism, samples, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(realism, "MIN_PER_CLASS", 5)
+    real, real_labelled, simulated = samples
+    unlabelled = [row for row in real if row["label"] not in ALERCE_CLASSES]
+    labelled = [row for row in real if row["label"] in ALERCE_CLASSES]
+    # Every unlabelled alert but the first called VS, the first skipped; a labelled alert's row
+    # must not overrule its label.
+    rows = [{"candid": row["candid"], "skipped": 0} for row in unlabelled[1:] + labelled]
+    for row in rows:
+        row.update({f"p_{name}": float(name == "VS") for name in ALERCE_CLASSES})
+    rows.append({"candid": unlabelled[0]["candid"], "skipped": 1, "p_AGN": 1.0})
+    path = tmp_path / "p.csv"
+    pd.DataFrame(rows).fillna(0.0).to_csv(path, index=False)
+    stream = realism.stream_classes(real, path)
+    assert len(stream) == len(real) - 1
+    by_candid = {row["candid"]: row["label"] for row in stream}
+    assert all(by_candid[row["candid"]] == row["label"] for row in labelled)
+    assert all(by_candid[row["candid"]] == "VS" for row in unlabelled[1:])
+    report = realism.realism_report(real, real_labelled, simulated, stream)
+    assert report["stream"]["alerts"] == len(stream)
+    assert report["stream"]["classes"]["VS"] == len(unlabelled) - 1 + sum(
+        row["label"] == "VS" for row in labelled
+    )
+    assert 0.0 <= report["normalised"]["stream_class_matched_auc"] <= 1.0
+    pd.DataFrame(rows).drop(columns="p_SN").fillna(0.0).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="p_SN"):
+        realism.stream_classes(real, path)
