@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -118,18 +119,23 @@ def test_parquet_table_losing_rows_without_an_error_is_a_rejection(corpus, tmp_p
 
 
 def test_model_input_check_reads_a_missing_match_both_ways(ztf_dir):
-    """The sampled alerts' features go through both readings of a missing catalogue match (-999):
-    ALeRCE's clipping and the recipe's default, where it becomes missing (then 0)."""
+    """The sampled alerts' features go through both readings of a missing catalogue match (-999,
+    or a match listed beyond the search radius): ALeRCE's clipping and the recipe's default,
+    where it becomes missing (then 0)."""
     from stampnet.data.readers import RejectionLog, iter_alerts
     from stampnet.features import NO_MATCH, NO_MATCH_FIELDS
 
-    alerts = list(iter_alerts(ztf_dir / "alerts", rejections=RejectionLog(warn=False)))[:200]
+    # A night whose alerts hold -999s and PS1 matches listed beyond the 30" search radius.
+    night = ztf_dir / "alerts" / "ztf_public_20231018.tar.gz"
+    reader = iter_alerts(night, rejections=RejectionLog(warn=False))
+    alerts = list(itertools.islice(reader, 200))
     columns = [METADATA_FIELDS.index(name) for name in NO_MATCH_FIELDS]
     no_match = [alert for alert in alerts if (alert.metadata[columns] == NO_MATCH).any()]
-    assert no_match, "the sample should hold alerts without a catalogue match"
+    beyond = [alert for alert in alerts if alert.metadata[METADATA_FIELDS.index("distpsnr1")] > 30]
+    assert no_match and beyond, "the night should hold alerts without a catalogue match"
     samples = [
         {**fuzz_checks._encode_arrays(alert), "index": index}
-        for index, alert in enumerate(alerts[:20] + no_match[:20])
+        for index, alert in enumerate(alerts[:20] + no_match[:20] + beyond[:20])
     ]
     assert fuzz_checks.check_model_inputs(samples) == []
     broken = dict(samples[-1], index=99)
