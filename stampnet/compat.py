@@ -88,6 +88,12 @@ def _first(model, class_name: str):
     return next((layer for layer in _layers(model) if type(layer).__name__ == class_name), None)
 
 
+def feature_statistics(model):
+    """The ``FeatureStats`` a model normalises its metadata features with; None without them."""
+    normalisation = _first(model, "FeatureNormalization")
+    return None if normalisation is None else normalisation.stats
+
+
 def _stamp_input_shape(model) -> tuple[int, int, int] | None:
     try:
         inputs = model.input

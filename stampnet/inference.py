@@ -31,6 +31,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -101,6 +102,23 @@ def _prefetch(batches: Iterable, depth: int) -> Iterator:
         raise failure[0]
 
 
+def distances_read_as_listed(classifier) -> dict[int, float]:
+    """Positions, in the model's features, of match distances it reads as listed even beyond
+    ZTF's search radius (ALeRCE's clipping, or ``missing`` saved before such values read as
+    missing), each with its radius; empty for a model that reads them as missing."""
+    from stampnet.compat import feature_statistics
+    from stampnet.features import MATCH_RADIUS
+
+    stats = feature_statistics(classifier.model)
+    if stats is None or stats.missing_above:
+        return {}
+    return {
+        index: MATCH_RADIUS[name]
+        for index, name in enumerate(classifier.feature_names)
+        if name in MATCH_RADIUS
+    }
+
+
 def classify(
     model,
     sources,
@@ -127,7 +145,9 @@ def classify(
 
     Returns:
         A summary: ``classified``, ``rejected``, ``rejections`` (counts per reason), ``seconds``,
-        ``alerts_per_second``, ``model_name``, ``model_version``.
+        ``alerts_per_second``, ``model_name``, ``model_version`` and ``read_beyond_radius``:
+        alerts listing a catalogue match beyond ZTF's search radius that the model read as a
+        distance (``distances_read_as_listed``; a warning says so).
     """
     from stampnet.data.alert import RejectionLog
 
@@ -141,7 +161,8 @@ def classify(
     header += ["missing_features"]
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
-    start, classified = time.perf_counter(), 0
+    radii = distances_read_as_listed(classifier)
+    start, classified, read_beyond = time.perf_counter(), 0, 0
     with open(out_csv, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -181,6 +202,9 @@ def classify(
                     if "features" in inputs
                     else [""] * len(batch)
                 )
+                if radii:
+                    distances = inputs["features"][:, list(radii)]
+                    read_beyond += int((distances > np.array(list(radii.values()))).any(1).sum())
                 with lock:
                     for alert, row, label, lacking in zip(
                         batch, probabilities, predicted, missing, strict=True
@@ -195,6 +219,14 @@ def classify(
             batches.close()  # stops and joins the reader thread before the file closes
         write_pending()
     seconds = time.perf_counter() - start
+    if read_beyond:
+        warnings.warn(
+            f"{read_beyond} alerts list a catalogue match beyond ZTF's search radius (e.g. "
+            f'distpsnr1 = 120" in alerts of 2023-10-18); {classifier.name} reads those values as '
+            "distances (ALeRCE's clipping, or a model saved before stampnet read them as "
+            "missing), so their features lie far outside its training range",
+            stacklevel=2,
+        )
     return {
         "classified": classified,
         "rejected": len(rejections),
@@ -203,6 +235,7 @@ def classify(
         "alerts_per_second": classified / seconds if seconds > 0 else float("nan"),
         "model_name": classifier.name,
         "model_version": classifier.version,
+        "read_beyond_radius": read_beyond,
         "out": str(out_csv),
     }
 

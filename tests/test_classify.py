@@ -201,3 +201,23 @@ def test_light_curve_model_gets_the_history_that_fastavro_decodes(ztf_dir, tmp_p
     expected = classifier.predict(classifier.inputs(alerts))  # one batch, as classify's
     assert list(table["candid"]) == [str(alert.candid) for alert in alerts]
     np.testing.assert_allclose(table[COLUMNS[2:7]].to_numpy(), expected, atol=1e-6)
+
+
+def test_a_model_reading_matches_beyond_the_search_radius_as_distances_is_named(ztf_dir, tmp_path):
+    """285 real alerts of 2023-10-18 list a PS1 source at 120", beyond ZTF's 30": a model that
+    reads that as a distance (ALeRCE's clipping) is warned about and counted; one that reads it as
+    missing is not."""
+    night = ztf_dir / "alerts" / "ztf_public_20231018.tar.gz"
+    names = ("magpsf", "distpsnr1", "sgscore1")
+    counts = {}
+    for no_match in ("clip", "missing"):
+        stats = FeatureStats.from_values(names, [18.0, 3.0, 0.5], [1.5, 5.0, 0.4], None, no_match)
+        keras.utils.set_random_seed(1)
+        tiny = build_stamp_classifier(class_names=CLASSES, feature_stats=stats, name=no_match)
+        if no_match == "clip":
+            with pytest.warns(UserWarning, match="285 alerts list a catalogue match beyond"):
+                summary = classify(tiny, [night], tmp_path / f"{no_match}.csv")
+        else:
+            summary = classify(tiny, [night], tmp_path / f"{no_match}.csv")
+        counts[no_match] = (summary["classified"], summary["read_beyond_radius"])
+    assert counts == {"clip": (838, 285), "missing": (838, 0)}
