@@ -50,7 +50,13 @@ def classified(imported_models, ztf_dir, tmp_path_factory):
         out = folder / f"p_{version}.csv"
         model = str(imported_models["paths"][version])
         arguments = ["classify", "--model", model, "--source", str(ztf_dir), "--out", str(out)]
-        assert stampnet_main(arguments) == 0
+        if version == "2020":
+            # ALeRCE's features read a PS1 match listed at 120" (beyond ZTF's 30") as a
+            # distance, as its graph does: classify says so for those alerts of 2023-10-18.
+            with pytest.warns(UserWarning, match="285 alerts list a catalogue match beyond"):
+                assert stampnet_main(arguments) == 0
+        else:  # images only: nothing to warn about
+            assert stampnet_main(arguments) == 0
         tables[version] = pd.read_csv(out, dtype={"rejected": str})
     return tables
 
