@@ -296,26 +296,30 @@ def between_nights(real, simulated) -> dict:
         return {}
     first, second = ([row for row in real if row["night"] == night] for night, _ in nights)
     result = {"nights": [night for night, _ in nights], "alerts": [len(first), len(second)]}
+    shared = {}  # the classes both nights hold enough of, as (first's, second's) alerts
+    for class_name in ALERCE_CLASSES:
+        pair = tuple(
+            [row for row in night if row["label"] == class_name] for night in (first, second)
+        )
+        if min(map(len, pair)) >= MIN_PER_CLASS:
+            shared[class_name] = pair
+    # The null: two random halves of the first night, which nothing but chance separates.
+    order = np.random.default_rng(0).permutation(len(first))
+    halves = (
+        [first[i] for i in order[: len(first) // 2]],
+        [first[i] for i in order[len(first) // 2 :]],
+    )
     for group, names in FEATURE_GROUPS.items():
         entry = dict(zip(("auc", "auc_std"), classifier_auc(first, second, names), strict=True))
         entry["per_class"] = {}
-        for class_name in ALERCE_CLASSES:
-            one = [row for row in first if row["label"] == class_name]
-            other = [row for row in second if row["label"] == class_name]
-            if min(len(one), len(other)) >= MIN_PER_CLASS:
-                auc, auc_std = classifier_auc(one, other, names)
-                entry["per_class"][class_name] = {
-                    "alerts": [len(one), len(other)], "auc": auc, "auc_std": auc_std
-                }  # fmt: skip
+        for class_name, (one, other) in shared.items():
+            auc, auc_std = classifier_auc(one, other, names)
+            entry["per_class"][class_name] = {
+                "alerts": [len(one), len(other)], "auc": auc, "auc_std": auc_std
+            }  # fmt: skip
         entry["against_simulated"] = [
             classifier_auc(sample, simulated, names)[0] for sample in (first, second)
         ]
-        # The null: two random halves of the first night, which nothing but chance separates.
-        order = np.random.default_rng(0).permutation(len(first))
-        halves = (
-            [first[i] for i in order[: len(first) // 2]],
-            [first[i] for i in order[len(first) // 2 :]],
-        )
         entry["first_night_halves_auc"] = classifier_auc(*halves, names)[0]
         result[group] = entry
     return result

@@ -162,6 +162,7 @@ def classify(
     empty = [""] * (len(classifier.class_names) + 1)
     identity = [classifier.name, classifier.version]
     radii = distances_read_as_listed(classifier)
+    radius_columns, radius_limits = list(radii), np.array(list(radii.values()), np.float32)
     start, classified, read_beyond = time.perf_counter(), 0, 0
     with open(out_csv, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -202,9 +203,9 @@ def classify(
                     if "features" in inputs
                     else [""] * len(batch)
                 )
-                if radii:
-                    distances = inputs["features"][:, list(radii)]
-                    read_beyond += int((distances > np.array(list(radii.values()))).any(1).sum())
+                if radius_columns:
+                    distances = inputs["features"][:, radius_columns]
+                    read_beyond += int((distances > radius_limits).any(axis=1).sum())
                 with lock:
                     for alert, row, label, lacking in zip(
                         batch, probabilities, predicted, missing, strict=True

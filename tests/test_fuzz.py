@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
 
@@ -139,7 +140,7 @@ def test_model_input_check_reads_a_missing_match_both_ways(ztf_dir):
     ]
     assert fuzz_checks.check_model_inputs(samples) == []
     broken = dict(samples[-1], index=99)
-    stamps = np.frombuffer(fuzz_checks.base64.b64decode(broken["stamps"]), np.float32).copy()
+    stamps = np.frombuffer(base64.b64decode(broken["stamps"]), np.float32).copy()
     stamps[0] = np.nan  # an unmasked NaN corner pixel: outside the 21x21 crop, inside the 63x63
-    broken["stamps"] = fuzz_checks.base64.b64encode(stamps.tobytes()).decode()
+    broken["stamps"] = base64.b64encode(stamps.tobytes()).decode()
     assert fuzz_checks.check_model_inputs(samples + [broken]) == [(99, "standardized stamps")]
